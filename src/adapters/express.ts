@@ -1,0 +1,2 @@
+// Express adapter: see src/adapters/express.ts (owned by the adapters work).
+export {};

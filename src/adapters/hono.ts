@@ -1,0 +1,2 @@
+// Hono adapter.
+export {};

@@ -1,0 +1,112 @@
+/**
+ * The verified identity of a request ({@link AgentContext}) and its propagation through async code.
+ *
+ * @module
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** One RFC 8693 actor (`act` claim): an agent acting for the subject. */
+export interface Actor {
+  /** The actor's `sub`. */
+  subject: string;
+  /** The actor's `iss`, when the `act` claim names one. */
+  issuer?: string;
+  /** Any other claims of the `act` object (without the nested `act`). */
+  claims: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * What the agent learns about its caller after verification. Never carries the raw token as an
+ * enumerable field: logging or serialising a context leaks nothing.
+ */
+export interface AgentContext {
+  /** The verified user id (the provider's `userIdClaim`); undefined only in open mode without a token. */
+  readonly userId: string | undefined;
+  /** The token's `sub`. */
+  readonly subject: string | undefined;
+  /** The token's `iss`. */
+  readonly issuer: string | undefined;
+  /** Granted scopes, from `scope` (space separated) or `scp` (array or string). */
+  readonly scopes: readonly string[];
+  /** The verified JWT payload. */
+  readonly claims: Readonly<Record<string, unknown>>;
+  /** The `email` claim, when present. */
+  readonly email?: string;
+  /** The lower-cased domain of `email`, when present. */
+  readonly domain?: string;
+  /** RFC 8693 delegation chain from nested `act` claims, outermost (most recent actor) first. */
+  readonly actorChain: readonly Actor[];
+  /** A per-request id for correlating audit events. */
+  readonly requestId: string;
+  /** True when this context was verified from a token. */
+  readonly authenticated: boolean;
+}
+
+const rawTokens = new WeakMap<AgentContext, string>();
+
+/**
+ * @internal Attach the raw bearer token to a context without making it a property. Only the SDK's
+ * own token exchange reads it back.
+ */
+export function attachRawToken(context: AgentContext, token: string): void {
+  rawTokens.set(context, token);
+}
+
+/** @internal The raw token a context was verified from, for RFC 8693 token exchange. */
+export function rawTokenOf(context: AgentContext): string | undefined {
+  return rawTokens.get(context);
+}
+
+/** A fresh request id (random, URL-safe). */
+export function newRequestId(): string {
+  return crypto.randomUUID();
+}
+
+/**
+ * The context of a request that carried no token, in `open` mode.
+ *
+ * @example
+ * ```ts
+ * const ctx = anonymousContext();
+ * ctx.userId; // undefined
+ * ```
+ */
+export function anonymousContext(requestId: string = newRequestId()): AgentContext {
+  return Object.freeze({
+    userId: undefined,
+    subject: undefined,
+    issuer: undefined,
+    scopes: Object.freeze([]) as readonly string[],
+    claims: Object.freeze({}),
+    actorChain: Object.freeze([]) as readonly Actor[],
+    requestId,
+    authenticated: false,
+  });
+}
+
+const storage = new AsyncLocalStorage<AgentContext>();
+
+/**
+ * The context of the request being handled, set by the Express/Hono adapters or {@link runWithContext}.
+ *
+ * @example
+ * ```ts
+ * app.get('/me', agentAuth(verifier), (req, res) => res.json({ user: currentContext()?.userId }));
+ * ```
+ */
+export function currentContext(): AgentContext | undefined {
+  return storage.getStore();
+}
+
+/**
+ * Run `fn` with `context` as the current context (readable with {@link currentContext} and used by
+ * `toolFetch`).
+ *
+ * @example
+ * ```ts
+ * await runWithContext(ctx, () => toolFetch('https://api.example.com/v1/items'));
+ * ```
+ */
+export function runWithContext<T>(context: AgentContext, fn: () => T): T {
+  return storage.run(context, fn);
+}

@@ -1,0 +1,237 @@
+/**
+ * Every failure in agent-iam is an {@link AgentIamError} with a stable {@link AgentIamErrorCode}.
+ *
+ * Assert on `error.code`, not on `instanceof`: the ESM and CJS builds each carry their own copy of
+ * the class. Use {@link isAgentIamError} to narrow an unknown value.
+ *
+ * Nothing secret (token, key, client secret, authorization code) is ever put into an error's
+ * message or any enumerable field.
+ *
+ * @module
+ */
+
+/** The stable error codes, with the HTTP status each maps to. */
+export const ERROR_STATUS = {
+  TOKEN_MISSING: 401,
+  TOKEN_MALFORMED: 401,
+  TOKEN_SIGNATURE_INVALID: 401,
+  TOKEN_ALG_NOT_ALLOWED: 401,
+  TOKEN_EXPIRED: 401,
+  TOKEN_NOT_YET_VALID: 401,
+  TOKEN_ISSUER_UNKNOWN: 401,
+  TOKEN_AUDIENCE_MISMATCH: 401,
+  USER_CLAIM_MISSING: 401,
+  DOMAIN_NOT_ALLOWED: 403,
+  INSUFFICIENT_SCOPE: 403,
+  JWKS_UNAVAILABLE: 503,
+  TOOL_NOT_REGISTERED: 403,
+  REQUEST_INVALID: 400,
+  POLICY_DENIED: 403,
+  APPROVAL_REQUIRED: 403,
+  CAPABILITY_DENIED: 403,
+  CONSENT_REQUIRED: 401,
+  REDIRECT_BLOCKED: 502,
+  OAUTH_STATE_MISMATCH: 400,
+  OAUTH_ERROR: 502,
+  SCOPE_ESCALATION: 403,
+  TOKEN_ENDPOINT_UNAVAILABLE: 503,
+  STORE_UNAVAILABLE: 503,
+  CONFIG_INVALID: 500,
+} as const;
+
+/** A stable, machine-readable error code. See DESIGN.md for when each is used. */
+export type AgentIamErrorCode = keyof typeof ERROR_STATUS;
+
+/** The codes that come from verifying an inbound bearer token (they carry `WWW-Authenticate`). */
+const INBOUND_CODES: ReadonlySet<AgentIamErrorCode> = new Set<AgentIamErrorCode>([
+  'TOKEN_MISSING',
+  'TOKEN_MALFORMED',
+  'TOKEN_SIGNATURE_INVALID',
+  'TOKEN_ALG_NOT_ALLOWED',
+  'TOKEN_EXPIRED',
+  'TOKEN_NOT_YET_VALID',
+  'TOKEN_ISSUER_UNKNOWN',
+  'TOKEN_AUDIENCE_MISMATCH',
+  'USER_CLAIM_MISSING',
+  'DOMAIN_NOT_ALLOWED',
+  'INSUFFICIENT_SCOPE',
+  'JWKS_UNAVAILABLE',
+]);
+
+/** Options for {@link AgentIamError}: only safe, non-secret values belong here. */
+export interface AgentIamErrorOptions {
+  /** Overrides the status of the code. */
+  status?: number;
+  /** A ready `WWW-Authenticate` header value (inbound errors). */
+  wwwAuthenticate?: string;
+  /** `APPROVAL_REQUIRED`: the pending approval's id. */
+  approvalId?: string;
+  /** `APPROVAL_REQUIRED`: a summary that is safe to show an approver. */
+  approval?: ApprovalSummary;
+  /** `CONSENT_REQUIRED`: where to send the user to (re)connect the account. */
+  authorizationUrl?: string;
+  /** `OAUTH_ERROR`: the OAuth `error` value returned by the server (e.g. `invalid_grant`). */
+  oauthError?: string;
+  /** `CONFIG_INVALID`: the path of the offending option, e.g. `providers.0.jwksUri`. */
+  field?: string;
+  /** `INSUFFICIENT_SCOPE` / `SCOPE_ESCALATION`: the scopes that were required or refused. */
+  scopes?: string[];
+  /**
+   * The underlying error. Kept non-enumerable. Never pass an error that may hold a secret
+   * (oauth4webapi errors can carry codes and tokens): wrap it and drop it instead.
+   */
+  cause?: unknown;
+}
+
+/** What an approver sees about a pending request: no secrets, no query values, no body. */
+export interface ApprovalSummary {
+  agentId: string;
+  userId?: string;
+  tool: string;
+  method: string;
+  path: string;
+}
+
+/**
+ * The one error class of agent-iam.
+ *
+ * @example
+ * ```ts
+ * try { await verifier.verify(request); }
+ * catch (e) { if (isAgentIamError(e) && e.code === 'TOKEN_EXPIRED') { ... } }
+ * ```
+ */
+export class AgentIamError extends Error {
+  /** The stable code. */
+  readonly code: AgentIamErrorCode;
+  /** The HTTP status that fits this error. */
+  readonly status: number;
+  /** For inbound errors: the `WWW-Authenticate` header value to send with a 401/403. */
+  readonly wwwAuthenticate?: string;
+  readonly approvalId?: string;
+  readonly approval?: ApprovalSummary;
+  readonly authorizationUrl?: string;
+  readonly oauthError?: string;
+  readonly field?: string;
+  readonly scopes?: string[];
+
+  constructor(code: AgentIamErrorCode, message: string, options: AgentIamErrorOptions = {}) {
+    super(message);
+    this.name = 'AgentIamError';
+    this.code = code;
+    this.status = options.status ?? ERROR_STATUS[code];
+    if (options.wwwAuthenticate !== undefined) this.wwwAuthenticate = options.wwwAuthenticate;
+    if (options.approvalId !== undefined) this.approvalId = options.approvalId;
+    if (options.approval !== undefined) this.approval = options.approval;
+    if (options.authorizationUrl !== undefined) this.authorizationUrl = options.authorizationUrl;
+    if (options.oauthError !== undefined) this.oauthError = options.oauthError;
+    if (options.field !== undefined) this.field = options.field;
+    if (options.scopes !== undefined) this.scopes = options.scopes;
+    if (options.cause !== undefined) {
+      Object.defineProperty(this, 'cause', { value: options.cause, enumerable: false, writable: true, configurable: true });
+    }
+  }
+
+  /** A safe JSON shape: `{ error, message }` plus the safe fields. */
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { error: this.code, message: this.message };
+    if (this.approvalId !== undefined) out.approvalId = this.approvalId;
+    if (this.authorizationUrl !== undefined) out.authorizationUrl = this.authorizationUrl;
+    if (this.oauthError !== undefined) out.oauthError = this.oauthError;
+    if (this.scopes !== undefined) out.scopes = this.scopes;
+    return out;
+  }
+}
+
+/** True when `value` is an agent-iam error (from either the ESM or the CJS build). */
+export function isAgentIamError(value: unknown): value is AgentIamError {
+  return (
+    value instanceof AgentIamError ||
+    (typeof value === 'object' &&
+      value !== null &&
+      (value as { name?: unknown }).name === 'AgentIamError' &&
+      typeof (value as { code?: unknown }).code === 'string' &&
+      (value as { code: string }).code in ERROR_STATUS)
+  );
+}
+
+/** True for the codes produced by inbound verification. */
+export function isInboundCode(code: AgentIamErrorCode): boolean {
+  return INBOUND_CODES.has(code);
+}
+
+/** Parameters of an RFC 6750 `Bearer` challenge. */
+export interface BearerChallenge {
+  realm?: string;
+  error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope';
+  errorDescription?: string;
+  scope?: string[];
+  resourceMetadata?: string;
+}
+
+/** Quote a value for an auth-param: drop anything outside visible ASCII and space, escape `"` and `\`. */
+function quote(value: string): string {
+  return `"${value.replace(/[^\x20-\x7e]/g, '').replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * Build an RFC 6750 `WWW-Authenticate: Bearer ...` value.
+ *
+ * @see https://www.rfc-editor.org/rfc/rfc6750#section-3
+ * @see https://www.rfc-editor.org/rfc/rfc9728#section-5.1 (`resource_metadata`)
+ */
+export function bearerChallenge(challenge: BearerChallenge = {}): string {
+  const params: string[] = [];
+  if (challenge.realm !== undefined) params.push(`realm=${quote(challenge.realm)}`);
+  if (challenge.error !== undefined) params.push(`error=${quote(challenge.error)}`);
+  if (challenge.errorDescription !== undefined) params.push(`error_description=${quote(challenge.errorDescription)}`);
+  if (challenge.scope !== undefined && challenge.scope.length > 0) params.push(`scope=${quote(challenge.scope.join(' '))}`);
+  if (challenge.resourceMetadata !== undefined) params.push(`resource_metadata=${quote(challenge.resourceMetadata)}`);
+  return params.length === 0 ? 'Bearer' : `Bearer ${params.join(', ')}`;
+}
+
+/** The RFC 6750 `error` value that fits an inbound code. */
+export function bearerErrorFor(code: AgentIamErrorCode): BearerChallenge['error'] | undefined {
+  switch (code) {
+    case 'TOKEN_MISSING':
+    case 'JWKS_UNAVAILABLE':
+      return undefined; // RFC 6750 §3.1: no error code when the request carried no authentication
+    case 'INSUFFICIENT_SCOPE':
+    case 'DOMAIN_NOT_ALLOWED':
+      return code === 'INSUFFICIENT_SCOPE' ? 'insufficient_scope' : 'invalid_token';
+    default:
+      return 'invalid_token';
+  }
+}
+
+/** A rendered HTTP error response, for adapters. */
+export interface ErrorResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: { error: string; message: string; [key: string]: unknown };
+}
+
+/**
+ * Render any thrown value into an HTTP response. Unknown errors become a generic 500 whose body
+ * never echoes the original message.
+ */
+export function renderError(error: unknown): ErrorResponse {
+  if (!isAgentIamError(error)) {
+    return {
+      status: 500,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      body: { error: 'INTERNAL_ERROR', message: 'Internal error' },
+    };
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+  };
+  if (error.wwwAuthenticate !== undefined) headers['www-authenticate'] = error.wwwAuthenticate;
+  return { status: error.status, headers, body: error.toJSON() as ErrorResponse['body'] };
+}
+
+/** Shorthand used across the SDK for configuration errors. */
+export function configError(field: string, message: string): AgentIamError {
+  return new AgentIamError('CONFIG_INVALID', `Invalid option ${field}: ${message}`, { field });
+}

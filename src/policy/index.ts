@@ -1,0 +1,2 @@
+// Public exports of src/policy (owned by the policy work). Re-exported by src/index.ts.
+export {};

@@ -1,0 +1,2 @@
+// Public exports of src/stores (owned by the stores work). Re-exported by src/index.ts.
+export {};

@@ -1,0 +1,82 @@
+/**
+ * Public types of the token manager. The implementation lives in token-manager.ts; outbound code
+ * depends only on these types.
+ *
+ * @module
+ */
+import type { AgentContext } from '../context.js';
+
+/** Status of a connected account. */
+export type AccountStatus = 'active' | 'expired' | 'revoked' | 'needs_consent';
+
+/** A connected account as shown to callers: never any token material. */
+export interface ConnectedAccount {
+  connection: string;
+  /** The user the account belongs to (absent for organisation accounts). */
+  userId?: string;
+  /** The organisation the account belongs to (absent for user accounts). */
+  orgId?: string;
+  status: AccountStatus;
+  /** `oauth2` or `apiKey`. */
+  kind: 'oauth2' | 'apiKey';
+  scopes: string[];
+  /** Access token expiry, epoch ms; undefined when the token does not expire. */
+  expiresAt?: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** An access token handed to outbound code. */
+export interface AccessTokenResult {
+  accessToken: string;
+  tokenType: string;
+  /** epoch ms */
+  expiresAt?: number;
+  scopes: string[];
+}
+
+export interface AccountRef {
+  connection: string;
+  userId?: string;
+  orgId?: string;
+}
+
+export interface StartAuthorizationOptions {
+  connection: string;
+  userId: string;
+  orgId?: string;
+  scopes?: string[];
+}
+
+export interface StartAuthorizationResult {
+  url: string;
+  state: string;
+}
+
+export interface ClientCredentialsOptions {
+  connection: string;
+  scopes?: string[];
+  resource?: string;
+  audience?: string;
+}
+
+export interface TokenExchangeOptions {
+  connection: string;
+  /** The inbound context whose raw token is the subject token. */
+  context?: AgentContext;
+  subjectToken?: string;
+  subjectTokenType?: string;
+  actorToken?: string;
+  actorTokenType?: string;
+  audience?: string;
+  resource?: string;
+  scopes: string[];
+}
+
+/** The part of the token manager that outbound credential injection uses. */
+export interface TokenSource {
+  getAccessToken(options: AccountRef): Promise<AccessTokenResult>;
+  startAuthorization(options: StartAuthorizationOptions): Promise<StartAuthorizationResult>;
+  clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
+  exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
+}
