@@ -5,6 +5,8 @@ export default defineConfig({
     index: 'src/index.ts',
     express: 'src/adapters/express.ts',
     hono: 'src/adapters/hono.ts',
+    mcp: 'src/mcp/index.ts',
+    testing: 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

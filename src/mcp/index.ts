@@ -1,0 +1,2 @@
+// agent-iam/mcp entry. export {};
+export {};

@@ -1,0 +1,2 @@
+// agent-iam/testing entry (Node only; needs the optional peer oidc-provider).
+export {};
