@@ -16,5 +16,5 @@ export default defineConfig({
   platform: 'neutral',
   splitting: true,
   treeshake: true,
-  external: ['express', 'hono', 'oidc-provider', 'node:async_hooks'],
+  external: ['express', 'hono', 'oidc-provider', /^node:/, /^@modelcontextprotocol\//],
 });
