@@ -77,6 +77,14 @@ export interface AgentIamErrorOptions {
   /** `INSUFFICIENT_SCOPE` / `SCOPE_ESCALATION`: the scopes that were required or refused. */
   scopes?: string[];
   /**
+   * `STORE_UNAVAILABLE`: why the store call failed — `timeout`, `error` (the adapter failed),
+   * `undecryptable` (tampered record or wrong key), `unknown_key` (the record names a key id that is
+   * not configured), `malformed` (not a record agent-iam wrote), `not_encrypted` (a plain record where
+   * an encrypted one is required), `encrypted` (an encrypted record and no key configured),
+   * `not_serializable` (the value cannot be stored as JSON).
+   */
+  reason?: string;
+  /**
    * The underlying error. Kept non-enumerable. Never pass an error that may hold a secret
    * (oauth4webapi errors can carry codes and tokens): wrap it and drop it instead.
    */
@@ -114,6 +122,8 @@ export class AgentIamError extends Error {
   readonly oauthError?: string;
   readonly field?: string;
   readonly scopes?: string[];
+  /** `STORE_UNAVAILABLE`: why the store call failed (see {@link AgentIamErrorOptions.reason}). */
+  readonly reason?: string;
 
   constructor(code: AgentIamErrorCode, message: string, options: AgentIamErrorOptions = {}) {
     super(message);
@@ -127,6 +137,7 @@ export class AgentIamError extends Error {
     if (options.oauthError !== undefined) this.oauthError = options.oauthError;
     if (options.field !== undefined) this.field = options.field;
     if (options.scopes !== undefined) this.scopes = options.scopes;
+    if (options.reason !== undefined) this.reason = options.reason;
     if (options.cause !== undefined) {
       Object.defineProperty(this, 'cause', { value: options.cause, enumerable: false, writable: true, configurable: true });
     }
