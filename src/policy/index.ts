@@ -1,2 +1,5 @@
 // Public exports of src/policy (owned by the policy work). Re-exported by src/index.ts.
-export {};
+export { compileCapabilities } from './capabilities.js';
+export type { Capability, CapabilityMatcher } from './capabilities.js';
+export { createPolicyEngine } from './policies.js';
+export type { PolicyEffect, PolicyRule, PolicyInput, PolicyDecision, PolicyEngine } from './policies.js';

@@ -1,0 +1,221 @@
+/**
+ * Capabilities: the method + path patterns that tool declarations and policy rules share, and the
+ * compiled matcher that checks a request against them.
+ *
+ * Pattern syntax (`path`):
+ * - starts with `/`; split on `/` into segments, compared with the request path **as sent**
+ *   (byte for byte, case-sensitive, no percent-decoding);
+ * - a literal segment matches exactly that segment; empty segments count, so `/v1//charges` does
+ *   not match `/v1/charges`, and `/v1/charges/` (trailing slash) does **not** match `/v1/charges`;
+ * - `:name` matches exactly one non-empty segment;
+ * - a trailing `/*` matches the rest: one or more further segments, which may be empty
+ *   (`/v1/files/*` matches `/v1/files/`, `/v1/files/a` and `/v1/files/a/b`, but not `/v1/files`).
+ *
+ * `method` is case-insensitive; `*` means any method.
+ *
+ * The matcher fails closed on unsafe paths: a path that does not start with `/`, or that holds a
+ * dot-segment (`.`, `..`, also as `%2e`), an encoded separator (`%2f`, `%5c`), a backslash, a
+ * control character, `?` or `#` never matches anything — not even `/*` or an empty capability list.
+ * toolFetch rejects such URLs earlier (`REQUEST_INVALID`); this is defence in depth.
+ *
+ * @module
+ */
+import { configError } from '../errors.js';
+
+/**
+ * One allowed operation: an HTTP method and a path pattern.
+ *
+ * @example
+ * ```ts
+ * const read: Capability = { method: 'GET', path: '/v1/charges/:id' };
+ * const anyUnderFiles: Capability = { method: '*', path: '/v1/files/*' };
+ * ```
+ */
+export interface Capability {
+  /** HTTP method, case-insensitive; `*` for any method. */
+  method: string;
+  /** Path pattern: literal segments, `:name` for one segment, trailing `/*` for the rest. */
+  path: string;
+}
+
+/**
+ * A compiled set of capabilities. Build it once with {@link compileCapabilities}; `match` costs about
+ * the depth of the path, whatever the number of capabilities.
+ */
+export interface CapabilityMatcher {
+  /** True when no capability was declared: every (safe) method and path is allowed. */
+  readonly all: boolean;
+  /**
+   * The capability that allows `method` + `path`, or `undefined`. When several match, the most
+   * specific wins (a literal segment over `:name` over `*`; an exact method over `*`).
+   */
+  match(method: string, path: string): Capability | undefined;
+}
+
+interface TrieNode {
+  literals: Map<string, TrieNode> | undefined;
+  param: TrieNode | undefined;
+  /** Capability of a trailing `*` at this level. */
+  wildcard: Capability | undefined;
+  /** Capability whose pattern ends exactly at this node. */
+  terminal: Capability | undefined;
+}
+
+const newNode = (): TrieNode => ({ literals: undefined, param: undefined, wildcard: undefined, terminal: undefined });
+
+/** RFC 9110 token characters. */
+const METHOD_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/;
+const PARAM_RE = /^:[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** RFC 3986 pchar without `%`, which is checked separately. */
+const LITERAL_RE = /^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-Fa-f]{2})*$/;
+/** A dot-segment, also percent-encoded. */
+const DOT_SEGMENT_RE = /^(?:\.|%2e){1,2}$/i;
+/** Encoded `/` or `\`. */
+const ENCODED_SEPARATOR_RE = /%2f|%5c/i;
+/**
+ * Anything in a request path that must never match: dot-segments (also `%2e`), encoded separators,
+ * backslashes, control characters, whitespace, `?` and `#`.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE_PATH_RE = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|%2f|%5c|[\\\u0000-\u0020\u007f-\u009f?#]/i;
+
+/** True when `path` is a request path the matcher is willing to match at all. */
+export function isMatchablePath(path: string): boolean {
+  return typeof path === 'string' && path.length > 0 && path.charCodeAt(0) === 47 /* / */ && !UNSAFE_PATH_RE.test(path);
+}
+
+const ANY: Capability = Object.freeze({ method: '*', path: '/*' });
+
+function walk(node: TrieNode, path: string, start: number): Capability | undefined {
+  // `start` is the index where the next segment begins; past the end means no segment is left.
+  if (start > path.length) return node.terminal;
+  let end = path.indexOf('/', start);
+  if (end === -1) end = path.length;
+  if (node.literals !== undefined) {
+    const next = node.literals.get(path.slice(start, end));
+    if (next !== undefined) {
+      const found = walk(next, path, end + 1);
+      if (found !== undefined) return found;
+    }
+  }
+  if (node.param !== undefined && end > start) {
+    const found = walk(node.param, path, end + 1);
+    if (found !== undefined) return found;
+  }
+  return node.wildcard;
+}
+
+function validateMethod(method: unknown, field: string): string {
+  if (typeof method !== 'string') throw configError(field, 'must be a string');
+  if (method === '*') return '*';
+  if (!METHOD_RE.test(method)) throw configError(field, 'must be an HTTP method token or "*"');
+  return method.toUpperCase();
+}
+
+function validatePath(path: unknown, field: string): string[] {
+  if (typeof path !== 'string') throw configError(field, 'must be a string');
+  if (path.length === 0 || path.length > 2048) throw configError(field, 'must be 1 to 2048 characters');
+  if (path[0] !== '/') throw configError(field, 'must start with "/"');
+  const segments = path.slice(1).split('/');
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i] as string;
+    if (seg === '*') {
+      if (i !== segments.length - 1) throw configError(field, '"*" is only allowed as the last segment');
+      continue;
+    }
+    if (seg.startsWith(':')) {
+      if (!PARAM_RE.test(seg)) throw configError(field, 'a ":name" segment needs a name of letters, digits and "_"');
+      continue;
+    }
+    if (!LITERAL_RE.test(seg)) {
+      throw configError(field, 'segments may hold only URL path characters ("*" only as a whole last segment)');
+    }
+    if (DOT_SEGMENT_RE.test(seg)) throw configError(field, 'must not contain dot-segments');
+    if (ENCODED_SEPARATOR_RE.test(seg)) throw configError(field, 'must not contain an encoded "/" or "\\"');
+  }
+  return segments;
+}
+
+/**
+ * Compile capabilities once into a matcher (a segment trie per method). An `undefined` or empty
+ * list gives a matcher with `all: true` that allows every safe method and path. An invalid method
+ * or pattern throws `CONFIG_INVALID` naming `field` (e.g. `tools.0.capabilities.1.path`).
+ *
+ * @param capabilities The declared capabilities.
+ * @param field The option path to name in errors (default `capabilities`).
+ *
+ * @example
+ * ```ts
+ * const m = compileCapabilities([
+ *   { method: 'GET', path: '/v1/charges' },
+ *   { method: 'GET', path: '/v1/charges/:id' },
+ *   { method: '*', path: '/v1/files/*' },
+ * ]);
+ * m.match('get', '/v1/charges/ch_1');  // { method: 'GET', path: '/v1/charges/:id' }
+ * m.match('POST', '/v1/charges');      // undefined
+ * m.match('GET', '/v1/charges/');      // undefined (trailing slash is another path)
+ * ```
+ */
+export function compileCapabilities(capabilities: readonly Capability[] | undefined, field = 'capabilities'): CapabilityMatcher {
+  if (capabilities === undefined || capabilities === null) return ALL_MATCHER;
+  if (!Array.isArray(capabilities)) throw configError(field, 'must be an array');
+  if (capabilities.length === 0) return ALL_MATCHER;
+
+  const byMethod = new Map<string, TrieNode>();
+  let anyMethod: TrieNode | undefined;
+
+  for (let i = 0; i < capabilities.length; i++) {
+    const cap = capabilities[i] as Capability | undefined;
+    if (typeof cap !== 'object' || cap === null) throw configError(`${field}.${i}`, 'must be an object with method and path');
+    const method = validateMethod(cap.method, `${field}.${i}.method`);
+    const segments = validatePath(cap.path, `${field}.${i}.path`);
+    const frozen: Capability = Object.freeze({ method, path: cap.path });
+
+    let node: TrieNode;
+    if (method === '*') node = anyMethod ??= newNode();
+    else {
+      node = byMethod.get(method) ?? newNode();
+      byMethod.set(method, node);
+    }
+    const last = segments.length - 1;
+    if (segments[last] === '*') segments.pop(); // `*` is only ever last (validated above)
+    for (let s = 0; s < segments.length; s++) {
+      const seg = segments[s] as string;
+      if (seg.startsWith(':')) {
+        node = node.param ??= newNode();
+      } else {
+        node.literals ??= new Map();
+        let next = node.literals.get(seg);
+        if (next === undefined) {
+          next = newNode();
+          node.literals.set(seg, next);
+        }
+        node = next;
+      }
+    }
+    // The first declaration of an identical pattern wins.
+    if (segments.length === last) node.wildcard ??= frozen;
+    else node.terminal ??= frozen;
+  }
+
+  const root = anyMethod;
+  return Object.freeze({
+    all: false,
+    match(method: string, path: string): Capability | undefined {
+      if (typeof method !== 'string' || !isMatchablePath(path)) return undefined;
+      const trie = byMethod.get(method) ?? byMethod.get(method.toUpperCase());
+      if (trie !== undefined) {
+        const found = walk(trie, path, 1);
+        if (found !== undefined) return found;
+      }
+      return root === undefined ? undefined : walk(root, path, 1);
+    },
+  });
+}
+
+const ALL_MATCHER: CapabilityMatcher = Object.freeze({
+  all: true,
+  match(method: string, path: string): Capability | undefined {
+    return typeof method === 'string' && method.length > 0 && isMatchablePath(path) ? ANY : undefined;
+  },
+});
