@@ -1,0 +1,131 @@
+/**
+ * Packaging: the built package (dist/) loads through its own `exports` map, in ESM and CJS, for every
+ * subpath, and the root entry stays runtime-neutral (no express, no hono, of Node's modules only
+ * node:async_hooks).
+ *
+ * The imports run in a child `node` process so that Node's own resolver (package self-reference by
+ * name) is exercised, not vitest's.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  name: string;
+  exports: Record<string, string | { import: { types: string; default: string }; require: { types: string; default: string } }>;
+};
+const subpaths = ['.', './express', './hono', './mcp', './testing'] as const;
+const specifier = (subpath: string): string => (subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`);
+
+/** Exports each entry must offer (a floor, not the whole list: other areas add more). */
+const expected: Record<string, string[]> = {
+  '.': ['AgentIamError', 'isAgentIamError', 'renderError', 'currentContext', 'runWithContext', 'createVerifier'],
+  './express': ['agentAuth', 'requireScopes'],
+  './hono': ['agentAuth', 'requireScopes'],
+  './mcp': [],
+  './testing': [],
+};
+
+beforeAll(async () => {
+  if (!existsSync(join(root, 'dist', 'index.js'))) {
+    await run('npx', ['tsup', '--silent'], { cwd: root, timeout: 120_000 });
+  }
+}, 150_000);
+
+/** Load every subpath in a fresh Node process and return the export names per subpath. */
+async function loadAll(kind: 'esm' | 'cjs'): Promise<Record<string, string[] | { error: string }>> {
+  const script =
+    kind === 'esm'
+      ? `const out = {};
+         for (const [sub, spec] of ${JSON.stringify(subpaths.map((s) => [s, specifier(s)]))}) {
+           try { out[sub] = Object.keys(await import(spec)).sort(); } catch (e) { out[sub] = { error: String(e && e.message || e) }; }
+         }
+         process.stdout.write(JSON.stringify(out));`
+      : `const out = {};
+         for (const [sub, spec] of ${JSON.stringify(subpaths.map((s) => [s, specifier(s)]))}) {
+           try { out[sub] = Object.keys(require(spec)).sort(); } catch (e) { out[sub] = { error: String(e && e.message || e) }; }
+         }
+         process.stdout.write(JSON.stringify(out));`;
+  const args = kind === 'esm' ? ['--input-type=module', '-e', script] : ['--input-type=commonjs', '-e', script];
+  const { stdout } = await run(process.execPath, args, { cwd: root, timeout: 60_000 });
+  return JSON.parse(stdout) as Record<string, string[] | { error: string }>;
+}
+
+/** Every file reachable from `entry` through relative imports/requires, with the bare specifiers they use. */
+function importGraph(entry: string): { files: string[]; bare: Set<string> } {
+  const seen = new Set<string>();
+  const bare = new Set<string>();
+  const queue = [entry];
+  // static imports/exports, dynamic import(), require()
+  const patterns = [/\b(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']/g, /\bimport\s*["']([^"']+)["']/g, /\bimport\(\s*["']([^"']+)["']\s*\)/g, /\brequire\(\s*["']([^"']+)["']\s*\)/g];
+  while (queue.length > 0) {
+    const file = queue.pop() as string;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const re of patterns) {
+      for (const m of text.matchAll(re)) {
+        const spec = m[1] as string;
+        if (spec.startsWith('.')) queue.push(resolve(dirname(file), spec));
+        else bare.add(spec);
+      }
+    }
+  }
+  return { files: [...seen], bare };
+}
+
+describe('packaging (built dist/ through the exports map)', () => {
+  it('declares every subpath with types, import and require targets that exist', () => {
+    for (const sub of subpaths) {
+      const entry = pkg.exports[sub];
+      expect(entry, sub).toBeTypeOf('object');
+      if (typeof entry !== 'object') continue;
+      for (const cond of [entry.import, entry.require]) {
+        expect(existsSync(join(root, cond.types)), `${sub} ${cond.types}`).toBe(true);
+        expect(existsSync(join(root, cond.default)), `${sub} ${cond.default}`).toBe(true);
+      }
+    }
+  });
+
+  it.each(['esm', 'cjs'] as const)('loads every subpath by package name (%s)', async (kind) => {
+    const loaded = await loadAll(kind);
+    for (const sub of subpaths) {
+      const names = loaded[sub];
+      expect(names, `${kind} ${sub}`).toBeInstanceOf(Array);
+      for (const name of expected[sub] ?? []) expect(names, `${kind} ${sub} exports ${name}`).toContain(name);
+    }
+  });
+
+  it('ESM and CJS builds expose the same names', async () => {
+    const [esm, cjs] = await Promise.all([loadAll('esm'), loadAll('cjs')]);
+    for (const sub of subpaths) expect(cjs[sub], sub).toEqual(esm[sub]);
+  });
+
+  it.each(['index.js', 'index.cjs'])('root entry %s imports no express, hono or Node built-in but node:async_hooks', (file) => {
+    const { files, bare } = importGraph(join(root, 'dist', file));
+    expect(files.length).toBeGreaterThan(0);
+    const builtins = new Set(builtinModules);
+    const offending = [...bare].filter((spec) => {
+      if (spec === 'node:async_hooks') return false;
+      if (spec.startsWith('node:')) return true;
+      const name = spec.split('/')[0] as string;
+      return name === 'express' || name === 'hono' || name.startsWith('@hono') || builtins.has(name) || builtins.has(spec);
+    });
+    expect(offending).toEqual([]);
+    // no Buffer either: the core runs on Web APIs only
+    for (const f of files) expect(readFileSync(f, 'utf8'), f).not.toMatch(/\bBuffer\.(?:from|alloc|concat|isBuffer)\b/);
+  });
+
+  it('the express and hono entries do not pull in each other', () => {
+    const expressGraph = importGraph(join(root, 'dist', 'express.js'));
+    const honoGraph = importGraph(join(root, 'dist', 'hono.js'));
+    expect([...expressGraph.bare].filter((s) => s === 'hono' || s.startsWith('hono/'))).toEqual([]);
+    expect([...honoGraph.bare].filter((s) => s === 'express' || s.startsWith('express/'))).toEqual([]);
+  });
+});
