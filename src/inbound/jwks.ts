@@ -1,0 +1,241 @@
+/**
+ * A per-provider JWKS cache: keys are fetched with a timeout and a size bound, re-fetched on an
+ * unknown `kid` at most once per cool-down, kept serving while the endpoint fails, and imported
+ * into CryptoKeys once per (key, alg).
+ *
+ * @module
+ */
+import { importJWK, type JWK } from 'jose';
+import type { InboundErrors } from './challenge.js';
+
+/** @internal Settings of one JWKS cache. */
+export interface JwksSettings {
+  uri: string;
+  timeoutMs: number;
+  cooldownMs: number;
+  maxBytes: number;
+  maxAgeMs: number;
+  fetch: typeof fetch;
+  errors: InboundErrors;
+}
+
+interface StoredKey {
+  jwk: JWK;
+  /** Imported keys by alg; `null` when the import failed or the key is unfit. */
+  imported: Map<string, CryptoKey | null>;
+}
+
+/** Key type and curve required by each supported alg. */
+const KEY_TYPE: Record<string, { kty: string; crv?: string }> = {
+  RS256: { kty: 'RSA' },
+  RS384: { kty: 'RSA' },
+  RS512: { kty: 'RSA' },
+  PS256: { kty: 'RSA' },
+  PS384: { kty: 'RSA' },
+  PS512: { kty: 'RSA' },
+  ES256: { kty: 'EC', crv: 'P-256' },
+  ES384: { kty: 'EC', crv: 'P-384' },
+  ES512: { kty: 'EC', crv: 'P-521' },
+  EdDSA: { kty: 'OKP', crv: 'Ed25519' },
+  Ed25519: { kty: 'OKP', crv: 'Ed25519' },
+};
+
+/** After a failed fetch with no keys at all, wait this long (at most) before trying again. */
+const EMPTY_RETRY_MS = 1000;
+
+/** @internal One provider's JWKS. */
+export class JwksCache {
+  readonly #s: JwksSettings;
+  #keys: StoredKey[] = [];
+  #fingerprint: string | undefined;
+  #loadedAt = Number.NEGATIVE_INFINITY;
+  #attemptAt = Number.NEGATIVE_INFINITY;
+  #inflight: Promise<void> | undefined;
+  /** Bumped whenever the key set changes; verified-token cache entries of older generations are void. */
+  generation = 0;
+  /** Number of HTTP fetches started (for tests and diagnostics). */
+  fetches = 0;
+
+  constructor(settings: JwksSettings) {
+    this.#s = settings;
+  }
+
+  /** The single matching, already imported key when the cache is fresh; else undefined (use {@link resolve}). */
+  cached(kid: string | undefined, alg: string): CryptoKey | undefined {
+    if (this.#keys.length === 0 || Date.now() - this.#loadedAt > this.#s.maxAgeMs) return undefined;
+    const found = this.#select(kid, alg);
+    if (found.length !== 1) return undefined;
+    const k = (found[0] as StoredKey).imported.get(alg);
+    return k ?? undefined;
+  }
+
+  /**
+   * The keys that may have signed a token with this `kid` and `alg`. Throws `JWKS_UNAVAILABLE`
+   * when no keys can be had at all, `TOKEN_SIGNATURE_INVALID` when none matches (after at most one
+   * refetch per cool-down) or when several keys share the token's `kid`.
+   */
+  async resolve(kid: string | undefined, alg: string): Promise<CryptoKey[]> {
+    const now = Date.now();
+    if (this.#keys.length === 0) {
+      if (now - this.#attemptAt >= Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS)) await this.#refresh();
+      if (this.#keys.length === 0) {
+        throw this.#s.errors.error('JWKS_UNAVAILABLE', 'The identity provider keys are unavailable');
+      }
+    } else if (now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
+      await this.#refresh(); // failures keep the stale keys serving
+    }
+    let found = this.#select(kid, alg);
+    if (found.length === 0 && Date.now() - this.#attemptAt >= this.#s.cooldownMs) {
+      await this.#refresh();
+      found = this.#select(kid, alg);
+    }
+    if (found.length === 0) {
+      throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'No key of the identity provider matches the token');
+    }
+    if (kid !== undefined && found.length > 1) {
+      throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'Several keys of the identity provider share the token kid');
+    }
+    const out: CryptoKey[] = [];
+    for (const key of found.slice(0, 4)) {
+      const imported = await this.#import(key, alg);
+      if (imported) out.push(imported);
+    }
+    if (out.length === 0) {
+      throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'The matching key of the identity provider is unusable');
+    }
+    return out;
+  }
+
+  #select(kid: string | undefined, alg: string): StoredKey[] {
+    const want = KEY_TYPE[alg];
+    if (!want) return [];
+    const out: StoredKey[] = [];
+    for (const key of this.#keys) {
+      const jwk = key.jwk;
+      if (kid !== undefined && jwk.kid !== kid) continue;
+      if (jwk.kty !== want.kty) continue;
+      if (want.crv !== undefined && jwk.crv !== want.crv) continue;
+      if (jwk.alg !== undefined && jwk.alg !== alg && !(isEd(jwk.alg) && isEd(alg))) continue;
+      out.push(key);
+    }
+    return out;
+  }
+
+  async #import(key: StoredKey, alg: string): Promise<CryptoKey | null> {
+    const have = key.imported.get(alg);
+    if (have !== undefined) return have;
+    let result: CryptoKey | null = null;
+    try {
+      const { alg: _ignored, ...jwk } = key.jwk;
+      void _ignored;
+      const k = await importJWK({ ...jwk, ext: false }, alg === 'Ed25519' ? 'EdDSA' : alg);
+      if (k instanceof Uint8Array || k.type !== 'public') result = null;
+      else if (k.algorithm.name.startsWith('RSA') && (k.algorithm as RsaHashedKeyAlgorithm).modulusLength < 2048) result = null;
+      else result = k;
+    } catch {
+      result = null;
+    }
+    key.imported.set(alg, result);
+    return result;
+  }
+
+  /** Fetch the key set, once for all concurrent callers. Never throws. */
+  #refresh(): Promise<void> {
+    if (this.#inflight) return this.#inflight;
+    this.#attemptAt = Date.now();
+    this.#inflight = this.#load().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  async #load(): Promise<void> {
+    this.fetches++;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.#s.timeoutMs);
+    let keys: JWK[];
+    try {
+      const res = await this.#s.fetch(this.#s.uri, {
+        headers: { accept: 'application/json, application/jwk-set+json' },
+        redirect: 'error',
+        signal: controller.signal,
+      });
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => {});
+        return;
+      }
+      const text = await readBounded(res, this.#s.maxBytes);
+      if (text === undefined) return;
+      keys = parseJwks(text);
+    } catch {
+      return; // network error, timeout, oversized or invalid answer: keep what we have
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#attemptAt = Date.now();
+    this.#loadedAt = this.#attemptAt;
+    const fingerprint = JSON.stringify(keys);
+    if (fingerprint === this.#fingerprint) return;
+    const previous = new Map<string, StoredKey>();
+    for (const k of this.#keys) previous.set(JSON.stringify(k.jwk), k);
+    this.#keys = keys.map((jwk) => previous.get(JSON.stringify(jwk)) ?? { jwk, imported: new Map() });
+    if (this.#fingerprint !== undefined) this.generation++;
+    this.#fingerprint = fingerprint;
+  }
+}
+
+function isEd(alg: string): boolean {
+  return alg === 'EdDSA' || alg === 'Ed25519';
+}
+
+/** Read a response body, giving up (undefined) past `maxBytes`. */
+async function readBounded(res: Response, maxBytes: number): Promise<string | undefined> {
+  const declared = res.headers.get('content-length');
+  if (declared !== null && Number(declared) > maxBytes) {
+    await res.body?.cancel().catch(() => {});
+    return undefined;
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.byteLength;
+  }
+  return new TextDecoder('utf-8', { fatal: true }).decode(all);
+}
+
+/** The public signing keys of a JWK Set; private, encryption-only and malformed entries are dropped. */
+function parseJwks(text: string): JWK[] {
+  const doc: unknown = JSON.parse(text);
+  if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { keys?: unknown }).keys)) {
+    throw new TypeError('not a JWK Set');
+  }
+  const out: JWK[] = [];
+  for (const k of (doc as { keys: unknown[] }).keys) {
+    if (typeof k !== 'object' || k === null || Array.isArray(k)) continue;
+    const jwk = k as Record<string, unknown>;
+    if (typeof jwk.kty !== 'string') continue;
+    if ('d' in jwk || 'p' in jwk || 'k' in jwk) continue; // private or symmetric material: never trusted
+    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+    if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) continue;
+    if (jwk.kid !== undefined && typeof jwk.kid !== 'string') continue;
+    if (jwk.alg !== undefined && typeof jwk.alg !== 'string') continue;
+    out.push(jwk as JWK);
+  }
+  return out;
+}
+
