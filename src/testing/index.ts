@@ -1,2 +1,14 @@
-// agent-iam/testing entry (Node only; needs the optional peer oidc-provider).
-export {};
+/**
+ * agent-iam/testing: a real local identity provider (oidc-provider) for agent authors' own tests.
+ * Node only; needs the optional peer dependency `oidc-provider` (v9).
+ *
+ * @module
+ */
+export { createTestIdentityProvider } from './identity-provider.js';
+export type {
+  TestIdentityProvider,
+  TestIdentityProviderOptions,
+  TokenForOptions,
+  TokenEndpointFault,
+  RegisteredClient,
+} from './identity-provider.js';

@@ -1,0 +1,631 @@
+// A real local OpenID Provider (oidc-provider) for tests: Node only.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair } from 'jose';
+import { z } from 'zod';
+import { AgentIamError } from '../errors.js';
+import { parseOptions } from '../lib/options.js';
+import {
+  TOKEN_EXCHANGE_DUPLICATES,
+  TOKEN_EXCHANGE_GRANT,
+  TOKEN_EXCHANGE_PARAMETERS,
+  signAccessToken,
+  tokenExchangeHandler,
+  type SigningKey,
+} from './token-exchange.js';
+
+/** Options of {@link createTestIdentityProvider}. */
+export interface TestIdentityProviderOptions {
+  /** Port on 127.0.0.1; default 0 (a free port). */
+  port?: number;
+  /** Clients to register at start (oidc-provider client metadata; `client_id` optional). */
+  clients?: Array<Record<string, unknown>>;
+  /** Lifetime of access tokens in seconds; default 300. */
+  accessTokenTtl?: number;
+  /** Rotate the refresh token on every use; default true. */
+  refreshTokenRotation?: boolean;
+  /**
+   * Known resource indicators (RFC 8707). A request for any resource gets a JWT access token with
+   * `aud` = the resource; a resource listed here with `scopes` grants only those scopes, any other
+   * resource grants whatever scopes were requested.
+   */
+  resources?: Record<string, { scopes?: string[]; accessTokenTtl?: number }>;
+  /** Resource used when a request names none (then access tokens are JWTs for it). */
+  defaultResource?: string;
+  /** Require PKCE (S256) for every authorization request; default true. */
+  pkceRequired?: boolean;
+  /** Users' claims by user id (`sub`). Any user id may log in; these add claims such as `email`. */
+  users?: Record<string, { email?: string; email_verified?: boolean; [claim: string]: unknown }>;
+}
+
+/** What {@link TestIdentityProvider.tokenFor} signs. */
+export interface TokenForOptions {
+  userId: string;
+  email?: string;
+  scopes?: string[];
+  /** Default: `defaultResource`, else `agent-iam:test`. */
+  audience?: string | string[];
+  /** Seconds until `exp`; may be negative for an already expired token. Default `accessTokenTtl`. */
+  expiresIn?: number;
+  /** Extra claims, written last: they may override any standard claim. */
+  claims?: Record<string, unknown>;
+  /** An RFC 8693 `act` claim. */
+  act?: Record<string, unknown>;
+}
+
+/** A fault injected in front of the token endpoint. */
+export interface TokenEndpointFault {
+  /** `5xx`: 503 temporarily_unavailable; `slow`: wait `delayMs` then answer normally; `invalid_grant` / `invalid_client`: an OAuth error. */
+  kind: '5xx' | 'slow' | 'invalid_grant' | 'invalid_client';
+  /** For `slow`: the delay in milliseconds (default 1000). */
+  delayMs?: number;
+  /** Only requests with this `grant_type` are affected (default: all). */
+  grantType?: string;
+  /** Affect only the next `times` matching requests, then recover by itself (default: until cleared). */
+  times?: number;
+}
+
+/** A running local identity provider. */
+export interface TestIdentityProvider {
+  /** `http://127.0.0.1:PORT` (no trailing slash). */
+  readonly issuer: string;
+  /** `issuer + '/jwks'`. */
+  readonly jwksUri: string;
+  /** The token endpoint, `issuer + '/token'`. */
+  readonly tokenEndpoint: string;
+  /** The oidc-provider instance, as an escape hatch. */
+  readonly provider: unknown;
+  /** A real RS256 JWT access token (`typ: at+jwt`) for a user, signed with the key published at `/jwks`. */
+  tokenFor(options: TokenForOptions): Promise<string>;
+  /**
+   * Headless consent: follow the authorization URL, log in as `userId`, grant consent, and return the
+   * callback URL (with `code`, `state`, `iss`) without calling it. `deny: true` returns the callback
+   * with `error=access_denied`.
+   */
+  authorize(authorizationUrl: string, options: { userId: string; deny?: boolean }): Promise<string>;
+  /** Register a client (confidential or public) and return its metadata, including `client_secret`. */
+  registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient>;
+  /** Token endpoint requests received, by `grant_type` (faulted ones included). */
+  readonly stats: { token: Record<string, number> };
+  /** Zero the counters in {@link stats}. */
+  resetStats(): void;
+  /** Make the token endpoint fail (or slow), or `null` to recover. */
+  setFault(fault: null | TokenEndpointFault): void;
+  /** Stop the server and drop open connections. */
+  close(): Promise<void>;
+}
+
+/** A registered client's metadata. */
+export interface RegisteredClient {
+  client_id: string;
+  client_secret?: string;
+  [key: string]: unknown;
+}
+
+const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'address', 'phone']);
+const DEFAULT_AUDIENCE = 'agent-iam:test';
+
+const optionsSchema = z.object({
+  port: z.number().int().min(0).max(65535).optional(),
+  clients: z.array(z.record(z.string(), z.unknown())).optional(),
+  accessTokenTtl: z.number().int().positive().optional(),
+  refreshTokenRotation: z.boolean().optional(),
+  resources: z
+    .record(
+      z.string().url(),
+      z.object({ scopes: z.array(z.string().min(1)).optional(), accessTokenTtl: z.number().int().positive().optional() }),
+    )
+    .optional(),
+  defaultResource: z.string().url().optional(),
+  pkceRequired: z.boolean().optional(),
+  users: z.record(z.string().min(1), z.record(z.string(), z.unknown())).optional(),
+});
+
+// oidc-provider warns on import under Node < 22, about its in-memory adapter (exactly what a test
+// server wants), and when a request body was already read (our fault injector reads it). Only these
+// expected warnings are dropped; anything else still reaches the console.
+const SILENCED = [
+  'oidc-provider WARNING: Unsupported runtime',
+  'oidc-provider WARNING: already parsed request body',
+  'oidc-provider WARNING: a quick start development-only in-memory adapter',
+];
+let silencerInstalled = false;
+function installWarningFilter(): void {
+  if (silencerInstalled) return;
+  silencerInstalled = true;
+  const original = console.warn.bind(console);
+  console.warn = (...args: unknown[]) => {
+    const first = args[0];
+    if (typeof first === 'string' && SILENCED.some((s) => first.includes(s))) return;
+    original(...args);
+  };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type OidcModule = { default: any; errors: any };
+let modulePromise: Promise<OidcModule> | undefined;
+function loadOidcProvider(): Promise<OidcModule> {
+  installWarningFilter();
+  modulePromise ??= import('oidc-provider') as Promise<OidcModule>;
+  return modulePromise;
+}
+
+function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    req.on('data', (chunk: Uint8Array) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new Error('body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(new TextDecoder().decode(concat(chunks))));
+    req.on('error', reject);
+  });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A tiny cookie jar for one headless browser session. */
+class CookieJar {
+  readonly #cookies = new Map<string, string>();
+  store(response: Response): void {
+    for (const line of response.headers.getSetCookie()) {
+      const pair = line.split(';', 1)[0] ?? '';
+      const eq = pair.indexOf('=');
+      if (eq <= 0) continue;
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      if (/expires=Thu, 01 Jan 1970/i.test(line) || value === '') this.#cookies.delete(name);
+      else this.#cookies.set(name, value);
+    }
+  }
+  header(): string {
+    return [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+}
+
+/**
+ * Start a real OpenID Provider (oidc-provider) on 127.0.0.1 for tests: discovery, PKCE (S256),
+ * open dynamic client registration, client credentials, refresh tokens with rotation, revocation,
+ * introspection, RFC 8707 resource indicators with JWT access tokens, RFC 9207 `iss`, and an
+ * RFC 8693 token-exchange grant that nests `act` claims. Any user id can log in; `authorize()`
+ * completes a user's login and consent without a browser.
+ *
+ * Requires the optional peer dependency `oidc-provider` (v9).
+ *
+ * @example
+ * ```ts
+ * import { createTestIdentityProvider } from 'agent-iam/testing';
+ * const idp = await createTestIdentityProvider({ resources: { 'https://api.example.com': { scopes: ['read'] } } });
+ * const token = await idp.tokenFor({ userId: 'alice', email: 'alice@example.com', scopes: ['read'], audience: 'https://api.example.com' });
+ * // ... verify `token` against idp.issuer / idp.jwksUri ...
+ * await idp.close();
+ * ```
+ */
+export async function createTestIdentityProvider(options: TestIdentityProviderOptions = {}): Promise<TestIdentityProvider> {
+  const opts = parseOptions(optionsSchema, options);
+  const accessTokenTtl = opts.accessTokenTtl ?? 300;
+  const resources = opts.resources ?? {};
+  const users = opts.users ?? {};
+  const rotation = opts.refreshTokenRotation ?? true;
+  const pkceRequired = opts.pkceRequired ?? true;
+
+  const { default: Provider, errors } = await loadOidcProvider();
+
+  // Listen first: the issuer must carry the real port.
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server: Server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  const kid = `test-${crypto.randomUUID()}`;
+  const key: SigningKey = { kid, privateKey, publicKey };
+  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+
+  // Resource scopes learned from requests, for resources without configured scopes ("accept any").
+  const learnedScopes = new Map<string, Set<string>>();
+
+  function userClaims(sub: string): Record<string, unknown> {
+    const extra = users[sub] ?? {};
+    const claims: Record<string, unknown> = { ...extra, sub };
+    if (claims.email === undefined && sub.includes('@')) claims.email = sub;
+    if (claims.email !== undefined && claims.email_verified === undefined) claims.email_verified = true;
+    return claims;
+  }
+
+  const configuration = {
+    clients: [],
+    jwks: { keys: [privateJwk] },
+    cookies: { keys: [crypto.randomUUID(), crypto.randomUUID()] },
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
+    },
+    scopes: ['openid', 'offline_access', 'email', 'profile'],
+    features: {
+      devInteractions: { enabled: false },
+      registration: { enabled: true, initialAccessToken: false },
+      registrationManagement: { enabled: true, rotateRegistrationAccessToken: false },
+      clientCredentials: { enabled: true },
+      revocation: {
+        enabled: true,
+        // Only the client a token was issued to may revoke it (oidc-provider's default, without its notice).
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        allowedPolicy: async (_ctx: any, client: any, token: any) => {
+          if (token.clientId === client.clientId) return true;
+          if (client.clientAuthMethod === 'none') return false;
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        },
+      },
+      introspection: {
+        enabled: true,
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        allowedPolicy: async (ctx: any, client: any, token: any) =>
+          !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
+      },
+      userinfo: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        defaultResource: async (_ctx: any, _client: any, oneOf?: string | string[]) => oneOf ?? opts.defaultResource,
+        useGrantedResource: async () => true,
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        getResourceServerInfo: async (ctx: any, indicator: string) => {
+          const conf = resources[indicator];
+          let scope: string;
+          if (conf?.scopes !== undefined) {
+            scope = conf.scopes.join(' ');
+          } else {
+            let learned = learnedScopes.get(indicator);
+            if (learned === undefined) learnedScopes.set(indicator, (learned = new Set()));
+            const requested = ctx?.oidc?.params?.scope;
+            if (typeof requested === 'string') {
+              for (const s of requested.split(' ')) if (s !== '' && !OIDC_SCOPES.has(s)) learned.add(s);
+            }
+            scope = [...learned].join(' ');
+          }
+          return {
+            scope,
+            audience: indicator,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: conf?.accessTokenTtl ?? accessTokenTtl,
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+    pkce: { required: () => pkceRequired },
+    ttl: {
+      AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 14 * 24 * 3600,
+      RefreshToken: 14 * 24 * 3600,
+    },
+    // Refresh tokens for every client allowed the refresh_token grant, without offline_access.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    issueRefreshToken: async (_ctx: any, client: any) => client.grantTypeAllowed('refresh_token'),
+    expiresWithSession: async () => false,
+    rotateRefreshToken: () => rotation,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    findAccount: async (_ctx: any, sub: string) => ({
+      accountId: sub,
+      claims: async () => userClaims(sub),
+    }),
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    extraTokenClaims: async (_ctx: any, token: any) => {
+      if (typeof token?.accountId !== 'string') return undefined;
+      const { email, email_verified } = userClaims(token.accountId);
+      return email === undefined ? undefined : { email, email_verified };
+    },
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    interactions: { url: async (_ctx: any, interaction: any) => `/interaction/${interaction.uid}` },
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    renderError: async (ctx: any, out: Record<string, unknown>) => {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+    clientBasedCORS: () => true,
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.registerGrantType(
+    TOKEN_EXCHANGE_GRANT,
+    tokenExchangeHandler({ issuer, key, accessTokenTtl, defaultResource: opts.defaultResource, resources, errors }),
+    TOKEN_EXCHANGE_PARAMETERS,
+    TOKEN_EXCHANGE_DUPLICATES,
+  );
+
+  // Counters and faults, in front of the token endpoint.
+  const stats = { token: {} as Record<string, number> };
+  const count = (grantType: unknown): void => {
+    const name = typeof grantType === 'string' && grantType !== '' ? grantType : 'unknown';
+    stats.token[name] = (stats.token[name] ?? 0) + 1;
+  };
+  let fault: TokenEndpointFault | null = null;
+  let faultRemaining = Infinity;
+  const tokenPath = new URL(provider.urlFor('token')).pathname;
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  provider.use(async function tokenEndpointFaults(ctx: any, next: () => Promise<void>) {
+    if (ctx.method !== 'POST' || ctx.path !== tokenPath) return next();
+    const active = fault;
+    if (active === null) {
+      await next();
+      count(ctx.oidc?.params?.grant_type);
+      return;
+    }
+    // A fault is set: read the body to learn the grant type (oidc-provider then uses req.body).
+    const raw = await readBody(ctx.req);
+    const body = Object.fromEntries(new URLSearchParams(raw));
+    ctx.req.body = body;
+    count(body.grant_type);
+    if ((active.grantType !== undefined && active.grantType !== body.grant_type) || faultRemaining <= 0) {
+      return next();
+    }
+    faultRemaining -= 1;
+    if (faultRemaining <= 0 && fault === active) fault = null;
+    ctx.set('cache-control', 'no-store');
+    switch (active.kind) {
+      case 'slow':
+        await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
+        return next();
+      case '5xx':
+        ctx.status = 503;
+        ctx.body = { error: 'temporarily_unavailable', error_description: 'injected fault' };
+        return;
+      case 'invalid_grant':
+        ctx.status = 400;
+        ctx.body = { error: 'invalid_grant', error_description: 'injected fault' };
+        return;
+      case 'invalid_client':
+        ctx.status = 401;
+        ctx.set('www-authenticate', 'Basic realm="test"');
+        ctx.body = { error: 'invalid_client', error_description: 'injected fault' };
+        return;
+    }
+  });
+
+  // The login/consent page: GET shows a form (for a human), POST logs in and consents.
+  async function interaction(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (req.method === 'GET') {
+        const details = await provider.interactionDetails(req, res);
+        const uid = escapeHtml(String(details.uid));
+        res.setHeader('content-type', 'text/html; charset=utf-8');
+        res.setHeader('cache-control', 'no-store');
+        res.end(
+          `<!doctype html><title>Test identity provider</title><form method="post" action="/interaction/${uid}">` +
+            `<p>Client <b>${escapeHtml(String(details.params.client_id))}</b> asks for <b>${escapeHtml(String(details.params.scope ?? ''))}</b>.</p>` +
+            `<label>User id <input name="user_id" required autofocus></label> ` +
+            `<button type="submit">Allow</button> <button type="submit" name="deny" value="1" formnovalidate>Deny</button></form>`,
+        );
+        return;
+      }
+      if (req.method !== 'POST') {
+        res.statusCode = 405;
+        res.end();
+        return;
+      }
+      const form = new URLSearchParams(await readBody(req));
+      const details = await provider.interactionDetails(req, res);
+      if (form.get('deny') === '1' || form.get('deny') === 'true') {
+        await provider.interactionFinished(
+          req,
+          res,
+          { error: 'access_denied', error_description: 'End-User denied the request' },
+          { mergeWithLastSubmission: false },
+        );
+        return;
+      }
+      if (details.prompt.name === 'login') {
+        const userId = form.get('user_id') ?? '';
+        if (userId === '') {
+          res.statusCode = 400;
+          res.end('user_id is required');
+          return;
+        }
+        await provider.interactionFinished(req, res, { login: { accountId: userId } }, { mergeWithLastSubmission: false });
+        return;
+      }
+      // consent: grant everything that was asked for.
+      const { prompt, params, session } = details;
+      const grant = details.grantId
+        ? await provider.Grant.find(details.grantId)
+        : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+      const d = prompt.details ?? {};
+      if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+      if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+      if (d.missingResourceScopes) {
+        for (const [indicator, scopes] of Object.entries(d.missingResourceScopes as Record<string, string[]>)) {
+          grant.addResourceScope(indicator, scopes.join(' '));
+        }
+      }
+      const grantId = await grant.save();
+      await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    } catch (error) {
+      if (!res.headersSent) {
+        res.statusCode = 400;
+        res.setHeader('content-type', 'application/json');
+        const name = (error as { error?: unknown })?.error;
+        res.end(JSON.stringify({ error: typeof name === 'string' ? name : 'interaction_failed' }));
+      }
+    }
+  }
+
+  const callback = provider.callback();
+  handler = (req, res) => {
+    if ((req.url ?? '').startsWith('/interaction/')) {
+      void interaction(req, res);
+      return;
+    }
+    callback(req, res);
+  };
+
+  async function registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient> {
+    const m: Record<string, unknown> = { ...metadata };
+    const hasRedirects = Array.isArray(m.redirect_uris) && m.redirect_uris.length > 0;
+    m.client_id ??= `client-${crypto.randomUUID()}`;
+    if (m.grant_types === undefined) {
+      m.grant_types = hasRedirects
+        ? ['authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT]
+        : ['client_credentials', TOKEN_EXCHANGE_GRANT];
+    }
+    if (m.response_types === undefined) {
+      m.response_types = (m.grant_types as unknown[]).includes('authorization_code') ? ['code'] : [];
+    }
+    if (m.token_endpoint_auth_method !== 'none' && m.client_secret === undefined) {
+      m.client_secret = crypto.randomUUID() + crypto.randomUUID();
+    }
+    const clientId = String(m.client_id);
+    try {
+      await provider.Client.validate(m);
+      await provider.Client.adapter.upsert(clientId, m);
+      const client = await provider.Client.find(clientId);
+      if (!client) throw new Error('client not stored');
+      return client.metadata() as RegisteredClient;
+    } catch (error) {
+      const description = (error as { error_description?: unknown })?.error_description;
+      throw new AgentIamError(
+        'CONFIG_INVALID',
+        `Invalid client metadata: ${typeof description === 'string' ? description : 'rejected by the identity provider'}`,
+        { field: 'metadata' },
+      );
+    }
+  }
+
+  for (const client of opts.clients ?? []) await registerClient(client);
+
+  async function authorize(authorizationUrl: string, o: { userId: string; deny?: boolean }): Promise<string> {
+    let url = new URL(authorizationUrl);
+    if (url.origin !== issuer) {
+      throw new AgentIamError('REQUEST_INVALID', 'authorize(): the URL is not on this identity provider');
+    }
+    const jar = new CookieJar();
+    let init: RequestInit = { redirect: 'manual' };
+    for (let hop = 0; hop < 10; hop++) {
+      const headers: Record<string, string> = { cookie: jar.header() };
+      const response = await fetch(url, { ...init, headers: { ...headers, ...(init.headers as Record<string, string>) } });
+      jar.store(response);
+      const location = response.headers.get('location');
+      if (response.status < 300 || response.status >= 400 || location === null) {
+        let oauthError = 'server_error';
+        try {
+          const body = (await response.json()) as { error?: unknown };
+          if (typeof body.error === 'string') oauthError = body.error;
+        } catch {
+          // not JSON
+        }
+        throw new AgentIamError('OAUTH_ERROR', `authorize(): the identity provider answered ${response.status} (${oauthError})`, {
+          oauthError,
+        });
+      }
+      await response.body?.cancel();
+      const next = new URL(location, url);
+      if (next.origin !== issuer || !(next.pathname.startsWith('/auth') || next.pathname.startsWith('/interaction/'))) {
+        return next.href;
+      }
+      url = next;
+      if (next.pathname.startsWith('/interaction/')) {
+        const form = new URLSearchParams({ user_id: o.userId });
+        if (o.deny === true) form.set('deny', '1');
+        init = {
+          redirect: 'manual',
+          method: 'POST',
+          body: form.toString(),
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        };
+      } else {
+        init = { redirect: 'manual' };
+      }
+    }
+    throw new AgentIamError('OAUTH_ERROR', 'authorize(): too many redirects', { oauthError: 'server_error' });
+  }
+
+  async function tokenFor(o: TokenForOptions): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const known = userClaims(o.userId);
+    const email = o.email ?? (known.email as string | undefined);
+    const payload: Record<string, unknown> = {
+      iss: issuer,
+      sub: o.userId,
+      aud: o.audience ?? opts.defaultResource ?? DEFAULT_AUDIENCE,
+      iat: now,
+      exp: now + (o.expiresIn ?? accessTokenTtl),
+      jti: crypto.randomUUID(),
+      client_id: 'agent-iam-test',
+    };
+    if (o.scopes !== undefined && o.scopes.length > 0) payload.scope = o.scopes.join(' ');
+    if (email !== undefined) {
+      payload.email = email;
+      payload.email_verified = o.email !== undefined ? true : (known.email_verified ?? true);
+    }
+    if (o.act !== undefined) payload.act = o.act;
+    Object.assign(payload, o.claims ?? {});
+    return signAccessToken(key, payload);
+  }
+
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+
+  let closed: Promise<void> | undefined;
+  return {
+    issuer,
+    jwksUri: `${issuer}/jwks`,
+    tokenEndpoint: provider.urlFor('token'),
+    provider,
+    tokenFor,
+    authorize,
+    registerClient,
+    stats,
+    resetStats() {
+      for (const k of Object.keys(stats.token)) delete stats.token[k];
+    },
+    setFault(next) {
+      fault = next;
+      faultRemaining = next?.times ?? Infinity;
+    },
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      });
+      return closed;
+    },
+  };
+}

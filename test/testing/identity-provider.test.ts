@@ -1,0 +1,285 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as oauth from 'oauth4webapi';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { createTestIdentityProvider, type TestIdentityProvider } from '../../src/testing/index.js';
+
+const API = 'https://api.example.test';
+const AGENT_B = 'https://agent-b.example.test';
+const REDIRECT = 'http://127.0.0.1:9/callback';
+const insecure = { [oauth.allowInsecureRequests]: true };
+
+let idp: TestIdentityProvider;
+let as: oauth.AuthorizationServer;
+let jwks: ReturnType<typeof createRemoteJWKSet>;
+
+beforeAll(async () => {
+  idp = await createTestIdentityProvider({
+    resources: { [API]: { scopes: ['read', 'write'] } },
+    users: { alice: { email: 'alice@example.com' } },
+  });
+  const issuer = new URL(idp.issuer);
+  as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { ...insecure, algorithm: 'oidc' }));
+  jwks = createRemoteJWKSet(new URL(idp.jwksUri));
+});
+
+afterAll(async () => {
+  await idp?.close();
+});
+
+async function startAuth(client: oauth.Client, extra: Record<string, string> = {}) {
+  const verifier = oauth.generateRandomCodeVerifier();
+  const state = oauth.generateRandomState();
+  const url = new URL(as.authorization_endpoint!);
+  url.searchParams.set('client_id', client.client_id);
+  url.searchParams.set('redirect_uri', REDIRECT);
+  url.searchParams.set('response_type', 'code');
+  url.searchParams.set('scope', 'openid read');
+  url.searchParams.set('state', state);
+  url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(verifier));
+  url.searchParams.set('code_challenge_method', 'S256');
+  for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, v);
+  return { url: url.href, verifier, state };
+}
+
+describe('createTestIdentityProvider', () => {
+  it('serves discovery with the expected features, issuer on 127.0.0.1', async () => {
+    expect(idp.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(as.issuer).toBe(idp.issuer);
+    expect(as.jwks_uri).toBe(idp.jwksUri);
+    expect(as.token_endpoint).toBe(idp.tokenEndpoint);
+    expect(as.code_challenge_methods_supported).toEqual(['S256']);
+    expect(as.registration_endpoint).toBeDefined();
+    expect(as.revocation_endpoint).toBeDefined();
+    expect(as.introspection_endpoint).toBeDefined();
+    expect(as.authorization_response_iss_parameter_supported).toBe(true);
+    expect(as.grant_types_supported).toEqual(
+      expect.arrayContaining(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange']),
+    );
+  });
+
+  it('tokenFor() signs an at+jwt verifiable against the published JWKS', async () => {
+    const token = await idp.tokenFor({ userId: 'alice', scopes: ['read'], audience: API, act: { sub: 'agent-a' } });
+    const res = await fetch(idp.jwksUri);
+    const { keys } = (await res.json()) as { keys: Array<Record<string, unknown>> };
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).not.toHaveProperty('d');
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: idp.issuer, audience: API, typ: 'at+jwt' });
+    expect(protectedHeader.kid).toBe(keys[0]!.kid);
+    expect(payload).toMatchObject({ sub: 'alice', email: 'alice@example.com', email_verified: true, scope: 'read', act: { sub: 'agent-a' } });
+    const expired = await idp.tokenFor({ userId: 'bob', expiresIn: -60 });
+    await expect(jwtVerify(expired, jwks)).rejects.toMatchObject({ code: 'ERR_JWT_EXPIRED' });
+  });
+
+  it('runs a real authorization-code + PKCE flow, then refreshes with rotation', async () => {
+    const reg = await idp.registerClient({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'client_secret_basic' });
+    expect(reg.client_secret).toEqual(expect.any(String));
+    const client: oauth.Client = { client_id: reg.client_id };
+    const auth = oauth.ClientSecretBasic(reg.client_secret!);
+    idp.resetStats();
+
+    const { url, verifier, state } = await startAuth(client, { resource: API });
+    const callback = new URL(await idp.authorize(url, { userId: 'alice' }));
+    expect(callback.origin + callback.pathname).toBe(REDIRECT);
+    expect(callback.searchParams.get('iss')).toBe(idp.issuer);
+    const params = oauth.validateAuthResponse(as, client, callback, state);
+    const codeRes = await oauth.authorizationCodeGrantRequest(as, client, auth, params, REDIRECT, verifier, insecure);
+    const tokens = await oauth.processAuthorizationCodeResponse(as, client, codeRes);
+    expect(tokens.refresh_token).toEqual(expect.any(String));
+    expect(tokens.scope).toBe('read'); // the access token's scope: the resource's scopes only
+    expect(tokens.id_token).toEqual(expect.any(String));
+    const { payload } = await jwtVerify(tokens.access_token, jwks, { issuer: idp.issuer, audience: API, typ: 'at+jwt' });
+    expect(payload).toMatchObject({ sub: 'alice', email: 'alice@example.com', scope: 'read' });
+
+    const r1 = await oauth.processRefreshTokenResponse(
+      as,
+      client,
+      await oauth.refreshTokenGrantRequest(as, client, auth, tokens.refresh_token!, insecure),
+    );
+    expect(r1.refresh_token).toEqual(expect.any(String));
+    expect(r1.refresh_token).not.toBe(tokens.refresh_token);
+    expect(decodeJwt(r1.access_token).aud).toBe(API);
+    // the consumed refresh token is rejected (and revokes the grant)
+    const replay = await oauth.refreshTokenGrantRequest(as, client, auth, tokens.refresh_token!, insecure);
+    await expect(oauth.processRefreshTokenResponse(as, client, replay)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect(idp.stats.token).toEqual({ authorization_code: 1, refresh_token: 2 });
+  });
+
+  it('requires PKCE, and deny gives error=access_denied', async () => {
+    const reg = await idp.registerClient({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' });
+    const client: oauth.Client = { client_id: reg.client_id };
+    const noPkce = new URL(as.authorization_endpoint!);
+    noPkce.search = new URLSearchParams({ client_id: reg.client_id, redirect_uri: REDIRECT, response_type: 'code', scope: 'openid', state: 's' }).toString();
+    const errored = new URL(await idp.authorize(noPkce.href, { userId: 'alice' }));
+    expect(errored.searchParams.get('error')).toBe('invalid_request');
+
+    const { url, state } = await startAuth(client);
+    const denied = new URL(await idp.authorize(url, { userId: 'alice', deny: true }));
+    expect(denied.searchParams.get('error')).toBe('access_denied');
+    expect(denied.searchParams.get('code')).toBeNull();
+    expect(() => oauth.validateAuthResponse(as, client, denied, state)).toThrow();
+  });
+
+  it('client credentials with a resource give a JWT verifiable against /jwks, narrowed to the resource scopes', async () => {
+    const reg = await idp.registerClient({ grant_types: ['client_credentials'] });
+    const client: oauth.Client = { client_id: reg.client_id };
+    const res = await oauth.clientCredentialsGrantRequest(
+      as,
+      client,
+      oauth.ClientSecretPost(reg.client_secret!),
+      new URLSearchParams({ scope: 'read admin', resource: API }),
+      insecure,
+    );
+    const tokens = await oauth.processClientCredentialsResponse(as, client, res);
+    const { payload } = await jwtVerify(tokens.access_token, jwks, { issuer: idp.issuer, audience: API, typ: 'at+jwt' });
+    expect(payload.scope).toBe('read');
+    expect(payload.client_id).toBe(reg.client_id);
+    // an unconfigured resource accepts any requested scope
+    const other = await oauth.processClientCredentialsResponse(
+      as,
+      client,
+      await oauth.clientCredentialsGrantRequest(as, client, oauth.ClientSecretPost(reg.client_secret!), new URLSearchParams({ scope: 'x:y', resource: AGENT_B }), insecure),
+    );
+    expect(decodeJwt(other.access_token)).toMatchObject({ aud: AGENT_B, scope: 'x:y' });
+  });
+
+  it('supports open dynamic client registration (RFC 7591)', async () => {
+    const res = await oauth.dynamicClientRegistrationRequest(
+      as,
+      { redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none' },
+      insecure,
+    );
+    const client = await oauth.processDynamicClientRegistrationResponse(res);
+    expect(client.client_id).toEqual(expect.any(String));
+    const { url, verifier, state } = await startAuth({ client_id: client.client_id });
+    const cb = new URL(await idp.authorize(url, { userId: 'carol' }));
+    const params = oauth.validateAuthResponse(as, client, cb, state);
+    const tokens = await oauth.processAuthorizationCodeResponse(
+      as,
+      client,
+      await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), params, REDIRECT, verifier, insecure),
+    );
+    expect(tokens.access_token).toEqual(expect.any(String));
+    expect(tokens.refresh_token).toEqual(expect.any(String));
+  });
+
+  it('token exchange nests act, locks the audience and refuses scope escalation', async () => {
+    const reg = await idp.registerClient({ client_id: 'agent-a' });
+    const client: oauth.Client = { client_id: reg.client_id };
+    const auth = oauth.ClientSecretBasic(reg.client_secret!);
+    const subject = await idp.tokenFor({ userId: 'alice', scopes: ['read', 'write'], audience: 'https://agent-a.example.test', act: { sub: 'orchestrator' } });
+    const exchange = (params: Record<string, string>) =>
+      oauth.genericTokenEndpointRequest(
+        as,
+        client,
+        auth,
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+        new URLSearchParams({ subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', ...params }),
+        insecure,
+      );
+    const ok = await oauth.processGenericTokenEndpointResponse(as, client, await exchange({ audience: AGENT_B, scope: 'read' }));
+    expect(ok.issued_token_type).toBe('urn:ietf:params:oauth:token-type:access_token');
+    const { payload } = await jwtVerify(ok.access_token, jwks, { issuer: idp.issuer, audience: AGENT_B, typ: 'at+jwt' });
+    expect(payload).toMatchObject({ sub: 'alice', scope: 'read', act: { sub: 'agent-a', act: { sub: 'orchestrator' } } });
+
+    // second hop with an explicit actor token
+    const actor = await idp.tokenFor({ userId: 'agent-b-service' });
+    const hop2 = await oauth.processGenericTokenEndpointResponse(
+      as,
+      client,
+      await oauth.genericTokenEndpointRequest(
+        as,
+        client,
+        auth,
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+        new URLSearchParams({
+          subject_token: ok.access_token,
+          subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          actor_token: actor,
+          actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+          resource: 'https://tool.example.test',
+        }),
+        insecure,
+      ),
+    );
+    expect(decodeJwt(hop2.access_token)).toMatchObject({
+      sub: 'alice',
+      aud: 'https://tool.example.test',
+      scope: 'read',
+      act: { sub: 'agent-b-service', act: { sub: 'agent-a', act: { sub: 'orchestrator' } } },
+    });
+
+    await expect(
+      oauth.processGenericTokenEndpointResponse(as, client, await exchange({ audience: AGENT_B, scope: 'read admin' })),
+    ).rejects.toMatchObject({ error: 'invalid_scope' });
+    // a subject token signed by someone else is refused
+    const foreign = await createTestIdentityProvider();
+    try {
+      const forged = await foreign.tokenFor({ userId: 'alice', scopes: ['read'], claims: { iss: idp.issuer } });
+      const res = await oauth.genericTokenEndpointRequest(
+        as,
+        client,
+        auth,
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+        new URLSearchParams({ subject_token: forged, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AGENT_B }),
+        insecure,
+      );
+      await expect(oauth.processGenericTokenEndpointResponse(as, client, res)).rejects.toMatchObject({ error: 'invalid_grant' });
+    } finally {
+      await foreign.close();
+    }
+  });
+
+  it('revokes refresh tokens (RFC 7009) and introspection reflects it', async () => {
+    const reg = await idp.registerClient({ redirect_uris: [REDIRECT] });
+    const client: oauth.Client = { client_id: reg.client_id };
+    const auth = oauth.ClientSecretBasic(reg.client_secret!);
+    const { url, verifier, state } = await startAuth(client);
+    const params = oauth.validateAuthResponse(as, client, new URL(await idp.authorize(url, { userId: 'alice' })), state);
+    const tokens = await oauth.processAuthorizationCodeResponse(
+      as,
+      client,
+      await oauth.authorizationCodeGrantRequest(as, client, auth, params, REDIRECT, verifier, insecure),
+    );
+    const before = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, tokens.refresh_token!, insecure));
+    expect(before.active).toBe(true);
+    await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, auth, tokens.refresh_token!, insecure));
+    const after = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, tokens.refresh_token!, insecure));
+    expect(after.active).toBe(false);
+    const res = await oauth.refreshTokenGrantRequest(as, client, auth, tokens.refresh_token!, insecure);
+    await expect(oauth.processRefreshTokenResponse(as, client, res)).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('injects faults in front of the token endpoint and recovers', async () => {
+    const reg = await idp.registerClient({ grant_types: ['client_credentials'] });
+    const client: oauth.Client = { client_id: reg.client_id };
+    const auth = oauth.ClientSecretPost(reg.client_secret!);
+    const cc = () => oauth.clientCredentialsGrantRequest(as, client, auth, new URLSearchParams({ resource: API, scope: 'read' }), insecure);
+    idp.resetStats();
+
+    idp.setFault({ kind: '5xx' });
+    expect((await cc()).status).toBe(503);
+    idp.setFault({ kind: 'invalid_grant' });
+    await expect(oauth.processClientCredentialsResponse(as, client, await cc())).rejects.toMatchObject({ error: 'invalid_grant' });
+    idp.setFault({ kind: 'invalid_client' });
+    expect((await cc()).status).toBe(401);
+    idp.setFault({ kind: 'slow', delayMs: 150 });
+    const t0 = Date.now();
+    const slow = await cc();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(slow.status).toBe(200);
+    // a fault limited to another grant type, then one limited in count
+    idp.setFault({ kind: '5xx', grantType: 'refresh_token' });
+    expect((await cc()).status).toBe(200);
+    idp.setFault({ kind: '5xx', times: 1 });
+    expect((await cc()).status).toBe(503);
+    expect((await cc()).status).toBe(200);
+    idp.setFault(null);
+    expect((await cc()).status).toBe(200);
+    expect(idp.stats.token).toEqual({ client_credentials: 8 });
+  });
+
+  it('rejects invalid options and client metadata with CONFIG_INVALID', async () => {
+    await expect(createTestIdentityProvider({ accessTokenTtl: -1 })).rejects.toMatchObject({ code: 'CONFIG_INVALID', field: 'accessTokenTtl' });
+    await expect(idp.registerClient({ redirect_uris: ['not a url'] })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+});
