@@ -1,0 +1,215 @@
+/**
+ * Credential injection: each tool's auth compiled once into an injector that sets headers on the
+ * outgoing request. Every failure is typed and nothing is sent: a credential source that throws or
+ * hangs never leads to a request without its credential.
+ *
+ * @module
+ */
+import { AgentIamError, isAgentIamError } from '../../errors.js';
+import type { AgentContext } from '../../context.js';
+import { withTimeout } from '../../lib/async.js';
+import type { AccessTokenResult, TokenSource } from '../../tokens/types.js';
+import type { AwsCredentials, ToolAuth } from '../tools.js';
+import { createSigV4Signer, queryRecord, s3Path } from './sigv4.js';
+
+/** @internal The request being prepared. */
+export interface OutgoingRequest {
+  method: string;
+  url: URL;
+  headers: Headers;
+  /** Body bytes when they were read (approval, signed payload). */
+  bodyBytes: Uint8Array | undefined;
+  /** True when a body is sent that was not read into `bodyBytes` (a stream). */
+  hasOpaqueBody: boolean;
+}
+
+/** @internal */
+export interface Injector {
+  /** True when the injector needs the body bytes (signed SigV4 payload). */
+  readonly needsBody: boolean;
+  /** Header names this injector owns: callers can never set them. */
+  readonly ownedHeaders: readonly string[];
+  inject(request: OutgoingRequest, context: AgentContext | undefined): Promise<void> | void;
+}
+
+/** @internal */
+export interface InjectorOptions {
+  tool: string;
+  tokens: TokenSource | undefined;
+  credentialTimeoutMs: number;
+}
+
+function unavailable(tool: string): AgentIamError {
+  return new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `Credential for tool ${tool} is unavailable`);
+}
+
+/** Run a credential source with a timeout; anything but an AgentIamError becomes a safe typed error. */
+async function fromSource<T>(tool: string, ms: number, run: () => Promise<T>): Promise<T> {
+  try {
+    return await withTimeout(Promise.resolve().then(run), ms, () => unavailable(tool));
+  } catch (error) {
+    if (isAgentIamError(error)) throw error;
+    throw unavailable(tool);
+  }
+}
+
+function setBearer(headers: Headers, tool: string, result: AccessTokenResult): void {
+  const token = result?.accessToken;
+  if (typeof token !== 'string' || token === '' || !/^[\x21-\x7e]+$/.test(token)) throw unavailable(tool);
+  headers.set('authorization', `Bearer ${token}`);
+}
+
+function requireUser(tool: string, context: AgentContext | undefined): string {
+  const userId = context?.userId;
+  if (typeof userId !== 'string' || userId === '') {
+    throw new AgentIamError('POLICY_DENIED', `Tool ${tool} acts for a user and the request has no user context`);
+  }
+  return userId;
+}
+
+/** @internal Compile one tool's auth. */
+export function createInjector(auth: ToolAuth, options: InjectorOptions): Injector {
+  const { tool, credentialTimeoutMs: ms } = options;
+  const tokens = options.tokens as TokenSource;
+  switch (auth.type) {
+    case 'none':
+      return { needsBody: false, ownedHeaders: [], inject() {} };
+    case 'apiKey': {
+      const header = (auth.header ?? 'authorization').toLowerCase();
+      const scheme = auth.scheme ?? (header === 'authorization' ? 'Bearer' : '');
+      const value = scheme === '' ? auth.key : `${scheme} ${auth.key}`;
+      return {
+        needsBody: false,
+        ownedHeaders: [header],
+        inject(request) {
+          request.headers.set(header, value);
+        },
+      };
+    }
+    case 'oauth2': {
+      const connection = auth.connection;
+      return {
+        needsBody: false,
+        ownedHeaders: ['authorization'],
+        async inject(request, context) {
+          const userId = requireUser(tool, context);
+          let result: AccessTokenResult;
+          try {
+            result = await fromSource(tool, ms, () => tokens.getAccessToken({ connection, userId }));
+          } catch (error) {
+            if (isAgentIamError(error) && error.code === 'CONSENT_REQUIRED') {
+              throw await consentError(tool, connection, userId, tokens, ms, error.authorizationUrl);
+            }
+            throw error;
+          }
+          setBearer(request.headers, tool, result);
+        },
+      };
+    }
+    case 'clientCredentials': {
+      const opts = {
+        connection: auth.connection,
+        ...(auth.scopes !== undefined ? { scopes: auth.scopes } : {}),
+        ...(auth.resource !== undefined ? { resource: auth.resource } : {}),
+      };
+      return {
+        needsBody: false,
+        ownedHeaders: ['authorization'],
+        async inject(request) {
+          setBearer(request.headers, tool, await fromSource(tool, ms, () => tokens.clientCredentials(opts)));
+        },
+      };
+    }
+    case 'tokenExchange': {
+      const base = {
+        connection: auth.connection,
+        scopes: auth.scopes,
+        ...(auth.audience !== undefined ? { audience: auth.audience } : {}),
+        ...(auth.resource !== undefined ? { resource: auth.resource } : {}),
+      };
+      return {
+        needsBody: false,
+        ownedHeaders: ['authorization'],
+        async inject(request, context) {
+          requireUser(tool, context);
+          const ctx = context as AgentContext;
+          setBearer(request.headers, tool, await fromSource(tool, ms, () => tokens.exchange({ ...base, context: ctx })));
+        },
+      };
+    }
+    case 'awsSigV4': {
+      const signPayload = auth.signPayload ?? true;
+      const signer = createSigV4Signer({ region: auth.region, service: auth.service, signPayload });
+      const source = auth.credentials;
+      const s3 = auth.service === 's3';
+      return {
+        needsBody: signPayload,
+        ownedHeaders: ['authorization'],
+        async inject(request) {
+          const credentials: AwsCredentials =
+            typeof source === 'function'
+              ? await fromSource(tool, ms, async () => {
+                  const c = await source();
+                  if (
+                    typeof c?.accessKeyId !== 'string' ||
+                    typeof c.secretAccessKey !== 'string' ||
+                    (c.sessionToken !== undefined && typeof c.sessionToken !== 'string')
+                  ) {
+                    throw unavailable(tool);
+                  }
+                  return c;
+                })
+              : source;
+          if (s3) {
+            const path = s3Path(request.url.pathname);
+            if (path !== request.url.pathname) request.url.pathname = path;
+          }
+          const headers: Record<string, string> = {};
+          request.headers.forEach((v, k) => {
+            headers[k] = v;
+          });
+          if (signPayload && request.hasOpaqueBody) throw unavailable(tool);
+          let added: Record<string, string>;
+          try {
+            added = await signer.sign(
+              {
+                method: request.method,
+                hostname: request.url.hostname,
+                host: request.url.host,
+                path: request.url.pathname,
+                query: queryRecord(request.url.searchParams),
+                headers,
+                ...(request.bodyBytes !== undefined ? { body: request.bodyBytes } : {}),
+              },
+              credentials,
+            );
+          } catch {
+            throw unavailable(tool);
+          }
+          for (const [k, v] of Object.entries(added)) request.headers.set(k, v);
+        },
+      };
+    }
+  }
+}
+
+async function consentError(
+  tool: string,
+  connection: string,
+  userId: string,
+  tokens: TokenSource,
+  ms: number,
+  known: string | undefined,
+): Promise<AgentIamError> {
+  let authorizationUrl = known;
+  if (authorizationUrl === undefined) {
+    try {
+      authorizationUrl = (await fromSource(tool, ms, () => tokens.startAuthorization({ connection, userId }))).url;
+    } catch {
+      authorizationUrl = undefined;
+    }
+  }
+  return new AgentIamError('CONSENT_REQUIRED', `Tool ${tool} needs the user to connect an account`, {
+    ...(authorizationUrl !== undefined ? { authorizationUrl } : {}),
+  });
+}

@@ -1,0 +1,439 @@
+/**
+ * toolFetch: the egress gate. Every request (and every redirect hop) goes through URL safety →
+ * tool identification → policy → approval → capability → credential injection → identity
+ * forwarding, and only then is sent. Any failure is an {@link AgentIamError} plus an audit event,
+ * and nothing is sent.
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { AgentIamError, configError, isAgentIamError, type AgentIamErrorCode } from '../errors.js';
+import { currentContext, type AgentContext } from '../context.js';
+import { emitAudit, type AuditDecision, type AuditEvent, type AuditSink } from '../audit/events.js';
+import { parseOptions } from '../lib/options.js';
+import { sha256Hex } from '../lib/encoding.js';
+import type { TokenSource } from '../tokens/types.js';
+import { compileCapabilities, type CapabilityMatcher } from '../policy/capabilities.js';
+import { createPolicyEngine, type PolicyEngine, type PolicyRule } from '../policy/policies.js';
+import { resolveTools, ToolRegistry, type ResolvedTool, type ToolDefinition } from './tools.js';
+import { safeUrl } from './url-safety.js';
+import { bodyToBytes, isReplayable } from './body.js';
+import { createInjector, type Injector, type OutgoingRequest } from './credentials/index.js';
+
+/** What toolFetch asks an approvals service (see `createApprovals`). */
+export interface ToolFetchApprovals {
+  check(request: {
+    agentId: string;
+    userId?: string;
+    tool: string;
+    method: string;
+    path: string;
+    /** The raw query string including `?`, or `''`. */
+    query: string;
+    bodySha256: string;
+    actorChain?: readonly string[];
+  }): Promise<
+    { status: 'approved'; id: string } | { status: 'pending'; id: string; summary?: unknown } | { status: 'denied'; id: string }
+  >;
+}
+
+/** Options of {@link createToolFetch}. */
+export interface ToolFetchOptions {
+  /** The agent this toolFetch acts as; policies name it. */
+  agent: { id: string };
+  tools: ToolDefinition[];
+  policies: PolicyRule[];
+  /** Token manager, required by `oauth2`, `clientCredentials` and `tokenExchange` tools. */
+  tokens?: TokenSource;
+  /** Required when a policy has `effect: 'approval'`. */
+  approvals?: ToolFetchApprovals;
+  audit?: AuditSink;
+  /** The fetch to send with (default `globalThis.fetch`). */
+  fetch?: typeof fetch;
+  /** Claim holding the user's groups (default `groups`). */
+  groupsClaim?: string;
+  /** Bound on the whole request including redirects, in ms (default: none). */
+  timeoutMs?: number;
+  /** Bound on a credential source (token manager, AWS credential provider), in ms (default 10000). */
+  credentialTimeoutMs?: number;
+  /** Redirects followed within the same tool (default 5, at most 20). */
+  maxRedirects?: number;
+}
+
+/** `RequestInit` plus an explicit context (default: the current one set by the inbound adapters). */
+export type ToolFetchInit = RequestInit & { context?: AgentContext };
+
+/** A `fetch` that only reaches registered tools, under policy, with credentials injected. */
+export type ToolFetch = (input: string | URL | Request, init?: ToolFetchInit) => Promise<Response>;
+
+interface CompiledTool extends ResolvedTool {
+  readonly matcher: CapabilityMatcher;
+  readonly injector: Injector;
+}
+
+const optionsSchema = z.object({
+  agent: z.object({ id: z.string().min(1).regex(/^[\x21-\x7e]{1,256}$/, 'must be visible ASCII') }),
+  tools: z.array(z.unknown()),
+  policies: z.array(z.unknown()),
+  tokens: z.custom<TokenSource>((v) => typeof v === 'object' && v !== null, 'must be a token source').optional(),
+  approvals: z
+    .custom<ToolFetchApprovals>((v) => typeof (v as { check?: unknown })?.check === 'function', 'must have check()')
+    .optional(),
+  audit: z
+    .custom<AuditSink>(
+      (v) => typeof v === 'function' || typeof (v as { write?: unknown })?.write === 'function',
+      'must be a function or have write()',
+    )
+    .optional(),
+  fetch: z.custom<typeof fetch>((v) => typeof v === 'function', 'must be a function').optional(),
+  groupsClaim: z.string().min(1).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  credentialTimeoutMs: z.number().int().positive().optional(),
+  maxRedirects: z.number().int().min(0).max(20).optional(),
+});
+
+/** Caller headers never forwarded (credentials, identity, hop-by-hop, and what fetch sets itself). */
+const STRIPPED = new Set([
+  'authorization',
+  'cookie',
+  'proxy-authorization',
+  'x-end-user-id',
+  'host',
+  'content-length',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'upgrade',
+  'trailer',
+]);
+const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location'];
+const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}$/;
+// eslint-disable-next-line no-control-regex
+const BAD_HEADER_VALUE = /[\r\n\u0000]/;
+const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+function invalid(message: string): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', message);
+}
+
+function decisionOf(code: AgentIamErrorCode | undefined): AuditDecision {
+  switch (code) {
+    case undefined:
+      return 'error';
+    case 'APPROVAL_REQUIRED':
+      return 'approval';
+    case 'CONSENT_REQUIRED':
+      return 'consent';
+    case 'REQUEST_INVALID':
+    case 'TOOL_NOT_REGISTERED':
+    case 'POLICY_DENIED':
+    case 'CAPABILITY_DENIED':
+    case 'REDIRECT_BLOCKED':
+      return 'deny';
+    default:
+      return 'error';
+  }
+}
+
+/** Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away. */
+function callerHeaders(init: HeadersInit | undefined | null): Headers {
+  if (init !== undefined && init !== null && !(init instanceof Headers)) {
+    const entries: Iterable<readonly unknown[]> = Array.isArray(init) ? init : Object.entries(init);
+    for (const entry of entries) {
+      const [name, value] = entry;
+      if (typeof name !== 'string' || typeof value !== 'string' || BAD_HEADER_VALUE.test(value) || BAD_HEADER_VALUE.test(name)) {
+        throw invalid('Request header rejected: names and values must be strings without CR, LF or NUL');
+      }
+    }
+  }
+  let headers: Headers;
+  try {
+    headers = new Headers(init ?? undefined);
+  } catch {
+    throw invalid('Request header rejected: invalid name or value');
+  }
+  let drop: string[] | undefined;
+  for (const name of headers.keys()) {
+    if (STRIPPED.has(name) || name.startsWith('x-amz-') || name.startsWith('proxy-')) (drop ??= []).push(name);
+  }
+  if (drop !== undefined) for (const name of drop) headers.delete(name);
+  return headers;
+}
+
+function groupsOf(context: AgentContext | undefined, claim: string): readonly string[] {
+  const value = context?.claims[claim];
+  if (Array.isArray(value)) return value.filter((g): g is string => typeof g === 'string');
+  if (typeof value === 'string' && value !== '') return [value];
+  return [];
+}
+
+/**
+ * Create a `fetch` that reaches only registered tools, under policy, with the tool's credential
+ * injected and the verified user forwarded as `X-End-User-ID`.
+ *
+ * Checks, on every request and every redirect hop: URL safety (`REQUEST_INVALID`), tool by exact
+ * origin and base path (`TOOL_NOT_REGISTERED`), policy (`POLICY_DENIED`), approval
+ * (`APPROVAL_REQUIRED`), capability (`CAPABILITY_DENIED`), credential (`CONSENT_REQUIRED`,
+ * `TOKEN_ENDPOINT_UNAVAILABLE`, ...). A tool that acts for a user (`oauth2`, `tokenExchange`,
+ * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
+ * are followed (at most `maxRedirects`) only within the same tool; anything else is
+ * `REDIRECT_BLOCKED`. Network errors and aborts surface as `fetch` raises them.
+ *
+ * @example
+ * ```ts
+ * const toolFetch = createToolFetch({
+ *   agent: { id: 'support-agent' },
+ *   tools: [{ name: 'stripe', baseUrl: 'https://api.stripe.com', auth: { type: 'apiKey', key: env.STRIPE_KEY },
+ *             capabilities: [{ method: 'GET', path: '/v1/charges/:id' }] }],
+ *   policies: [{ agent: 'support-agent', tool: 'stripe' }],
+ *   audit: (event) => console.log(JSON.stringify(event)),
+ * });
+ * const res = await toolFetch('https://api.stripe.com/v1/charges/ch_123');
+ * ```
+ */
+export function createToolFetch(options: ToolFetchOptions): ToolFetch {
+  const opts = parseOptions(optionsSchema, options);
+  const resolved = resolveTools(opts.tools);
+  const engine: PolicyEngine = createPolicyEngine(opts.policies as PolicyRule[]);
+  const rules = opts.policies as PolicyRule[];
+  if (opts.approvals === undefined) {
+    const i = rules.findIndex((r) => r.effect === 'approval');
+    if (i !== -1) throw configError('approvals', `is required by policies.${i} (effect approval)`);
+  }
+  const credentialTimeoutMs = opts.credentialTimeoutMs ?? 10_000;
+  const compiled: CompiledTool[] = resolved.map((tool) => {
+    const needsTokens = tool.auth.type === 'oauth2' || tool.auth.type === 'clientCredentials' || tool.auth.type === 'tokenExchange';
+    if (needsTokens && opts.tokens === undefined) throw configError('tokens', `is required by tools.${tool.index} (${tool.auth.type})`);
+    return {
+      ...tool,
+      matcher: compileCapabilities(tool.capabilities, `tools.${tool.index}.capabilities`),
+      injector: createInjector(tool.auth, { tool: tool.name, tokens: opts.tokens, credentialTimeoutMs }),
+    };
+  });
+  const registry = new ToolRegistry(compiled);
+  const agentId = opts.agent.id;
+  const sendFetch = opts.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
+  const groupsClaim = opts.groupsClaim ?? 'groups';
+  const timeoutMs = opts.timeoutMs;
+  const maxRedirects = opts.maxRedirects ?? 5;
+  const approvals = opts.approvals;
+  const sink = opts.audit;
+
+  return async function toolFetch(input, init) {
+    const started = sink === undefined ? 0 : performance.now();
+    const context = init?.context ?? currentContext();
+    const userId = context?.userId;
+    let toolName: string | undefined;
+    let method = 'GET';
+    let path: string | undefined;
+    let approvalId: string | undefined;
+
+    const audit = (type: AuditEvent['type'], decision: AuditDecision, extra: Partial<AuditEvent>): void => {
+      if (sink === undefined) return;
+      const event: AuditEvent = { type, time: new Date().toISOString(), agentId, decision };
+      if (userId !== undefined) event.userId = userId;
+      if (context !== undefined && context.actorChain.length > 0) event.actorChain = context.actorChain.map((a) => a.subject);
+      if (toolName !== undefined) event.tool = toolName;
+      event.method = method;
+      if (path !== undefined) event.path = path;
+      if (approvalId !== undefined) event.approvalId = approvalId;
+      if (context !== undefined) event.requestId = context.requestId;
+      event.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+      Object.assign(event, extra);
+      emitAudit(sink, event);
+    };
+
+    try {
+      // ---- the request as the caller gave it -------------------------------------------------
+      let raw: string;
+      let headersInit: HeadersInit | undefined | null = init?.headers;
+      let body: unknown = init?.body;
+      let signal = init?.signal ?? undefined;
+      if (typeof input === 'string') raw = input;
+      else if (input instanceof URL) raw = input.href;
+      else if (input instanceof Request) {
+        raw = input.url;
+        if (init?.method === undefined) method = input.method;
+        if (headersInit === undefined) headersInit = input.headers;
+        if (init === undefined || !('body' in init)) body = input.body;
+        if (signal === undefined) signal = input.signal;
+      } else throw invalid('toolFetch input must be a string, URL or Request');
+      if (init?.method !== undefined) method = init.method;
+      if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
+      method = method.toUpperCase();
+      if (FORBIDDEN_METHODS.has(method)) throw invalid('Request method not allowed');
+      const headers = callerHeaders(headersInit);
+      if (body === null) body = undefined;
+
+      if (timeoutMs !== undefined) {
+        const t = AbortSignal.timeout(timeoutMs);
+        signal = signal === undefined ? t : AbortSignal.any([signal, t]);
+      }
+      const groups = groupsOf(context, groupsClaim);
+      const actorChain = context === undefined || context.actorChain.length === 0 ? [] : context.actorChain.map((a) => a.subject);
+
+      let bodyBytes: Uint8Array | undefined;
+      let bodyHash: string | undefined;
+      let defaultContentType: string | null = null;
+      const readBody = async (): Promise<Uint8Array | undefined> => {
+        if (bodyBytes !== undefined || body === undefined) return bodyBytes;
+        const read = await bodyToBytes(body);
+        bodyBytes = read.bytes;
+        defaultContentType = read.contentType;
+        return bodyBytes;
+      };
+
+      let url: URL | undefined;
+      let tool: CompiledTool | undefined;
+      for (let hop = 0; ; hop++) {
+        // ---- 1. URL safety, 2. tool -------------------------------------------------------------
+        if (hop === 0) {
+          url = safeUrl(raw);
+          path = url.pathname;
+          tool = registry.find(url);
+          if (tool === undefined) throw new AgentIamError('TOOL_NOT_REGISTERED', 'No registered tool for this URL');
+        } else {
+          let next: URL;
+          try {
+            next = safeUrl(raw, url);
+          } catch {
+            throw new AgentIamError('REDIRECT_BLOCKED', `Tool ${toolName} redirected to an unsafe URL`);
+          }
+          if (registry.find(next) !== tool) {
+            throw new AgentIamError('REDIRECT_BLOCKED', `Tool ${toolName} redirected outside the tool`);
+          }
+          url = next;
+          path = url.pathname;
+        }
+        const current = tool as CompiledTool;
+        const target = url as URL;
+        toolName = current.name;
+
+        // ---- 3. policy --------------------------------------------------------------------------
+        let effect: 'allow' | 'approval' | 'deny';
+        try {
+          effect = engine.evaluate({
+            agentId,
+            tool: current.name,
+            ...(userId !== undefined ? { userId } : {}),
+            groups,
+            ...(context?.domain !== undefined ? { domain: context.domain } : {}),
+            actorChain,
+            method,
+            path: target.pathname,
+          }).effect;
+        } catch {
+          throw new AgentIamError('POLICY_DENIED', 'Policy evaluation failed');
+        }
+        if (effect === 'deny') throw new AgentIamError('POLICY_DENIED', `Policy does not allow ${agentId} to use tool ${current.name}`);
+
+        // ---- 4. approval ------------------------------------------------------------------------
+        if (effect === 'approval') {
+          await readBody();
+          bodyHash ??= bodyBytes === undefined ? EMPTY_SHA256 : await sha256Hex(bodyBytes);
+          let result: Awaited<ReturnType<ToolFetchApprovals['check']>>;
+          try {
+            result = await (approvals as ToolFetchApprovals).check({
+              agentId,
+              ...(userId !== undefined ? { userId } : {}),
+              tool: current.name,
+              method,
+              path: target.pathname,
+              query: target.search,
+              bodySha256: bodyHash,
+              ...(actorChain.length > 0 ? { actorChain } : {}),
+            });
+          } catch (error) {
+            if (isAgentIamError(error)) throw error;
+            throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
+          }
+          approvalId = result.id;
+          if (result.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied');
+          if (result.status !== 'approved') {
+            throw new AgentIamError('APPROVAL_REQUIRED', `Tool ${current.name}: this request needs approval`, {
+              approvalId: result.id,
+              approval: {
+                agentId,
+                ...(userId !== undefined ? { userId } : {}),
+                tool: current.name,
+                method,
+                path: target.pathname,
+              },
+            });
+          }
+        }
+
+        // ---- 5. capability ----------------------------------------------------------------------
+        if (!current.matcher.all && current.matcher.match(method, target.pathname) === undefined) {
+          throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
+        }
+
+        // ---- 6. credential ----------------------------------------------------------------------
+        if (current.perUser && (typeof userId !== 'string' || userId === '')) {
+          throw new AgentIamError('POLICY_DENIED', `Tool ${current.name} acts for a user and the request has no user context`);
+        }
+        if (current.injector.needsBody) await readBody();
+        let sendBody: unknown = bodyBytes ?? body;
+        if (sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody) && hop > 0) {
+          throw new AgentIamError('REDIRECT_BLOCKED', 'A streamed body cannot be sent again on a redirect');
+        }
+        if (bodyBytes !== undefined && defaultContentType !== null && !headers.has('content-type')) {
+          headers.set('content-type', defaultContentType);
+        }
+        const outgoing: OutgoingRequest = {
+          method,
+          url: target,
+          headers,
+          bodyBytes,
+          hasOpaqueBody: sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody),
+        };
+        await current.injector.inject(outgoing, context);
+
+        // ---- 7. identity ------------------------------------------------------------------------
+        if (current.forwardUser && userId !== undefined) {
+          if (typeof userId !== 'string' || !USER_ID.test(userId)) throw invalid('User id cannot be sent as a header');
+          headers.set('x-end-user-id', userId);
+        }
+
+        // ---- send -------------------------------------------------------------------------------
+        const requestInit: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'manual' };
+        if (sendBody !== undefined) {
+          requestInit.body = sendBody as BodyInit;
+          if (sendBody instanceof ReadableStream) requestInit.duplex = 'half';
+        }
+        if (signal !== undefined) requestInit.signal = signal;
+        const response = await sendFetch(target.href, requestInit);
+        if (sendBody instanceof ReadableStream) body = sendBody; // consumed: not replayable
+
+        const status = response.status;
+        const location = status >= 300 && status < 400 ? response.headers.get('location') : null;
+        if (location === null || (status !== 301 && status !== 302 && status !== 303 && status !== 307 && status !== 308)) {
+          audit('tool.request', 'allow', { status });
+          return response;
+        }
+        void response.body?.cancel().catch(() => {});
+        audit('tool.redirect', 'allow', { status });
+        if (hop + 1 > maxRedirects) throw new AgentIamError('REDIRECT_BLOCKED', `Tool ${current.name}: too many redirects`);
+        if (status === 303 ? method !== 'HEAD' : (status === 301 || status === 302) && method === 'POST') {
+          method = 'GET';
+          body = undefined;
+          bodyBytes = undefined;
+          bodyHash = undefined;
+          for (const name of BODY_HEADERS) headers.delete(name);
+        } else if (sendBody instanceof ReadableStream) {
+          throw new AgentIamError('REDIRECT_BLOCKED', 'A streamed body cannot be sent again on a redirect');
+        }
+        approvalId = undefined;
+        raw = location;
+      }
+    } catch (error) {
+      const code = isAgentIamError(error) ? error.code : undefined;
+      if (code === 'REQUEST_INVALID') path = undefined;
+      audit('tool.request', decisionOf(code), code !== undefined ? { code } : {});
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,244 @@
+/**
+ * Tool definitions, their validation, and the registry that finds the tool of a URL by exact
+ * origin and base path.
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { configError } from '../errors.js';
+import { parseOptions } from '../lib/options.js';
+import { requireSecureUrl } from '../lib/secure-url.js';
+import { safeUrl } from './url-safety.js';
+
+/** AWS credentials for SigV4 signing. */
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** STS session token, sent as `X-Amz-Security-Token` and signed. */
+  sessionToken?: string;
+}
+
+/** How toolFetch authenticates to a tool. */
+export type ToolAuth =
+  | { type: 'none' }
+  | {
+      type: 'apiKey';
+      /** The key. Never logged, never in an error. */
+      key: string;
+      /** Header name (default `authorization`). */
+      header?: string;
+      /** Scheme before the key (default `Bearer` for `authorization`, none for any other header). Use `''` for none. */
+      scheme?: string;
+    }
+  | { type: 'oauth2'; /** Token-manager connection id; one account per user. */ connection: string }
+  | { type: 'clientCredentials'; connection: string; scopes?: string[]; resource?: string }
+  | {
+      type: 'tokenExchange';
+      connection: string;
+      audience?: string;
+      resource?: string;
+      /** The scopes asked for: only a subset of the inbound token's scopes can be granted. */
+      scopes: string[];
+    }
+  | {
+      type: 'awsSigV4';
+      region: string;
+      /** AWS service name, e.g. `s3`, `execute-api`, `dynamodb`. */
+      service: string;
+      credentials: AwsCredentials | (() => Promise<AwsCredentials>);
+      /** Hash and sign the body (default true); `false` sends `x-amz-content-sha256: UNSIGNED-PAYLOAD`. */
+      signPayload?: boolean;
+    };
+
+/** A method + path pattern a tool allows (`:name` one segment, trailing `*` the rest). */
+export interface ToolCapability {
+  method: string;
+  path: string;
+}
+
+/** A tool toolFetch may call. */
+export interface ToolDefinition {
+  /** Unique name, used by policies and audit events. */
+  name: string;
+  /** `https://` origin plus optional base path (plain `http://` only for loopback hosts). */
+  baseUrl: string;
+  /** Credential injected on every request (default `{ type: 'none' }`). */
+  auth?: ToolAuth;
+  /** Allowed operations; none declared means all operations. */
+  capabilities?: ToolCapability[];
+  /** Send `X-End-User-ID` with the verified user id (default true). */
+  forwardUser?: boolean;
+  /**
+   * Require a user in the context (default: true for `oauth2` and `tokenExchange`, false otherwise).
+   * Without one, the request fails with `POLICY_DENIED` and nothing is sent.
+   */
+  perUser?: boolean;
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_VALUE = /^[\x20-\x7e]*$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const nonEmpty = z.string().min(1);
+const token = z.string().min(1).regex(/^[\x21-\x7e]+$/, 'must be visible ASCII');
+
+const credentialsSchema = z.object({
+  accessKeyId: token,
+  secretAccessKey: token,
+  sessionToken: token.optional(),
+});
+
+const authSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('none') }),
+  z.object({
+    type: z.literal('apiKey'),
+    key: z.string().min(1).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
+    header: z.string().regex(HEADER_NAME, 'must be a header name').optional(),
+    scheme: z.string().regex(HEADER_VALUE, 'must be printable ASCII').optional(),
+  }),
+  z.object({ type: z.literal('oauth2'), connection: nonEmpty }),
+  z.object({
+    type: z.literal('clientCredentials'),
+    connection: nonEmpty,
+    scopes: z.array(nonEmpty).optional(),
+    resource: nonEmpty.optional(),
+  }),
+  z.object({
+    type: z.literal('tokenExchange'),
+    connection: nonEmpty,
+    audience: nonEmpty.optional(),
+    resource: nonEmpty.optional(),
+    scopes: z.array(nonEmpty),
+  }),
+  z.object({
+    type: z.literal('awsSigV4'),
+    region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must be an AWS region name'),
+    service: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be an AWS service name'),
+    credentials: z.union([
+      credentialsSchema,
+      z.custom<() => Promise<AwsCredentials>>((v) => typeof v === 'function', 'must be credentials or a function'),
+    ]),
+    signPayload: z.boolean().optional(),
+  }),
+]);
+
+const toolSchema = z.object({
+  name: z.string().regex(NAME, 'must be 1-64 letters, digits, ".", "_" or "-"'),
+  baseUrl: nonEmpty,
+  auth: authSchema.optional(),
+  capabilities: z.array(z.object({ method: nonEmpty, path: nonEmpty })).optional(),
+  forwardUser: z.boolean().optional(),
+  perUser: z.boolean().optional(),
+});
+
+/** @internal A validated tool with its precomputed origin and base path. */
+export interface ResolvedTool {
+  readonly name: string;
+  readonly origin: string;
+  /** Base path without trailing `/`; `''` for the whole origin. */
+  readonly basePath: string;
+  readonly auth: ToolAuth;
+  readonly capabilities: ToolCapability[] | undefined;
+  readonly forwardUser: boolean;
+  readonly perUser: boolean;
+  readonly index: number;
+}
+
+/** @internal Validate tool definitions (CONFIG_INVALID naming the field). */
+export function resolveTools(tools: unknown): ResolvedTool[] {
+  const parsed = parseOptions(z.array(toolSchema), tools, 'tools');
+  const names = new Set<string>();
+  const places = new Set<string>();
+  return parsed.map((t, i) => {
+    const field = `tools.${i}`;
+    if (names.has(t.name)) throw configError(`${field}.name`, 'duplicate tool name');
+    names.add(t.name);
+    const url = requireSecureUrl(t.baseUrl, `${field}.baseUrl`);
+    if (url.search !== '' || url.hash !== '' || t.baseUrl.includes('?') || t.baseUrl.includes('#')) {
+      throw configError(`${field}.baseUrl`, 'must not have a query or fragment');
+    }
+    try {
+      safeUrl(t.baseUrl);
+    } catch {
+      throw configError(`${field}.baseUrl`, 'has an unsafe path');
+    }
+    const basePath = url.pathname.replace(/\/+$/, '');
+    const place = `${url.origin}${basePath}`;
+    if (places.has(place)) throw configError(`${field}.baseUrl`, 'another tool has the same origin and base path');
+    places.add(place);
+    const auth = (t.auth ?? { type: 'none' }) as ToolAuth;
+    return {
+      name: t.name,
+      origin: url.origin,
+      basePath,
+      auth,
+      capabilities: t.capabilities,
+      forwardUser: t.forwardUser ?? true,
+      perUser: t.perUser ?? (auth.type === 'oauth2' || auth.type === 'tokenExchange'),
+      index: i,
+    };
+  });
+}
+
+/** @internal Finds the tool of a URL: exact origin, then the longest base path on a segment boundary. */
+export class ToolRegistry<T extends { origin: string; basePath: string }> {
+  readonly #byOrigin = new Map<string, T[]>();
+
+  constructor(tools: readonly T[]) {
+    for (const tool of tools) {
+      const list = this.#byOrigin.get(tool.origin) ?? [];
+      list.push(tool);
+      list.sort((a, b) => b.basePath.length - a.basePath.length);
+      this.#byOrigin.set(tool.origin, list);
+    }
+  }
+
+  find(url: URL): T | undefined {
+    const list = this.#byOrigin.get(url.origin);
+    if (list === undefined) return undefined;
+    const path = url.pathname;
+    for (const tool of list) {
+      const base = tool.basePath;
+      if (base === '') return tool;
+      if (path.startsWith(base) && (path.length === base.length || path.charCodeAt(base.length) === 0x2f)) return tool;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Build tool definitions from environment variables: `TOOL_<NAME>_URL` gives the base URL, an
+ * optional `TOOL_<NAME>_API_KEY` an `apiKey` credential (with `TOOL_<NAME>_API_KEY_HEADER` and
+ * `TOOL_<NAME>_API_KEY_SCHEME` to change the header and scheme). The tool name is `<NAME>`
+ * lower-cased with `_` turned into `-`.
+ *
+ * @example
+ * ```ts
+ * // TOOL_WEATHER_URL=https://api.weather.example  TOOL_WEATHER_API_KEY=...  TOOL_WEATHER_API_KEY_HEADER=X-API-Key
+ * const toolFetch = createToolFetch({ agent: { id: 'a' }, tools: toolsFromEnv(), policies: [{ agent: 'a', tool: 'weather' }] });
+ * ```
+ */
+export function toolsFromEnv(env?: Record<string, string | undefined>): ToolDefinition[] {
+  const source =
+    env ?? ((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {});
+  const out: ToolDefinition[] = [];
+  for (const key of Object.keys(source).sort()) {
+    const m = /^TOOL_([A-Z0-9][A-Z0-9_]*?)_URL$/.exec(key);
+    const value = source[key];
+    if (m === null || value === undefined || value === '') continue;
+    const prefix = `TOOL_${m[1]}`;
+    const tool: ToolDefinition = { name: (m[1] as string).toLowerCase().replace(/_/g, '-'), baseUrl: value };
+    const apiKey = source[`${prefix}_API_KEY`];
+    if (apiKey !== undefined && apiKey !== '') {
+      const header = source[`${prefix}_API_KEY_HEADER`];
+      const scheme = source[`${prefix}_API_KEY_SCHEME`];
+      tool.auth = {
+        type: 'apiKey',
+        key: apiKey,
+        ...(header ? { header } : {}),
+        ...(scheme !== undefined ? { scheme } : {}),
+      };
+    }
+    out.push(tool);
+  }
+  return out;
+}

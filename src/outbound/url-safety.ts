@@ -1,0 +1,115 @@
+/**
+ * URL safety checks for outbound requests: the first gate of toolFetch. WHATWG `URL` normalises
+ * some hostile inputs away (dot-segments, `%2e`, backslashes, tabs and newlines), so the raw input
+ * string is checked before parsing, and the parsed URL again after.
+ *
+ * @module
+ */
+import { AgentIamError } from '../errors.js';
+
+/** C0 controls, DEL and C1 controls, raw. */
+// eslint-disable-next-line no-control-regex
+const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Percent-encoded C0 controls and DEL. */
+const ENCODED_CONTROL = /%(?:[01][0-9a-f]|7f)/i;
+/** Encoded `/` and `\`, and double-encoded `.`, `/`, `\`, controls, DEL (servers that decode twice). */
+const ENCODED_SEPARATOR = /%(?:2f|5c)|%25(?:2e|2f|5c|[01][0-9a-f]|7f)/i;
+/** A `%` not followed by two hex digits. */
+const BAD_PERCENT = /%(?![0-9a-f]{2})/i;
+const ENCODED_DOT = /%2e/gi;
+const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
+
+function invalid(reason: string): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', `Outbound URL rejected: ${reason}`);
+}
+
+/**
+ * True when a path segment is `.` or `..`, also written with `%2e`, or followed by a `;` path
+ * parameter (`..;` is a dot-segment for Tomcat and others).
+ */
+function isDotSegment(segment: string): boolean {
+  if (segment.length === 0 || segment.length > 64) return false;
+  let s = segment;
+  const semi = s.indexOf(';');
+  if (semi !== -1) s = s.slice(0, semi);
+  if (s.indexOf('%') !== -1) s = s.replace(ENCODED_DOT, '.');
+  return s === '.' || s === '..';
+}
+
+/** Checks that apply to a path, raw or parsed. */
+function checkPath(path: string): void {
+  if (path.indexOf('%') !== -1) {
+    if (BAD_PERCENT.test(path)) throw invalid('malformed percent-encoding in path');
+    if (ENCODED_SEPARATOR.test(path)) throw invalid('encoded "/" or "\\" in path');
+    if (ENCODED_CONTROL.test(path)) throw invalid('encoded control character in path');
+  }
+  if (path.indexOf('.') === -1 && path.indexOf('%') === -1) return;
+  let start = 0;
+  for (;;) {
+    const end = path.indexOf('/', start);
+    const segment = end === -1 ? path.slice(start) : path.slice(start, end);
+    if (isDotSegment(segment)) throw invalid('dot-segment in path');
+    if (end === -1) return;
+    start = end + 1;
+  }
+}
+
+/**
+ * Check a URL string exactly as the caller wrote it, before `new URL()` normalises it: control
+ * characters (raw, anywhere), backslashes, userinfo, dot-segments and encoded separators in the path.
+ */
+export function checkRawUrl(raw: string, allowRelative = false): void {
+  if (raw.length > 16_384) throw invalid('URL too long');
+  if (RAW_CONTROL.test(raw)) throw invalid('control character');
+  if (raw.indexOf('\\') !== -1) throw invalid('backslash');
+  if (raw.length > 0 && (raw.charCodeAt(0) === 0x20 || raw.charCodeAt(raw.length - 1) === 0x20)) {
+    throw invalid('leading or trailing space');
+  }
+  const scheme = SCHEME.exec(raw);
+  if (scheme === null && !allowRelative) throw invalid('not an absolute URL');
+  let rest = scheme === null ? raw : raw.slice(scheme[0].length);
+  if (rest.startsWith('//')) {
+    const authorityEnd = rest.slice(2).search(/[/?#]/);
+    const authority = authorityEnd === -1 ? rest.slice(2) : rest.slice(2, authorityEnd + 2);
+    if (authority.indexOf('@') !== -1) throw invalid('userinfo');
+    if (authority.indexOf('%') !== -1) throw invalid('percent-encoding in host');
+    rest = authorityEnd === -1 ? '' : rest.slice(authorityEnd + 2);
+  }
+  const hash = rest.indexOf('#');
+  if (hash !== -1) rest = rest.slice(0, hash);
+  const q = rest.indexOf('?');
+  const path = q === -1 ? rest : rest.slice(0, q);
+  checkPath(path);
+  if (q !== -1) checkQuery(rest.slice(q + 1));
+}
+
+function checkQuery(query: string): void {
+  if (query.indexOf('%') === -1) return;
+  if (ENCODED_CONTROL.test(query)) throw invalid('encoded control character in query');
+}
+
+/**
+ * Parse `raw` (already checked with {@link checkRawUrl}) and check the parsed URL: http(s) only,
+ * no userinfo, and the same path rules again. The fragment is dropped (it is never sent).
+ */
+export function parseSafeUrl(raw: string, base?: URL): URL {
+  let url: URL;
+  try {
+    url = base === undefined ? new URL(raw) : new URL(raw, base);
+  } catch {
+    throw invalid('not a valid URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalid('scheme must be http or https');
+  if (url.username !== '' || url.password !== '') throw invalid('userinfo');
+  if (url.hostname === '') throw invalid('no host');
+  checkPath(url.pathname);
+  checkQuery(url.search);
+  if (url.hash !== '') url.hash = '';
+  return url;
+}
+
+/** Both checks: the raw string, then the parsed URL. */
+export function safeUrl(raw: string, base?: URL): URL {
+  checkRawUrl(raw, base !== undefined);
+  return parseSafeUrl(raw, base);
+}
