@@ -4,8 +4,12 @@
  * @module
  */
 import Keyv from 'keyv';
+import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
 import { withTimeout } from '../lib/async.js';
+import { toBase64Url } from '../lib/encoding.js';
+import { parseOptions } from '../lib/options.js';
+import { sha256Sync } from './sha256.js';
 
 /** A minimal async key-value store. Values are JSON-serialisable. */
 export interface KeyValueStore {
@@ -24,9 +28,29 @@ export interface KeyValueStoreOptions {
 /** The key prefix and version of every key agent-iam writes. */
 export const KEY_PREFIX = 'agent-iam:v1';
 
+/** Encoded components longer than this are replaced by a hash, so keys fit common key columns (255). */
+const MAX_COMPONENT = 64;
+const ascii = new TextEncoder();
+
+function encodeComponent(part: string): string {
+  let enc: string;
+  try {
+    enc = encodeURIComponent(part);
+  } catch {
+    // Lone surrogates make encodeURIComponent throw: escape them as %uXXXX, a form it never produces.
+    enc = String(part).replace(/\p{Cs}|[^\p{Cs}]+/gu, (m) =>
+      /^\p{Cs}$/u.test(m) ? `%u${m.charCodeAt(0).toString(16).toUpperCase()}` : encodeURIComponent(m),
+    );
+  }
+  if (enc.length <= MAX_COMPONENT) return enc;
+  // '%h' never appears in encodeURIComponent output (it only emits %XX with upper-case hex).
+  return `%h${toBase64Url(sha256Sync(ascii.encode(enc)))}`;
+}
+
 /**
  * Build a store key from components. Each component is percent-encoded, so `('a:b', 'c')` and
- * `('a', 'b:c')` can never produce the same key.
+ * `('a', 'b:c')` can never produce the same key. A component longer than 64 encoded characters is
+ * replaced by `%h` and its SHA-256 (base64url), so keys stay short enough for SQL key columns.
  *
  * @example
  * ```ts
@@ -35,50 +59,119 @@ export const KEY_PREFIX = 'agent-iam:v1';
  */
 export function storeKey(...parts: string[]): string {
   let key = KEY_PREFIX;
-  for (const part of parts) key += ':' + encodeURIComponent(part);
+  for (const part of parts) key += ':' + encodeComponent(part);
   return key;
 }
 
-function unavailable(cause?: unknown): AgentIamError {
-  return new AgentIamError('STORE_UNAVAILABLE', 'The store is unavailable', cause === undefined ? {} : { cause });
+function unavailable(reason: 'timeout' | 'error', cause?: unknown): AgentIamError {
+  const message = reason === 'timeout' ? 'The store did not answer in time' : 'The store is unavailable';
+  return new AgentIamError('STORE_UNAVAILABLE', message, cause === undefined ? { reason } : { reason, cause });
 }
 
-/** True when `value` looks like a Keyv instance. */
-function isKeyv(value: unknown): value is Keyv {
-  return value instanceof Keyv || (typeof value === 'object' && value !== null && typeof (value as Keyv).get === 'function' && typeof (value as Keyv).set === 'function' && typeof (value as Keyv).delete === 'function');
+interface Backend {
+  get(key: string): unknown;
+  set(key: string, value: unknown, ttl?: number): unknown;
+  delete(key: string): unknown;
 }
+
+function isBackend(value: unknown): value is Backend {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Backend).get === 'function' &&
+    typeof (value as Backend).set === 'function' &&
+    typeof (value as Backend).delete === 'function'
+  );
+}
+
+/** Per backend: one 'error' listener and a count of the errors it emitted (shared by all wrappers). */
+interface ErrorWatch {
+  count: number;
+}
+const watches = new WeakMap<object, ErrorWatch>();
+
+type Emitter = { on?: (event: string, fn: (error: unknown) => void) => unknown };
+type Throwing = { throwOnErrors?: unknown; store?: unknown };
 
 /**
- * Wrap a Keyv instance (default: a new in-memory Keyv) so that every call is bounded by a timeout,
- * an adapter's `error` event never crashes the process, and every failure is `STORE_UNAVAILABLE`.
+ * Keyv 5 swallows adapter failures unless told otherwise: `get` returns `undefined`, `set`/`delete`
+ * return `false`, and `@keyv/redis` does the same one level down. Turn throwing on at both levels,
+ * and count 'error' events so that an adapter which still swallows is caught too.
+ */
+function prepare(backend: Backend): ErrorWatch {
+  let watch = watches.get(backend);
+  if (watch !== undefined) return watch;
+  const w: ErrorWatch = { count: 0 };
+  watch = w;
+  watches.set(backend, watch);
+  const on = (backend as Emitter).on;
+  // Without a listener an EventEmitter 'error' event throws and can take the process down.
+  if (typeof on === 'function') on.call(backend, 'error', () => void (w.count += 1));
+  const t = backend as Throwing;
+  if (typeof t.throwOnErrors === 'boolean') t.throwOnErrors = true;
+  const adapter = backend instanceof Keyv || typeof t.throwOnErrors === 'boolean' ? (t.store as Throwing | undefined) : undefined;
+  if (adapter !== undefined && adapter !== null && typeof adapter === 'object' && typeof adapter.throwOnErrors === 'boolean') {
+    adapter.throwOnErrors = true;
+  }
+  return watch;
+}
+
+const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_000).optional() });
+
+/**
+ * Wrap a Keyv instance (default: a new in-memory Keyv), or any object with `get`/`set`/`delete`, so
+ * that every call is bounded by a timeout, an adapter's `error` event never crashes the process, and
+ * every failure is `STORE_UNAVAILABLE` (with `reason` `timeout` or `error`), never a silent
+ * `undefined`. Errors thrown by the backend as `AgentIamError` pass through unchanged.
+ *
+ * To make failures visible, this sets `throwOnErrors = true` on the Keyv instance and on its adapter
+ * (Keyv 5 and `@keyv/redis` otherwise turn a dead server into "no value"). It never calls `clear()`.
+ * A write that timed out may still land later; it lands whole.
  *
  * @example
  * ```ts
+ * import Keyv from 'keyv';
  * import KeyvRedis from '@keyv/redis';
- * const store = createKeyValueStore(new Keyv(new KeyvRedis('redis://127.0.0.1:6379')));
+ * const store = createKeyValueStore(new Keyv(new KeyvRedis('redis://127.0.0.1:6379')), { timeoutMs: 1000 });
+ * await store.set(storeKey('note', 'alice'), { hello: 'world' }, 60_000);
  * ```
  */
 export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyValueStoreOptions = {}): KeyValueStore {
-  const timeoutMs = options.timeoutMs ?? 5000;
-  const kv = keyv ?? new Keyv();
-  if (!isKeyv(kv)) return kv as KeyValueStore;
-  // Keyv re-emits adapter errors; without a listener an EventEmitter 'error' would throw.
-  const on = (kv as unknown as { on?: (event: string, fn: (e: unknown) => void) => void }).on;
-  if (typeof on === 'function') on.call(kv, 'error', () => {});
-  const bound = <T>(p: Promise<T>): Promise<T> =>
-    withTimeout(p, timeoutMs, () => unavailable()).catch((e: unknown) => {
-      throw e instanceof AgentIamError ? e : unavailable(e);
-    });
+  const opts = parseOptions(optionsSchema, options, 'store');
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const kv: unknown = keyv ?? new Keyv();
+  if (!isBackend(kv)) throw new AgentIamError('CONFIG_INVALID', 'Invalid option store: must be a Keyv instance or have get, set and delete', { field: 'store' });
+  const backend = kv;
+  const watch = prepare(backend);
+
+  const call = async <T>(fn: () => T | Promise<T>, failed: (value: T) => boolean): Promise<T> => {
+    const before = watch.count;
+    let value: T;
+    try {
+      value = await withTimeout(
+        Promise.resolve().then(fn),
+        timeoutMs,
+        () => unavailable('timeout'),
+      );
+    } catch (e) {
+      if (e instanceof AgentIamError) throw e;
+      throw unavailable('error', e);
+    }
+    if (failed(value) && watch.count !== before) throw unavailable('error');
+    return value;
+  };
+
   return {
     async get<T>(key: string): Promise<T | undefined> {
-      return (await bound(Promise.resolve().then(() => kv.get(key)))) as T | undefined;
+      const value = await call(() => backend.get(key), (v) => v === undefined || v === null);
+      return (value ?? undefined) as T | undefined;
     },
     async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
-      const ok = await bound(Promise.resolve().then(() => kv.set(key, value, ttlMs)));
-      if (ok === false) throw unavailable();
+      const ok = await call(() => backend.set(key, value, ttlMs), (v) => v === false);
+      if (ok === false) throw unavailable('error');
     },
     async delete(key: string): Promise<boolean> {
-      return Boolean(await bound(Promise.resolve().then(() => kv.delete(key))));
+      return Boolean(await call(() => backend.delete(key), (v) => v === false));
     },
   };
 }
