@@ -1,0 +1,109 @@
+/**
+ * A real JWKS HTTP server on 127.0.0.1 for tests: keys can be rotated, and the server can go
+ * down, answer slowly, hang, or send an oversized or invalid body.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { JWK } from 'jose';
+
+export type JwksMode = 'ok' | 'down' | 'slow' | 'hang' | 'huge' | 'garbage';
+
+export interface JwksServer {
+  /** `http://127.0.0.1:PORT/jwks` */
+  readonly url: string;
+  /** `http://127.0.0.1:PORT` */
+  readonly origin: string;
+  /** Keys served now. */
+  keys: JWK[];
+  /** How the server answers. */
+  mode: JwksMode;
+  /** Delay of the `slow` mode, in ms. */
+  delayMs: number;
+  /** Number of requests received. */
+  requests: number;
+  close(): Promise<void>;
+}
+
+export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
+  const hanging = new Set<import('node:http').ServerResponse>();
+  const state = {
+    keys,
+    mode: 'ok' as JwksMode,
+    delayMs: 300,
+    requests: 0,
+  };
+  const server: Server = createServer((req, res) => {
+    state.requests++;
+    if (req.url !== '/jwks') {
+      res.writeHead(404).end();
+      return;
+    }
+    const send = () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: state.keys }));
+    };
+    switch (state.mode) {
+      case 'ok':
+        send();
+        return;
+      case 'down':
+        res.writeHead(503, { 'content-type': 'text/plain' }).end('down');
+        return;
+      case 'slow':
+        setTimeout(send, state.delayMs);
+        return;
+      case 'hang':
+        hanging.add(res);
+        return;
+      case 'huge': {
+        // No content-length: the client must count bytes itself.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const pad = 'x'.repeat(64 * 1024);
+        res.write(`{"keys":${JSON.stringify(state.keys)},"pad":"`);
+        for (let i = 0; i < 32; i++) res.write(pad);
+        res.end('"}');
+        return;
+      }
+      case 'garbage':
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": not json');
+        return;
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    url: `${origin}/jwks`,
+    origin,
+    get keys() {
+      return state.keys;
+    },
+    set keys(k: JWK[]) {
+      state.keys = k;
+    },
+    get mode() {
+      return state.mode;
+    },
+    set mode(m: JwksMode) {
+      state.mode = m;
+    },
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(d: number) {
+      state.delayMs = d;
+    },
+    get requests() {
+      return state.requests;
+    },
+    set requests(n: number) {
+      state.requests = n;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const res of hanging) res.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
