@@ -45,6 +45,8 @@ export interface AuditEvent {
   durationMs?: number;
   requestId?: string;
   approvalId?: string;
+  /** Who approved or denied, for `approval.approve` / `approval.deny` events. */
+  approver?: string;
   /** Upstream HTTP status, for tool requests that were sent. */
   status?: number;
   /** With a hash-chained sink: SHA-256 (hex) of the previous event line. */
