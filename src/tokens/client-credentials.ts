@@ -1,0 +1,69 @@
+/**
+ * Internal: the client-credentials grant (service-account tokens), cached per connection, scope
+ * set and resource/audience until shortly before expiry, with one request in flight per key.
+ *
+ * @module
+ */
+import * as oauth from 'oauth4webapi';
+import { SingleFlight } from '../lib/async.js';
+import { LruCache } from '../lib/lru.js';
+import { splitScopes } from './accounts.js';
+import { type Connection, resourceParam } from './connections.js';
+import { recognizedTokenTypes, requestOptions, withRetry } from './http.js';
+import { audit, type Runtime } from './runtime.js';
+import type { AccessTokenResult, ClientCredentialsOptions } from './types.js';
+
+interface Cached {
+  result: AccessTokenResult;
+  refreshAt: number;
+}
+
+export class ClientCredentialsCache {
+  readonly #cache: LruCache<string, Cached>;
+  readonly #flight = new SingleFlight<AccessTokenResult>();
+
+  constructor(size: number) {
+    this.#cache = new LruCache(size);
+  }
+
+  async get(rt: Runtime, c: Connection, o: ClientCredentialsOptions): Promise<AccessTokenResult> {
+    const scopes = [...new Set(o.scopes ?? c.scopes ?? [])].sort();
+    const resource = resourceParam(c, o.resource);
+    const audience = o.audience ?? c.audience;
+    const key = JSON.stringify([c.id, scopes, resource ?? null, audience ?? null]);
+    const hit = this.#cache.get(key);
+    if (hit !== undefined && Date.now() < hit.refreshAt) return hit.result;
+    return this.#flight.run(key, async () => {
+      const started = Date.now();
+      try {
+        const tokens = await rt.withClient(c, (server, client) =>
+          withRetry(rt.http, 'client credentials', async (signal) => {
+            const params: Record<string, string> = { ...c.tokenParams };
+            if (scopes.length > 0) params.scope = scopes.join(c.scopeSeparator);
+            if (resource !== undefined) params.resource = resource;
+            if (audience !== undefined) params.audience = audience;
+            const res = await oauth.clientCredentialsGrantRequest(server.as, client.client, client.auth, params, requestOptions(rt.http, signal, server.insecure));
+            const types = recognizedTokenTypes(c.tokenTypes);
+            return oauth.processClientCredentialsResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+          }),
+        );
+        const now = Date.now();
+        const result: AccessTokenResult = {
+          accessToken: tokens.access_token,
+          tokenType: tokens.token_type,
+          scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? scopes,
+        };
+        if (typeof tokens.expires_in === 'number') {
+          result.expiresAt = now + tokens.expires_in * 1000;
+          const refreshAt = result.expiresAt - Math.min(rt.refreshSkewMs, (tokens.expires_in * 1000) / 2);
+          this.#cache.set(key, { result: Object.freeze(result), refreshAt });
+        }
+        audit(rt, { type: 'token.issue', connection: c.id, decision: 'allow', durationMs: now - started });
+        return result;
+      } catch (e) {
+        audit(rt, { type: 'token.issue', connection: c.id, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started });
+        throw e;
+      }
+    });
+  }
+}

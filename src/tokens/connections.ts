@@ -1,0 +1,127 @@
+/**
+ * Connection configuration: the zod schema (validated once, at construction) and the public type.
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { configError } from '../errors.js';
+import { requireSecureUrl } from '../lib/secure-url.js';
+
+/** How the client authenticates at the token endpoint. */
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+
+/**
+ * One connection: an OAuth 2.0 authorization server (or an API-key provider) that users connect
+ * accounts to. Give explicit endpoints, or `issuer` (RFC 8414 / OpenID discovery), or `resource`
+ * (RFC 9728 protected-resource metadata, e.g. an MCP server).
+ */
+export interface ConnectionConfig {
+  /** Your name for the connection, used in every call (`connection: 'github'`). */
+  id: string;
+  /** `oauth2` (default) or `apiKey` (accounts are only set with `setApiKey`). */
+  kind?: 'oauth2' | 'apiKey';
+  /** Issuer identifier; endpoints come from its metadata (RFC 8414, then OpenID discovery). */
+  issuer?: string;
+  /** A protected resource (e.g. an MCP server URL); its RFC 9728 metadata names the authorization server. */
+  resource?: string;
+  authorizationEndpoint?: string;
+  tokenEndpoint?: string;
+  revocationEndpoint?: string;
+  registrationEndpoint?: string;
+  /** A pre-registered client id. */
+  clientId?: string;
+  clientSecret?: string;
+  /** A Client ID Metadata Document URL (https), used when the server advertises `client_id_metadata_document_supported`. */
+  clientMetadataUrl?: string;
+  /** `'dynamic'`: RFC 7591 dynamic client registration; the registered client is stored and reused. */
+  registration?: 'dynamic';
+  /** Extra client metadata sent with dynamic registration (e.g. `client_name`, `grant_types`). */
+  registrationMetadata?: Record<string, unknown>;
+  tokenEndpointAuthMethod?: TokenEndpointAuthMethod;
+  /** Where the authorization server sends the user back (your callback). */
+  redirectUri?: string;
+  /** Default scopes requested. */
+  scopes?: string[];
+  /** Joins scopes in requests (default `' '`; Slack and Linear use `','`). */
+  scopeSeparator?: string;
+  /** Send RFC 8707 `resource` (default true when `resource` is set; Microsoft Entra rejects it). */
+  sendResource?: boolean;
+  /** An `audience` parameter to send with token requests (Auth0-style APIs). */
+  audience?: string;
+  /** Extra authorization request parameters (e.g. Google `access_type: 'offline'`). Cannot override PKCE/state. */
+  authorizationParams?: Record<string, string>;
+  /** Extra token request parameters. */
+  tokenParams?: Record<string, string>;
+  /** Extra `token_type` values to accept besides `bearer` (Slack answers `bot` / `user`). */
+  tokenTypes?: string[];
+}
+
+const urlString = z.string().min(1).max(2048);
+
+export const connectionSchema = z.strictObject({
+  id: z.string().min(1).max(200),
+  kind: z.enum(['oauth2', 'apiKey']).default('oauth2'),
+  issuer: urlString.optional(),
+  resource: urlString.optional(),
+  authorizationEndpoint: urlString.optional(),
+  tokenEndpoint: urlString.optional(),
+  revocationEndpoint: urlString.optional(),
+  registrationEndpoint: urlString.optional(),
+  clientId: z.string().min(1).max(2048).optional(),
+  clientSecret: z.string().min(1).max(4096).optional(),
+  clientMetadataUrl: urlString.optional(),
+  registration: z.literal('dynamic').optional(),
+  registrationMetadata: z.record(z.string(), z.unknown()).optional(),
+  tokenEndpointAuthMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+  redirectUri: urlString.optional(),
+  scopes: z.array(z.string().min(1).max(512).regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'scope tokens are visible ASCII without space, " or \\')).max(100).optional(),
+  scopeSeparator: z.string().min(1).max(3).default(' '),
+  sendResource: z.boolean().optional(),
+  audience: z.string().min(1).max(2048).optional(),
+  authorizationParams: z.record(z.string(), z.string()).optional(),
+  tokenParams: z.record(z.string(), z.string()).optional(),
+  tokenTypes: z.array(z.string().min(1).max(64)).optional(),
+});
+
+/** A validated connection. */
+export type Connection = z.output<typeof connectionSchema>;
+
+const URL_FIELDS = ['issuer', 'resource', 'authorizationEndpoint', 'tokenEndpoint', 'revocationEndpoint', 'registrationEndpoint', 'redirectUri'] as const;
+
+/** Checks zod cannot express: URL safety, one source of endpoints, unique ids. */
+export function checkConnections(connections: Connection[]): void {
+  const seen = new Set<string>();
+  connections.forEach((c, i) => {
+    const at = `connections.${i}`;
+    if (seen.has(c.id)) throw configError(`${at}.id`, 'duplicate connection id');
+    seen.add(c.id);
+    for (const f of URL_FIELDS) {
+      const v = c[f];
+      if (v !== undefined) requireSecureUrl(v, `${at}.${f}`);
+    }
+    if (c.clientMetadataUrl !== undefined) {
+      const u = requireSecureUrl(c.clientMetadataUrl, `${at}.clientMetadataUrl`);
+      if (u.protocol !== 'https:' || u.pathname === '/') throw configError(`${at}.clientMetadataUrl`, 'must be an https URL with a path');
+    }
+    if (c.kind === 'apiKey') return;
+    if (c.tokenEndpoint === undefined && c.issuer === undefined && c.resource === undefined) {
+      throw configError(`${at}.tokenEndpoint`, 'give tokenEndpoint (explicit endpoints), issuer or resource');
+    }
+    if (c.clientSecret !== undefined && c.clientId === undefined) throw configError(`${at}.clientId`, 'clientSecret needs clientId');
+    if (c.tokenEndpointAuthMethod !== undefined && c.tokenEndpointAuthMethod !== 'none' && c.clientId !== undefined && c.clientSecret === undefined) {
+      throw configError(`${at}.clientSecret`, `required for ${c.tokenEndpointAuthMethod}`);
+    }
+  });
+}
+
+/** True when a connection can run the authorization-code flow (a redirect URI is configured). */
+export function supportsAuthorizationCode(c: Connection): boolean {
+  return c.kind === 'oauth2' && c.redirectUri !== undefined;
+}
+
+/** The RFC 8707 resource to send, if any. */
+export function resourceParam(c: Connection, override?: string): string | undefined {
+  if (override !== undefined) return override;
+  if (c.resource !== undefined && c.sendResource !== false) return c.resource;
+  return undefined;
+}
