@@ -75,6 +75,7 @@ export class JwksCache {
    * refetch per cool-down) or when several keys share the token's `kid`.
    */
   async resolve(kid: string | undefined, alg: string): Promise<CryptoKey[]> {
+    if (this.#inflight) await this.#inflight; // join a fetch already under way (single flight)
     const now = Date.now();
     if (this.#keys.length === 0) {
       if (now - this.#attemptAt >= Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS)) await this.#refresh();
