@@ -15,7 +15,7 @@
  *
  * The matcher fails closed on unsafe paths: a path that does not start with `/`, or that holds a
  * dot-segment (`.`, `..`, also as `%2e`), an encoded separator (`%2f`, `%5c`), a backslash, a
- * control character, `?` or `#` never matches anything — not even `/*` or an empty capability list.
+ * control character (also as `%00`–`%1f`, `%7f`), whitespace, `?` or `#` never matches anything — not even `/*` or an empty capability list.
  * toolFetch rejects such URLs earlier (`REQUEST_INVALID`); this is defence in depth.
  *
  * @module
@@ -74,10 +74,10 @@ const DOT_SEGMENT_RE = /^(?:\.|%2e){1,2}$/i;
 const ENCODED_SEPARATOR_RE = /%2f|%5c/i;
 /**
  * Anything in a request path that must never match: dot-segments (also `%2e`), encoded separators,
- * backslashes, control characters, whitespace, `?` and `#`.
+ * backslashes, control characters (also percent-encoded), whitespace, `?` and `#`.
  */
 // eslint-disable-next-line no-control-regex
-const UNSAFE_PATH_RE = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|%2f|%5c|[\\\u0000-\u0020\u007f-\u009f?#]/i;
+const UNSAFE_PATH_RE = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|%2f|%5c|%[01][0-9a-f]|%7f|[\\\u0000-\u0020\u007f-\u009f?#]/i;
 
 /** True when `path` is a request path the matcher is willing to match at all. */
 export function isMatchablePath(path: string): boolean {
@@ -132,6 +132,7 @@ function validatePath(path: unknown, field: string): string[] {
     }
     if (DOT_SEGMENT_RE.test(seg)) throw configError(field, 'must not contain dot-segments');
     if (ENCODED_SEPARATOR_RE.test(seg)) throw configError(field, 'must not contain an encoded "/" or "\\"');
+    if (/%[01][0-9a-f]|%7f/i.test(seg)) throw configError(field, 'must not contain encoded control characters');
   }
   return segments;
 }
