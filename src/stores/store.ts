@@ -167,11 +167,12 @@ export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyVal
       return (value ?? undefined) as T | undefined;
     },
     async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
-      const ok = await call(() => backend.set(key, value, ttlMs), (v) => v === false);
+      // Keyv reports a swallowed adapter failure on set/delete as success: any error event fails the call.
+      const ok = await call(() => backend.set(key, value, ttlMs), () => true);
       if (ok === false) throw unavailable('error');
     },
     async delete(key: string): Promise<boolean> {
-      return Boolean(await call(() => backend.delete(key), (v) => v === false));
+      return Boolean(await call(() => backend.delete(key), () => true));
     },
   };
 }
