@@ -360,6 +360,17 @@ describe('tool identification', () => {
     expect(up.received.map((r) => r.headers.authorization)).toEqual(['Bearer api-key', 'Bearer root-key', 'Bearer api-key']);
   });
 
+  it('a named host with a trailing dot, another case or a suffix is another origin', async () => {
+    const tf = make([{ name: 'ex', baseUrl: 'https://api.example.com/v1' }], [{ agent: 'agent-1', tool: '*' }], {
+      fetch: async () => {
+        throw new Error('must not be called');
+      },
+    });
+    for (const u of ['https://api.example.com./v1/x', 'https://api.example.com.evil.io/v1/x', 'https://evil.io/api.example.com/v1/x', 'http://api.example.com/v1/x', 'https://api.example.com:8443/v1/x']) {
+      expect(await codeOf(tf(u)), u).toBe('TOOL_NOT_REGISTERED');
+    }
+  });
+
   it('a base-path tool does not cover sibling paths', async () => {
     const tf = make([{ name: 'api', baseUrl: `${up.origin}/api/` }], [{ agent: 'agent-1', tool: '*' }]);
     expect(await codeOf(tf(`${up.origin}/apiary`))).toBe('TOOL_NOT_REGISTERED');
