@@ -1,2 +1,16 @@
-// agent-iam/mcp entry. export {};
-export {};
+/**
+ * agent-iam/mcp: what an MCP server or an agent publishes so that OAuth clients and authorization
+ * servers can find it — RFC 9728 protected resource metadata and OAuth Client ID Metadata Documents.
+ * Runtime-neutral (Web APIs only).
+ *
+ * @module
+ */
+export { protectedResourceMetadata, protectedResourceMetadataUrl } from './protected-resource-metadata.js';
+export type {
+  ProtectedResourceMetadataOptions,
+  ProtectedResourceMetadata,
+  ProtectedResourceMetadataResult,
+} from './protected-resource-metadata.js';
+export { clientMetadataDocument } from './client-metadata-document.js';
+export type { ClientMetadataDocumentOptions, ClientMetadata, ClientMetadataDocumentResult } from './client-metadata-document.js';
+export type { PublishedDocument } from './well-known.js';
