@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { decodeJwt } from 'jose';
+import { attachRawToken, type AgentContext } from '../../src/context.js';
+import { assertNoSecret, expectCode, manager, REDIRECT, startIdp, type Setup } from './helpers.js';
+
+const API = 'https://api.example.com';
+const SHORT = 'https://short.example.com';
+const TE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+let s: Setup;
+beforeAll(async () => {
+  s = await startIdp(
+    { resources: { [API]: { scopes: ['read', 'write', 'admin'] } } },
+    { grant_types: ['authorization_code', 'refresh_token', 'client_credentials', TE], response_types: ['code'], redirect_uris: [REDIRECT] },
+  );
+});
+afterAll(async () => {
+  await s?.idp.close();
+});
+
+function contextFor(token: string, scopes: string[]): AgentContext {
+  const ctx: AgentContext = Object.freeze({
+    userId: 'alice', subject: 'alice', issuer: s.idp.issuer, scopes, claims: {}, actorChain: [], requestId: 'r1', authenticated: true,
+  });
+  attachRawToken(ctx, token);
+  return ctx;
+}
+
+describe('client credentials', () => {
+  it('caches per scope set and resource, single flight, never reusing a token across scope sets', async () => {
+    const events: Array<{ type: string }> = [];
+    const tokens = manager(s, { audit: (e) => void events.push(e) }, { resource: API });
+    s.idp.resetStats();
+    const many = await Promise.all(Array.from({ length: 50 }, () => tokens.clientCredentials({ connection: 'corp', scopes: ['read'] })));
+    expect(s.idp.stats.token.client_credentials).toBe(1);
+    expect(new Set(many.map((t) => t.accessToken)).size).toBe(1);
+    const claims = decodeJwt(many[0]!.accessToken);
+    expect(claims.aud).toBe(API);
+    expect(claims.scope).toBe('read');
+    // Same set in another order: cached.
+    await tokens.clientCredentials({ connection: 'corp', scopes: ['read'] });
+    expect(s.idp.stats.token.client_credentials).toBe(1);
+    const rw = await tokens.clientCredentials({ connection: 'corp', scopes: ['write', 'read'] });
+    const wr = await tokens.clientCredentials({ connection: 'corp', scopes: ['read', 'write'] });
+    expect(rw.accessToken).toBe(wr.accessToken);
+    expect(rw.accessToken).not.toBe(many[0]!.accessToken);
+    expect(s.idp.stats.token.client_credentials).toBe(2);
+    expect(decodeJwt(rw.accessToken).scope).toBe('read write');
+    expect(events.filter((e) => e.type === 'token.issue')).toHaveLength(2);
+  });
+
+  it('refetches shortly before expiry (skew capped at half the lifetime)', async () => {
+    const short = await startIdp({ accessTokenTtl: 2, resources: { [SHORT]: { scopes: ['admin'] } } }, { grant_types: ['client_credentials'], response_types: [] });
+    onTestFinished(() => short.idp.close());
+    const tokens = manager(short, { refreshSkewSeconds: 3600 }, { resource: SHORT });
+    const s = short;
+    const a = await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
+    await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
+    expect(s.idp.stats.token.client_credentials).toBe(1);
+    await new Promise((r) => setTimeout(r, 1100));
+    const b = await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
+    expect(s.idp.stats.token.client_credentials).toBe(2);
+    expect(b.accessToken).not.toBe(a.accessToken);
+  });
+});
+
+describe('token exchange (RFC 8693)', () => {
+  it('exchanges a subject token for a narrower one, from a verified context', async () => {
+    const tokens = manager(s);
+    const subject = await s.idp.tokenFor({ userId: 'alice', scopes: ['read', 'write'], audience: 'agent' });
+    const events: Array<{ type: string }> = [];
+    const t = await manager(s, { audit: (e) => void events.push(e) }).exchange({ connection: 'corp', context: contextFor(subject, ['read', 'write']), audience: API, scopes: ['read'] });
+    const claims = decodeJwt(t.accessToken);
+    expect(claims.sub).toBe('alice');
+    expect(claims.scope).toBe('read');
+    expect(claims.aud).toBe(API);
+    expect((claims.act as { sub?: string })?.sub).toBeTruthy();
+    expect(t.scopes).toEqual(['read']);
+    expect(events.map((e) => e.type)).toContain('token.exchange');
+    void tokens;
+  });
+
+  it('SCOPE_ESCALATION before any request when asking for scopes the subject does not hold', async () => {
+    const tokens = manager(s);
+    const subject = await s.idp.tokenFor({ userId: 'alice', scopes: ['read'], audience: 'agent' });
+    s.idp.resetStats();
+    const err = await expectCode(tokens.exchange({ connection: 'corp', subjectToken: subject, audience: API, scopes: ['read', 'admin'] }), 'SCOPE_ESCALATION');
+    expect(err.scopes).toEqual(['admin']);
+    await expectCode(tokens.exchange({ connection: 'corp', context: contextFor(subject, ['read']), audience: API, scopes: ['write'] }), 'SCOPE_ESCALATION');
+    await expectCode(tokens.exchange({ connection: 'corp', subjectToken: 'opaque-token-value', audience: API, scopes: ['read'] }), 'SCOPE_ESCALATION');
+    expect(s.idp.stats.token[TE] ?? 0).toBe(0);
+    assertNoSecret(err, [subject]);
+  });
+});
+
+describe('refusing bad token-exchange answers', () => {
+  it('refuses an answer without issued_token_type and one with scopes beyond those asked', async () => {
+    const { createServer } = await import('node:http');
+    let answer: Record<string, unknown> = {};
+    const server = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(answer));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const { createTokenManager } = await import('../../src/index.js');
+      const tokens = createTokenManager({ connections: [{ id: 'x', tokenEndpoint: `http://127.0.0.1:${port}/token`, clientId: 'c', clientSecret: 'secret-value' }] });
+      const subject = await s.idp.tokenFor({ userId: 'alice', scopes: ['read', 'write'] });
+      answer = { access_token: 'issued-token-value', token_type: 'Bearer', expires_in: 60 };
+      const e1 = await expectCode(tokens.exchange({ connection: 'x', subjectToken: subject, scopes: ['read'] }), 'OAUTH_ERROR');
+      assertNoSecret(e1, ['issued-token-value', subject]);
+      answer = { access_token: 'issued-token-value', token_type: 'Bearer', issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', scope: 'read write' };
+      const e2 = await expectCode(tokens.exchange({ connection: 'x', subjectToken: subject, scopes: ['read'] }), 'SCOPE_ESCALATION');
+      assertNoSecret(e2, ['issued-token-value', subject]);
+      answer = { access_token: 'issued-token-value', token_type: 'Bearer', issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', scope: 'read' };
+      expect((await tokens.exchange({ connection: 'x', subjectToken: subject, scopes: ['read'] })).accessToken).toBe('issued-token-value');
+      // an unsupported token_type: oauth4webapi's error would serialise the tokens; ours must not.
+      answer = { access_token: 'issued-token-value', refresh_token: 'refresh-token-value', token_type: 'mac', issued_token_type: 'x' };
+      const e3 = await expectCode(tokens.exchange({ connection: 'x', subjectToken: subject, scopes: ['read'] }), 'OAUTH_ERROR');
+      assertNoSecret(e3, ['issued-token-value', 'refresh-token-value', subject]);
+    } finally {
+      server.close();
+    }
+  });
+});
