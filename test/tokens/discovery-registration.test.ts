@@ -1,0 +1,167 @@
+import { createServer, type Server } from 'node:http';
+import Keyv from 'keyv';
+import { decodeJwt } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestIdentityProvider, type TestIdentityProvider } from '../../src/testing/index.js';
+import { createTokenManager } from '../../src/index.js';
+import { assertNoSecret, expectCode, REDIRECT } from './helpers.js';
+
+let idp: TestIdentityProvider;
+beforeAll(async () => {
+  idp = await createTestIdentityProvider();
+});
+afterAll(async () => {
+  await idp?.close();
+});
+
+/** A tiny loopback JSON server: routes by path. */
+async function jsonServer(routes: (origin: string) => Record<string, { status?: number; body: unknown }>): Promise<{ origin: string; server: Server; hits: string[] }> {
+  const hits: string[] = [];
+  let origin = '';
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', origin).pathname;
+    hits.push(`${req.method} ${path}`);
+    const r = routes(origin)[path];
+    res.statusCode = r?.status ?? (r ? 200 : 404);
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(r?.body ?? { error: 'not_found' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return { origin, server, hits };
+}
+
+function countingFetch(): { fetch: typeof fetch; calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    fetch: (input, init) => {
+      calls.push(`${init?.method ?? 'GET'} ${new URL(String(input instanceof Request ? input.url : input)).pathname}`);
+      return fetch(input, init);
+    },
+  };
+}
+
+describe('configuration', () => {
+  it('refuses non-loopback http, missing endpoints and duplicate ids with CONFIG_INVALID naming the field', async () => {
+    let e = await expectCode(() => createTokenManager({ connections: [{ id: 'a', issuer: 'http://idp.example.com', clientId: 'c' }] }), 'CONFIG_INVALID');
+    expect(e.field).toBe('connections.0.issuer');
+    e = await expectCode(() => createTokenManager({ connections: [{ id: 'a', clientId: 'c' }] }), 'CONFIG_INVALID');
+    expect(e.field).toBe('connections.0.tokenEndpoint');
+    e = await expectCode(() => createTokenManager({ connections: [{ id: 'a', issuer: 'https://x.example' }, { id: 'a', issuer: 'https://y.example' }] }), 'CONFIG_INVALID');
+    expect(e.field).toBe('connections.1.id');
+    e = await expectCode(() => createTokenManager({ connections: [{ id: 'a', issuer: 'https://x.example', clientSecret: 'topsecretvalue' }] }), 'CONFIG_INVALID');
+    assertNoSecret(e, ['topsecretvalue']);
+    e = await expectCode(() => createTokenManager({ connections: [{ id: 'a', issuer: 'https://x.example', bogus: 1 } as never] }), 'CONFIG_INVALID');
+    e = await expectCode(() => createTokenManager({ connections: [{ id: 'a', issuer: 'https://x.example' }], encryptionKey: 'too-short' }), 'CONFIG_INVALID');
+    expect(e.field).toBe('encryptionKey');
+  });
+});
+
+describe('discovery', () => {
+  it('refuses metadata whose issuer differs from the one asked for, and non-loopback http endpoints', async () => {
+    const evil = await jsonServer((origin) => ({
+      '/.well-known/oauth-authorization-server': { body: { issuer: 'https://other.example.com', token_endpoint: `${origin}/token` } },
+    }));
+    const http = await jsonServer((origin) => ({
+      '/.well-known/oauth-authorization-server': { body: { issuer: origin, token_endpoint: 'http://tokens.example.com/token', authorization_endpoint: `${origin}/a` } },
+    }));
+    try {
+      const a = createTokenManager({ connections: [{ id: 'a', issuer: evil.origin, clientId: 'c', clientSecret: 's', redirectUri: REDIRECT }] });
+      await expectCode(a.startAuthorization({ connection: 'a', userId: 'u' }), 'OAUTH_ERROR');
+      expect(evil.hits.some((h) => h.includes('/token'))).toBe(false);
+      const b = createTokenManager({ connections: [{ id: 'b', issuer: http.origin, clientId: 'c', clientSecret: 's' }] });
+      await expectCode(b.clientCredentials({ connection: 'b' }), 'OAUTH_ERROR');
+      expect(http.hits.filter((h) => h.startsWith('POST'))).toHaveLength(0);
+    } finally {
+      evil.server.close();
+      http.server.close();
+    }
+  });
+
+  it('finds the authorization server from RFC 9728 protected-resource metadata, registers dynamically, and reuses the registration', async () => {
+    let resource = '';
+    const rs = await jsonServer((origin) => {
+      resource = `${origin}/mcp`;
+      return { '/.well-known/oauth-protected-resource/mcp': { body: { resource, authorization_servers: [idp.issuer] } } };
+    });
+    try {
+      const store = new Keyv();
+      const f = countingFetch();
+      const conn = { id: 'mcp', resource: `${rs.origin}/mcp`, registration: 'dynamic' as const, redirectUri: REDIRECT, scopes: ['tools'] };
+      const a = createTokenManager({ store, fetch: f.fetch, connections: [conn] });
+      const { url } = await a.startAuthorization({ connection: 'mcp', userId: 'alice' });
+      expect(new URL(url).searchParams.get('resource')).toBe(`${rs.origin}/mcp`);
+      expect(rs.hits).toContain('GET /.well-known/oauth-protected-resource/mcp');
+      await a.completeAuthorization(await idp.authorize(url, { userId: 'alice' }));
+      const t = await a.getAccessToken({ connection: 'mcp', userId: 'alice' });
+      expect(decodeJwt(t.accessToken).aud).toBe(`${rs.origin}/mcp`);
+      expect(f.calls.filter((c) => c === 'POST /reg')).toHaveLength(1);
+      // A second manager (another process) on the same store reuses the stored registration.
+      const b = createTokenManager({ store, fetch: f.fetch, connections: [conn] });
+      await b.startAuthorization({ connection: 'mcp', userId: 'bob' });
+      expect(f.calls.filter((c) => c === 'POST /reg')).toHaveLength(1);
+    } finally {
+      rs.server.close();
+    }
+  });
+
+  it('falls back to the resource host well-known metadata when there is no protected-resource metadata', async () => {
+    const client = await idp.registerClient({ redirect_uris: [REDIRECT] });
+    const tokens = createTokenManager({ connections: [{ id: 'r', resource: `${idp.issuer}/api`, sendResource: false, clientId: client.client_id, clientSecret: client.client_secret, redirectUri: REDIRECT }] });
+    const { url } = await tokens.startAuthorization({ connection: 'r', userId: 'carol' });
+    expect(new URL(url).origin).toBe(idp.issuer);
+    expect(new URL(url).searchParams.has('resource')).toBe(false);
+  });
+});
+
+describe('registration', () => {
+  it('registers again, once, when the server forgets the client (invalid_client)', async () => {
+    const f = countingFetch();
+    const tokens = createTokenManager({ fetch: f.fetch, connections: [{ id: 'svc', issuer: idp.issuer, registration: 'dynamic' }] });
+    await tokens.clientCredentials({ connection: 'svc' });
+    idp.setFault({ kind: 'invalid_client', grantType: 'client_credentials', times: 1 });
+    const t = await tokens.clientCredentials({ connection: 'svc', resource: 'https://api.example.com' });
+    expect(decodeJwt(t.accessToken).aud).toBe('https://api.example.com');
+    expect(f.calls.filter((c) => c === 'POST /reg')).toHaveLength(2);
+    idp.setFault({ kind: 'invalid_client', grantType: 'client_credentials', times: 5 });
+    const e = await expectCode(tokens.clientCredentials({ connection: 'svc', resource: 'https://other.example.com' }), 'OAUTH_ERROR');
+    expect(e.oauthError).toBe('invalid_client');
+    expect(f.calls.filter((c) => c === 'POST /reg')).toHaveLength(3); // one more registration, not a loop
+    idp.setFault(null);
+  });
+
+  it('refuses a registration answer whose client secret already expired', async () => {
+    const as = await jsonServer((origin) => ({
+      '/reg': { status: 201, body: { client_id: 'c1', client_secret: 'expired-secret-value', client_secret_expires_at: Math.floor(Date.now() / 1000) - 10 } },
+      '/token': { body: { access_token: 'x', token_type: 'bearer' } },
+      '/unused': { body: { origin } },
+    }));
+    try {
+      const tokens = createTokenManager({ connections: [{ id: 'x', tokenEndpoint: `${as.origin}/token`, registrationEndpoint: `${as.origin}/reg`, registration: 'dynamic' }] });
+      const e = await expectCode(tokens.clientCredentials({ connection: 'x' }), 'OAUTH_ERROR');
+      assertNoSecret(e, ['expired-secret-value']);
+      expect(as.hits).not.toContain('POST /token');
+    } finally {
+      as.server.close();
+    }
+  });
+
+  it('uses a Client ID Metadata Document URL when the server advertises support, and says which is missing otherwise', async () => {
+    const cimd = 'https://agent.example.com/oauth/client.json';
+    const as = await jsonServer((origin) => ({
+      '/.well-known/oauth-authorization-server': { body: { issuer: origin, authorization_endpoint: `${origin}/authorize`, token_endpoint: `${origin}/token`, client_id_metadata_document_supported: true } },
+    }));
+    try {
+      const tokens = createTokenManager({ connections: [{ id: 'm', issuer: as.origin, clientMetadataUrl: cimd, redirectUri: REDIRECT }] });
+      const { url } = await tokens.startAuthorization({ connection: 'm', userId: 'u' });
+      expect(new URL(url).searchParams.get('client_id')).toBe(cimd);
+      // the IdP advertises neither CIMD: with clientMetadataUrl and no dynamic registration → typed error naming the gap
+      const none = createTokenManager({ connections: [{ id: 'n', issuer: idp.issuer, clientMetadataUrl: cimd, redirectUri: REDIRECT }] });
+      const e = await expectCode(none.startAuthorization({ connection: 'n', userId: 'u' }), 'CONFIG_INVALID');
+      expect(e.message).toContain('client_id_metadata_document_supported');
+    } finally {
+      as.server.close();
+    }
+  });
+});
