@@ -141,7 +141,7 @@ const optionsSchema = z.strictObject({
   store: z.custom<Keyv | KeyValueStore>((v) => typeof v === 'object' && v !== null && typeof (v as KeyValueStore).get === 'function' && typeof (v as KeyValueStore).set === 'function' && typeof (v as KeyValueStore).delete === 'function', 'must be a Keyv instance or a KeyValueStore').optional(),
   pendingTtlSeconds: z.number().int().min(1).max(MAX_TTL_SECONDS).optional(),
   audit: z.custom<AuditSink>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { write?: unknown }).write === 'function'), 'must be a function or an object with write()').optional(),
-  timeoutMs: z.number().positive().max(600_000).optional(),
+  timeoutMs: z.number().int().positive().max(600_000).optional(),
 });
 
 function invalid(message: string, field?: string): AgentIamError {
