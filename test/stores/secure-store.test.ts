@@ -162,7 +162,8 @@ describe('createSecureStore with an encryptor (memory Keyv)', () => {
 
   it('passes store failures through as STORE_UNAVAILABLE', async () => {
     const enc = await createEncryptor(generateEncryptionKey());
-    const hanging = createKeyValueStore({ get: () => new Promise(() => {}), set: () => new Promise(() => {}), delete: () => new Promise(() => {}) }, { timeoutMs: 50 });
+    const never: KeyValueStore = { get: () => new Promise(() => {}), set: () => new Promise(() => {}), delete: () => new Promise(() => {}) };
+    const hanging = createKeyValueStore(never, { timeoutMs: 50 });
     const store = createSecureStore(hanging, enc);
     await expectStoreError(store.get('k'), 'timeout');
     await expectStoreError(store.set('k', 1), 'timeout');
