@@ -1,7 +1,7 @@
 // A real local OpenID Provider (oidc-provider) for tests: Node only.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
@@ -51,15 +51,22 @@ export interface TokenForOptions {
   claims?: Record<string, unknown>;
   /** An RFC 8693 `act` claim. */
   act?: Record<string, unknown>;
+  /** The JWS `typ` header; default `at+jwt` (RFC 9068). Use e.g. `JWT` to make an ID-token-like token. */
+  typ?: string;
 }
 
-/** A fault injected in front of the token endpoint. */
+/** A fault injected in front of the token endpoint (or the JWKS endpoint). */
 export interface TokenEndpointFault {
-  /** `5xx`: 503 temporarily_unavailable; `slow`: wait `delayMs` then answer normally; `invalid_grant` / `invalid_client`: an OAuth error. */
+  /**
+   * `5xx`: 503 temporarily_unavailable; `slow`: wait `delayMs` then answer normally; `invalid_grant` /
+   * `invalid_client`: an OAuth error. On the JWKS endpoint every kind but `slow` answers 503.
+   */
   kind: '5xx' | 'slow' | 'invalid_grant' | 'invalid_client';
+  /** Which endpoint fails; default `token`. Each endpoint holds its own fault. */
+  endpoint?: 'token' | 'jwks';
   /** For `slow`: the delay in milliseconds (default 1000). */
   delayMs?: number;
-  /** Only requests with this `grant_type` are affected (default: all). */
+  /** Token endpoint only: only requests with this `grant_type` are affected (default: all). */
   grantType?: string;
   /** Affect only the next `times` matching requests, then recover by itself (default: until cleared). */
   times?: number;
@@ -85,12 +92,18 @@ export interface TestIdentityProvider {
   authorize(authorizationUrl: string, options: { userId: string; deny?: boolean }): Promise<string>;
   /** Register a client (confidential or public) and return its metadata, including `client_secret`. */
   registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient>;
-  /** Token endpoint requests received, by `grant_type` (faulted ones included). */
-  readonly stats: { token: Record<string, number> };
+  /** Requests received (faulted ones included): token endpoint by `grant_type`, and JWKS fetches. */
+  readonly stats: { token: Record<string, number>; jwks: number };
   /** Zero the counters in {@link stats}. */
   resetStats(): void;
-  /** Make the token endpoint fail (or slow), or `null` to recover. */
+  /** Make the token (or JWKS) endpoint fail or slow down; `null` clears every fault. */
   setFault(fault: null | TokenEndpointFault): void;
+  /**
+   * Publish a new signing key at `/jwks` (first in the set) and sign {@link tokenFor} tokens with it
+   * from now on. `retirePrevious` removes the key `tokenFor` used before from `/jwks`, unless it is
+   * the provider's own key (which also signs ID tokens and resource JWTs, and always stays published).
+   */
+  rotateSigningKey(options?: { retirePrevious?: boolean }): Promise<{ kid: string }>;
   /** Stop the server and drop open connections. */
   close(): Promise<void>;
 }
@@ -103,6 +116,8 @@ export interface RegisteredClient {
 }
 
 const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'address', 'phone']);
+/** Claims a user's profile may not set in an access token. */
+const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'cnf', 'act', 'azp', 'typ']);
 const DEFAULT_AUDIENCE = 'agent-iam:test';
 
 const optionsSchema = z.object({
@@ -245,13 +260,34 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
 
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
-  const kid = `test-${crypto.randomUUID()}`;
-  const key: SigningKey = { kid, privateKey, publicKey };
-  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
+  async function newKey(): Promise<{ key: SigningKey; privateJwk: JWK; publicJwk: JWK }> {
+    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+    const kid = `test-${crypto.randomUUID()}`;
+    const meta = { kid, alg: 'RS256', use: 'sig' };
+    return {
+      key: { kid, privateKey, publicKey },
+      privateJwk: { ...(await exportJWK(privateKey)), ...meta },
+      publicJwk: { ...(await exportJWK(publicKey)), ...meta },
+    };
+  }
+  const first = await newKey();
+  const providerKid = first.key.kid;
+  const privateJwk = first.privateJwk;
+  // Published keys, newest first; `signingKey` signs tokenFor(). The provider signs with `first`.
+  let published: Array<{ key: SigningKey; publicJwk: JWK }> = [first];
+  let signingKey: SigningKey = first.key;
+  let jwksBody = JSON.stringify({ keys: published.map((k) => k.publicJwk) });
+  const keyFor = (kid: unknown): SigningKey | undefined => published.find((k) => k.key.kid === kid)?.key;
 
   // Resource scopes learned from requests, for resources without configured scopes ("accept any").
   const learnedScopes = new Map<string, Set<string>>();
+
+  /** A user's profile claims that may go into access tokens (everything but the registered claims). */
+  function profileClaims(sub: string): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(userClaims(sub))) if (!RESERVED_CLAIMS.has(k)) out[k] = v;
+    return out;
+  }
 
   function userClaims(sub: string): Record<string, unknown> {
     const extra = users[sub] ?? {};
@@ -347,8 +383,8 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     extraTokenClaims: async (_ctx: any, token: any) => {
       if (typeof token?.accountId !== 'string') return undefined;
-      const { email, email_verified } = userClaims(token.accountId);
-      return email === undefined ? undefined : { email, email_verified };
+      const claims = profileClaims(token.accountId);
+      return Object.keys(claims).length === 0 ? undefined : claims;
     },
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     interactions: { url: async (_ctx: any, interaction: any) => `/interaction/${interaction.uid}` },
@@ -363,19 +399,50 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
   const provider = new Provider(issuer, configuration);
   provider.registerGrantType(
     TOKEN_EXCHANGE_GRANT,
-    tokenExchangeHandler({ issuer, key, accessTokenTtl, defaultResource: opts.defaultResource, resources, errors }),
+    tokenExchangeHandler({
+      issuer,
+      signingKey: () => signingKey,
+      keyFor,
+      accessTokenTtl,
+      defaultResource: opts.defaultResource,
+      resources,
+      errors,
+    }),
     TOKEN_EXCHANGE_PARAMETERS,
     TOKEN_EXCHANGE_DUPLICATES,
   );
 
   // Counters and faults, in front of the token endpoint.
-  const stats = { token: {} as Record<string, number> };
+  const stats = { token: {} as Record<string, number>, jwks: 0 };
   const count = (grantType: unknown): void => {
     const name = typeof grantType === 'string' && grantType !== '' ? grantType : 'unknown';
     stats.token[name] = (stats.token[name] ?? 0) + 1;
   };
   let fault: TokenEndpointFault | null = null;
   let faultRemaining = Infinity;
+  let jwksFault: TokenEndpointFault | null = null;
+  let jwksFaultRemaining = Infinity;
+  const jwksPath = new URL(provider.urlFor('jwks')).pathname;
+
+  /** GET /jwks is answered here, so that rotated keys are published and fetches are counted. */
+  async function serveJwks(res: ServerResponse): Promise<void> {
+    stats.jwks += 1;
+    const active = jwksFault;
+    if (active !== null && jwksFaultRemaining > 0) {
+      jwksFaultRemaining -= 1;
+      if (jwksFaultRemaining <= 0 && jwksFault === active) jwksFault = null;
+      if (active.kind === 'slow') {
+        await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
+      } else {
+        res.writeHead(503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end('{"error":"temporarily_unavailable"}');
+        return;
+      }
+    }
+    if (res.destroyed) return;
+    res.writeHead(200, { 'content-type': 'application/jwk-set+json; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(jwksBody);
+  }
   const tokenPath = new URL(provider.urlFor('token')).pathname;
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -487,8 +554,13 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
 
   const callback = provider.callback();
   handler = (req, res) => {
-    if ((req.url ?? '').startsWith('/interaction/')) {
+    const url = req.url ?? '';
+    if (url.startsWith('/interaction/')) {
       void interaction(req, res);
+      return;
+    }
+    if (req.method === 'GET' && (url === jwksPath || url.startsWith(`${jwksPath}?`))) {
+      void serveJwks(res);
       return;
     }
     callback(req, res);
@@ -576,9 +648,10 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
 
   async function tokenFor(o: TokenForOptions): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    const known = userClaims(o.userId);
+    const known = profileClaims(o.userId);
     const email = o.email ?? (known.email as string | undefined);
     const payload: Record<string, unknown> = {
+      ...known,
       iss: issuer,
       sub: o.userId,
       aud: o.audience ?? opts.defaultResource ?? DEFAULT_AUDIENCE,
@@ -594,7 +667,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     }
     if (o.act !== undefined) payload.act = o.act;
     Object.assign(payload, o.claims ?? {});
-    return signAccessToken(key, payload);
+    return signAccessToken(signingKey, payload, o.typ);
   }
 
   const sockets = new Set<import('node:net').Socket>();
@@ -615,10 +688,31 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     stats,
     resetStats() {
       for (const k of Object.keys(stats.token)) delete stats.token[k];
+      stats.jwks = 0;
     },
     setFault(next) {
-      fault = next;
-      faultRemaining = next?.times ?? Infinity;
+      if (next === null) {
+        fault = jwksFault = null;
+        return;
+      }
+      if (next.endpoint === 'jwks') {
+        jwksFault = next;
+        jwksFaultRemaining = next.times ?? Infinity;
+      } else {
+        fault = next;
+        faultRemaining = next.times ?? Infinity;
+      }
+    },
+    async rotateSigningKey(o = {}) {
+      const fresh = await newKey();
+      const previous = signingKey;
+      published = [fresh, ...published];
+      if (o.retirePrevious === true && previous.kid !== providerKid) {
+        published = published.filter((k) => k.key.kid !== previous.kid);
+      }
+      signingKey = fresh.key;
+      jwksBody = JSON.stringify({ keys: published.map((k) => k.publicJwk) });
+      return { kid: fresh.key.kid };
     },
     close() {
       closed ??= new Promise<void>((resolve) => {

@@ -19,6 +19,8 @@ export const TOKEN_EXCHANGE_PARAMETERS = [
 ];
 export const TOKEN_EXCHANGE_DUPLICATES = ['audience', 'resource'];
 
+const REGISTERED = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'cnf', 'act', 'may_act', 'azp']);
+
 export interface SigningKey {
   kid: string;
   privateKey: CryptoKey;
@@ -27,7 +29,10 @@ export interface SigningKey {
 
 export interface TokenExchangeSettings {
   issuer: string;
-  key: SigningKey;
+  /** The key new tokens are signed with. */
+  signingKey: () => SigningKey;
+  /** A published key by `kid`, to verify subject and actor tokens. */
+  keyFor: (kid: unknown) => SigningKey | undefined;
   accessTokenTtl: number;
   defaultResource: string | undefined;
   resources: Record<string, { scopes?: string[] | undefined; accessTokenTtl?: number | undefined }>;
@@ -36,11 +41,8 @@ export interface TokenExchangeSettings {
 }
 
 /** Sign an RFC 9068 JWT access token with the provider's published key. */
-export async function signAccessToken(
-  key: SigningKey,
-  payload: Record<string, unknown>,
-): Promise<string> {
-  return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'at+jwt' }).sign(key.privateKey);
+export async function signAccessToken(key: SigningKey, payload: Record<string, unknown>, typ = 'at+jwt'): Promise<string> {
+  return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: key.kid, typ }).sign(key.privateKey);
 }
 
 function list(value: unknown): string[] {
@@ -64,7 +66,12 @@ export function tokenExchangeHandler(settings: TokenExchangeSettings) {
   async function verifyJwt(token: unknown, what: string): Promise<Record<string, unknown>> {
     if (typeof token !== 'string' || token === '') throw new errors.InvalidRequest(`missing ${what}`);
     try {
-      const { payload } = await jwtVerify(token, settings.key.publicKey, {
+      const resolve = (header: { kid?: string }): CryptoKey => {
+        const key = settings.keyFor(header.kid);
+        if (key === undefined) throw new Error('unknown kid');
+        return key.publicKey;
+      };
+      const { payload } = await jwtVerify(token, resolve, {
         issuer: settings.issuer,
         algorithms: ['RS256'],
       });
@@ -140,9 +147,12 @@ export function tokenExchangeHandler(settings: TokenExchangeSettings) {
       act,
     };
     if (granted.length > 0) payload.scope = granted.join(' ');
-    for (const claim of ['email', 'email_verified']) if (subject[claim] !== undefined) payload[claim] = subject[claim];
+    // The user's profile claims (email, groups, ...) travel with the subject; registered claims do not.
+    for (const [claim, value] of Object.entries(subject)) {
+      if (!(claim in payload) && !REGISTERED.has(claim)) payload[claim] = value;
+    }
 
-    const accessToken = await signAccessToken(settings.key, payload);
+    const accessToken = await signAccessToken(settings.signingKey(), payload);
     ctx.body = {
       access_token: accessToken,
       issued_token_type: ACCESS_TOKEN_TYPE,

@@ -278,6 +278,70 @@ describe('createTestIdentityProvider', () => {
     expect(idp.stats.token).toEqual({ client_credentials: 8 });
   });
 
+  it('rotates tokenFor signing keys, counts JWKS fetches and injects JWKS faults', async () => {
+    const local = await createTestIdentityProvider({ users: { dana: { email: 'dana@corp.example', groups: ['engineering'] } } });
+    try {
+      const keys = async () => ((await (await fetch(local.jwksUri)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+      const [original] = await keys();
+      expect(local.stats.jwks).toBe(1);
+      const { kid: k1 } = await local.rotateSigningKey();
+      expect(await keys()).toEqual([k1, original]);
+      const t1 = await local.tokenFor({ userId: 'dana' });
+      const { payload, protectedHeader } = await jwtVerify(t1, createRemoteJWKSet(new URL(local.jwksUri)), { typ: 'at+jwt' });
+      expect(protectedHeader.kid).toBe(k1);
+      expect(payload).toMatchObject({ sub: 'dana', email: 'dana@corp.example', groups: ['engineering'] });
+      const { kid: k2 } = await local.rotateSigningKey({ retirePrevious: true });
+      expect(await keys()).toEqual([k2, original]); // k1 retired, the provider's own key stays
+      // a token signed with a retired key no longer verifies
+      await expect(jwtVerify(t1, createRemoteJWKSet(new URL(local.jwksUri)))).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+      expect(local.stats.jwks).toBe(5);
+
+      local.setFault({ endpoint: 'jwks', kind: '5xx', times: 1 });
+      expect((await fetch(local.jwksUri)).status).toBe(503);
+      expect((await fetch(local.jwksUri)).status).toBe(200);
+      local.setFault({ endpoint: 'jwks', kind: '5xx' });
+      local.setFault({ kind: '5xx' }); // the token fault does not replace the JWKS fault
+      expect((await fetch(local.jwksUri)).status).toBe(503);
+      local.setFault(null);
+      expect((await fetch(local.jwksUri)).status).toBe(200);
+
+      const idLike = await local.tokenFor({ userId: 'dana', typ: 'JWT' });
+      expect(JSON.parse(atob(idLike.split('.')[0]!)).typ).toBe('JWT');
+      local.resetStats();
+      expect(local.stats).toEqual({ token: {}, jwks: 0 });
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('exchanges subject tokens signed with a rotated key and keeps profile claims', async () => {
+    const local = await createTestIdentityProvider({ users: { dana: { email: 'dana@corp.example', groups: ['eng'] } } });
+    try {
+      const localAs = await oauth.processDiscoveryResponse(new URL(local.issuer), await oauth.discoveryRequest(new URL(local.issuer), insecure));
+      const reg = await local.registerClient({ client_id: 'agent-a' });
+      await local.rotateSigningKey();
+      const subject = await local.tokenFor({ userId: 'dana', scopes: ['read'] });
+      const exchange = () =>
+        oauth.genericTokenEndpointRequest(
+          localAs,
+          { client_id: 'agent-a' },
+          oauth.ClientSecretPost(reg.client_secret!),
+          'urn:ietf:params:oauth:grant-type:token-exchange',
+          new URLSearchParams({ subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AGENT_B }),
+          insecure,
+        );
+      const out = await oauth.processGenericTokenEndpointResponse(localAs, { client_id: 'agent-a' }, await exchange());
+      expect(decodeJwt(out.access_token)).toMatchObject({ sub: 'dana', email: 'dana@corp.example', groups: ['eng'], scope: 'read', act: { sub: 'agent-a' } });
+      // once the subject token's key is retired, the grant refuses it
+      await local.rotateSigningKey({ retirePrevious: true });
+      await expect(oauth.processGenericTokenEndpointResponse(localAs, { client_id: 'agent-a' }, await exchange())).rejects.toMatchObject({
+        error: 'invalid_grant',
+      });
+    } finally {
+      await local.close();
+    }
+  });
+
   it('rejects invalid options and client metadata with CONFIG_INVALID', async () => {
     await expect(createTestIdentityProvider({ accessTokenTtl: -1 })).rejects.toMatchObject({ code: 'CONFIG_INVALID', field: 'accessTokenTtl' });
     await expect(idp.registerClient({ redirect_uris: ['not a url'] })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
