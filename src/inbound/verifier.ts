@@ -603,13 +603,13 @@ function readAuthorization(request: Request | VerifyRequest, errors: InboundErro
   if (isHeaders(headers)) {
     value = headers.get('authorization') ?? undefined;
   } else {
-    value = headers.authorization;
-    if (value === undefined) {
-      for (const name of Object.keys(headers)) {
-        if (name.length === 13 && name.toLowerCase() === 'authorization') {
-          if (value !== undefined) throw errors.invalidRequest('The request carries more than one Authorization header');
-          value = headers[name];
-        }
+    // Every spelling counts: { authorization, Authorization } is two headers, not one.
+    for (const name in headers) {
+      if (name.length === 13 && name.toLowerCase() === 'authorization') {
+        const v = headers[name];
+        if (v === undefined) continue;
+        if (value !== undefined) throw errors.invalidRequest('The request carries more than one Authorization header');
+        value = v;
       }
     }
   }

@@ -143,6 +143,7 @@ describe('createVerifier: rejections', () => {
     for (const req of [
       new Request('http://127.0.0.1/', { headers: h }),
       { headers: { authorization: [`Bearer ${token}`, `Bearer ${token}`] } },
+      { headers: { authorization: `Bearer ${token}`, Authorization: `Bearer ${token}` } },
       { headers: { authorization: `Bearer ${token}` }, rawHeaders: ['Authorization', `Bearer ${token}`, 'authorization', 'Bearer x'] },
     ]) {
       const e = await failure(v().verify(req));
