@@ -2,6 +2,7 @@
 // one store), PostgreSQL; raw dumps hold no token in plain text.
 import KeyvRedis, { createClient } from '@keyv/redis';
 import KeyvPostgres from '@keyv/postgres';
+// @ts-expect-error -- pg ships no type declarations here; only Client/query are used
 import pg from 'pg';
 import Keyv from 'keyv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +119,7 @@ describe.skipIf(!hasRedis)('Redis store (two token managers = two processes)', (
     }
     // rotation on every use: a lost rotated refresh token would have turned the account into needs_consent.
     expect((await b.getAccount({ connection: 'corp', userId: 'alice' }))?.status).toBe('active');
+    // skew > lifetime: every round each manager must refresh, one after the other (store lock)
     expect(s.idp.stats.token.refresh_token).toBeLessThanOrEqual(6);
     const last = await a.getAccessToken({ connection: 'corp', userId: 'alice' });
     const secrets = [last.accessToken, s.clientSecret];
@@ -135,6 +137,26 @@ describe.skipIf(!hasRedis)('Redis store (two token managers = two processes)', (
       for (const v of values) expect(v).toContain('A256GCM');
     } finally {
       await client.close();
+    }
+  });
+
+  it('two managers on one expiring account: exactly one refresh at the server, both get the new token', async () => {
+    const short = await startIdp({ accessTokenTtl: 2 });
+    try {
+      const key = generateEncryptionKey();
+      const a = manager(short, { store: keyv(), encryptionKey: key, refreshSkewSeconds: 1 });
+      const b = manager(short, { store: keyv(), encryptionKey: key, refreshSkewSeconds: 1 });
+      await connect(a, short.idp, 'bob');
+      await new Promise((r) => setTimeout(r, 1100)); // now inside the skew
+      short.idp.resetStats();
+      const results = await Promise.all([
+        ...Array.from({ length: 100 }, () => a.getAccessToken({ connection: 'corp', userId: 'bob' })),
+        ...Array.from({ length: 100 }, () => b.getAccessToken({ connection: 'corp', userId: 'bob' })),
+      ]);
+      expect(short.idp.stats.token.refresh_token).toBe(1);
+      expect(new Set(results.map((r) => r.accessToken)).size).toBe(1);
+    } finally {
+      await short.idp.close();
     }
   });
 });
