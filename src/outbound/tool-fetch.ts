@@ -115,6 +115,18 @@ const BAD_HEADER_VALUE = /[\r\n\u0000]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
+let lastMs = 0;
+let lastIso = '';
+/** `new Date().toISOString()`, computed at most once per millisecond. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
 function invalid(message: string): AgentIamError {
   return new AgentIamError('REQUEST_INVALID', message);
 }
@@ -136,6 +148,34 @@ function decisionOf(code: AgentIamErrorCode | undefined): AuditDecision {
     default:
       return 'error';
   }
+}
+
+/** One `tool.*` audit event: never a query string, header or body. */
+function toolEvent(
+  type: AuditEvent['type'],
+  decision: AuditDecision,
+  agentId: string,
+  context: AgentContext | undefined,
+  tool: string | undefined,
+  method: string,
+  path: string | undefined,
+  approvalId: string | undefined,
+  started: number,
+  status: number | undefined,
+): AuditEvent {
+  const event: AuditEvent = { type, time: isoNow(), agentId, decision };
+  if (context !== undefined) {
+    if (context.userId !== undefined) event.userId = context.userId;
+    if (context.actorChain.length > 0) event.actorChain = context.actorChain.map((a) => a.subject);
+  }
+  if (tool !== undefined) event.tool = tool;
+  event.method = method;
+  if (path !== undefined) event.path = path;
+  if (approvalId !== undefined) event.approvalId = approvalId;
+  if (context !== undefined) event.requestId = context.requestId;
+  event.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+  if (status !== undefined) event.status = status;
+  return event;
 }
 
 /** Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away. */
@@ -231,20 +271,6 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
     let path: string | undefined;
     let approvalId: string | undefined;
 
-    const audit = (type: AuditEvent['type'], decision: AuditDecision, extra: Partial<AuditEvent>): void => {
-      if (sink === undefined) return;
-      const event: AuditEvent = { type, time: new Date().toISOString(), agentId, decision };
-      if (userId !== undefined) event.userId = userId;
-      if (context !== undefined && context.actorChain.length > 0) event.actorChain = context.actorChain.map((a) => a.subject);
-      if (toolName !== undefined) event.tool = toolName;
-      event.method = method;
-      if (path !== undefined) event.path = path;
-      if (approvalId !== undefined) event.approvalId = approvalId;
-      if (context !== undefined) event.requestId = context.requestId;
-      event.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-      Object.assign(event, extra);
-      emitAudit(sink, event);
-    };
 
     try {
       // ---- the request as the caller gave it -------------------------------------------------
@@ -390,7 +416,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           bodyBytes,
           hasOpaqueBody: sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody),
         };
-        await current.injector.inject(outgoing, context);
+        const injected = current.injector.inject(outgoing, context);
+        if (injected !== undefined) await injected;
 
         // ---- 7. identity ------------------------------------------------------------------------
         if (current.forwardUser && userId !== undefined) {
@@ -411,11 +438,15 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         const status = response.status;
         const location = status >= 300 && status < 400 ? response.headers.get('location') : null;
         if (location === null || (status !== 301 && status !== 302 && status !== 303 && status !== 307 && status !== 308)) {
-          audit('tool.request', 'allow', { status });
+          if (sink !== undefined) {
+            emitAudit(sink, toolEvent('tool.request', 'allow', agentId, context, toolName, method, path, approvalId, started, status));
+          }
           return response;
         }
         void response.body?.cancel().catch(() => {});
-        audit('tool.redirect', 'allow', { status });
+        if (sink !== undefined) {
+          emitAudit(sink, toolEvent('tool.redirect', 'allow', agentId, context, toolName, method, path, approvalId, started, status));
+        }
         if (hop + 1 > maxRedirects) throw new AgentIamError('REDIRECT_BLOCKED', `Tool ${current.name}: too many redirects`);
         if (status === 303 ? method !== 'HEAD' : (status === 301 || status === 302) && method === 'POST') {
           method = 'GET';
@@ -432,7 +463,11 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
     } catch (error) {
       const code = isAgentIamError(error) ? error.code : undefined;
       if (code === 'REQUEST_INVALID') path = undefined;
-      audit('tool.request', decisionOf(code), code !== undefined ? { code } : {});
+      if (sink !== undefined) {
+        const event = toolEvent('tool.request', decisionOf(code), agentId, context, toolName, method, path, approvalId, started, undefined);
+        if (code !== undefined) event.code = code;
+        emitAudit(sink, event);
+      }
       throw error;
     }
   };
