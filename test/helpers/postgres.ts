@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { findBinary, freePort } from './redis.js';
 
 export interface PostgresServer {
@@ -128,4 +129,22 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
     throw e;
   }
   return { url: `postgresql://postgres@127.0.0.1:${port}/postgres`, port, stop };
+}
+
+/**
+ * @keyv/postgres 2.x creates its pg.Pool without an 'error' listener: when the server goes away, an
+ * idle pooled connection's error is re-emitted on the Pool and crashes the process (reproduced here
+ * without this class). The pool takes a `Client` option; this client contains 'error' emissions,
+ * while queries still reject, so agent-iam reports STORE_UNAVAILABLE and the process stays up.
+ * Use it as `new KeyvPostgres({ uri, Client: ContainedPgClient })` in any test that stops the server.
+ */
+export class ContainedPgClient extends pg.Client {
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'error') return super.emit(event, ...args);
+    try {
+      return super.emit(event, ...args);
+    } catch {
+      return true;
+    }
+  }
 }

@@ -6,26 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEncryptor, generateEncryptionKey } from '../../src/stores/encryption.js';
 import { createSecureStore } from '../../src/stores/secure-store.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../../src/stores/store.js';
-import { hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
+import { ContainedPgClient, hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 
 const SECRET = 'xoxb-PostgresSecretBotToken-1122334455';
 
-/**
- * @keyv/postgres 2.x creates its pg.Pool without an 'error' listener: when the server goes away, an
- * idle pooled connection's error is re-emitted on the Pool and crashes the process (reproduced here
- * without this class). The pool takes a `Client` option; this client contains 'error' emissions,
- * while queries still reject, so agent-iam reports STORE_UNAVAILABLE and the process stays up.
- */
-class ContainedClient extends pg.Client {
-  override emit(event: string | symbol, ...args: unknown[]): boolean {
-    if (event !== 'error') return super.emit(event, ...args);
-    try {
-      return super.emit(event, ...args);
-    } catch {
-      return true;
-    }
-  }
-}
 const TABLE = 'agent_iam_store_test';
 
 describe.skipIf(!hasPostgres)('secure store over PostgreSQL (@keyv/postgres)', () => {
@@ -35,7 +19,7 @@ describe.skipIf(!hasPostgres)('secure store over PostgreSQL (@keyv/postgres)', (
 
   beforeAll(async () => {
     server = (await startPostgres()) as PostgresServer;
-    adapter = new KeyvPostgres({ uri: server.url, table: TABLE, connectionTimeoutMillis: 500, Client: ContainedClient });
+    adapter = new KeyvPostgres({ uri: server.url, table: TABLE, connectionTimeoutMillis: 500, Client: ContainedPgClient });
     store = createSecureStore(createKeyValueStore(new Keyv(adapter), { timeoutMs: 1000 }), await createEncryptor(generateEncryptionKey()));
   });
 
