@@ -69,6 +69,14 @@ export class JwksCache {
     return k ?? undefined;
   }
 
+  /** Start a background refetch when the key set is past its max age (cool-down permitting). Cheap when it is not. */
+  touch(): void {
+    const now = Date.now();
+    if (this.#inflight === undefined && now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
+      void this.#refresh();
+    }
+  }
+
   /**
    * The keys that may have signed a token with this `kid` and `alg`. Throws `JWKS_UNAVAILABLE`
    * when no keys can be had at all, `TOKEN_SIGNATURE_INVALID` when none matches (after at most one

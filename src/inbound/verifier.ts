@@ -334,6 +334,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
           now >= entry.nbf &&
           selectProvider(entry.issuer, request) === entry.provider
         ) {
+          entry.provider.jwks.touch(); // a key set past its max age is re-read in the background
           return fromCache(entry, requestId);
         }
         cache.delete(token);

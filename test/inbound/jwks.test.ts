@@ -72,12 +72,13 @@ describe('JWKS cache', () => {
   it('unknown kids: at most one refetch per cool-down', async () => {
     const s = await server();
     const v = verifierFor(s, { jwksCooldownMs: 300 });
-    await v.verify(req(await signToken(k1, claims(s.origin))));
-    expect(s.requests).toBe(1);
-    const stranger = await createTestKey('RS256');
+    const stranger = await createTestKey('ES256');
     const flood = await Promise.all(
       Array.from({ length: 20 }, (_, i) => signToken({ ...stranger, kid: `random-${i}` }, claims(s.origin))),
     );
+    const first = await signToken(k1, claims(s.origin));
+    await v.verify(req(first));
+    expect(s.requests).toBe(1);
     const codes = await Promise.all(flood.map((t) => codeOf(v.verify(req(t)))));
     expect(new Set(codes)).toEqual(new Set(['TOKEN_SIGNATURE_INVALID']));
     expect(s.requests).toBe(1); // still inside the cool-down of the first fetch
@@ -123,14 +124,28 @@ describe('JWKS cache', () => {
       expect(Date.now() - started).toBeLessThan(1500);
     }
     s.mode = 'down';
-    const v = verifierFor(s);
+    const v = verifierFor(s, { jwksCooldownMs: 5000 }); // retry window with no keys: min(cool-down, 1 s)
     expect(await codeOf(v.verify(req(t)))).toBe('JWKS_UNAVAILABLE');
     const before = s.requests;
     expect(await codeOf(v.verify(req(t)))).toBe('JWKS_UNAVAILABLE'); // inside the retry window: no new fetch
     expect(s.requests).toBe(before);
     s.mode = 'ok';
-    await sleep(220);
+    await sleep(1020);
     expect(await codeOf(v.verify(req(t)))).toBe('OK');
+  });
+
+  it('a cached token whose key was retired stops passing once the stale key set is re-read', async () => {
+    const s = await server([k1.publicJwk]);
+    const v = verifierFor(s, { jwksMaxAgeMs: 1000 });
+    const t1 = await signToken(k1, claims(s.origin));
+    await v.verify(req(t1));
+    s.keys = [k2.publicJwk];
+    await sleep(1050);
+    expect(await codeOf(v.verify(req(t1)))).toBe('OK'); // served from the cache, kicks off a background re-read
+    for (let i = 0; i < 50 && s.requests < 2; i++) await sleep(20);
+    expect(s.requests).toBe(2);
+    await sleep(20);
+    expect(await codeOf(v.verify(req(t1)))).toBe('TOKEN_SIGNATURE_INVALID');
   });
 
   it('duplicate kids in the key set are a typed error, not a crash', async () => {

@@ -61,6 +61,18 @@ describe('createVerifier: accepted tokens', () => {
     expect(rawTokenOf(ctx)).toBe(token);
   });
 
+  it('verifies RS512, PS384, ES384 and ES512 tokens too', async () => {
+    const more = await Promise.all((['RS512', 'PS384', 'ES384', 'ES512'] as const).map((a) => createTestKey(a as never)));
+    const saved = jwks.keys;
+    jwks.keys = [...saved, ...more.map((k) => k.publicJwk)];
+    try {
+      const v = verifier();
+      for (const key of more) expect((await v.verify(bearer(await signToken(key, claims(issuer))))).userId).toBe('user-1');
+    } finally {
+      jwks.keys = saved;
+    }
+  });
+
   it('accepts the plain { headers } shape, lower-case scheme and scp arrays', async () => {
     const v = verifier();
     const token = await signToken(rsa, claims(issuer, { scp: ['x', 'y'] }));
