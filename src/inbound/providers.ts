@@ -8,7 +8,15 @@ import type { ProviderOptions } from './verifier.js';
 
 /** The fields of {@link ProviderOptions} a preset fills in itself. */
 type PresetFields = 'issuer' | 'jwksUri';
-/** Everything else of a provider, passed through unchanged. */
+/**
+ * Everything else of a provider, passed through unchanged by the presets.
+ *
+ * @example
+ * ```ts
+ * const extra: ProviderOverrides = { audiences: ['api://default'], userIdClaim: 'uid' };
+ * identityProviders.okta({ domain: 'acme.okta.com', ...extra });
+ * ```
+ */
 export type ProviderOverrides = Partial<Omit<ProviderOptions, PresetFields>>;
 
 const DOMAIN = /^(?=.{1,253}(?::\d{1,5})?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?$/;

@@ -15,7 +15,16 @@ import { InboundErrors } from './challenge.js';
 import { JwksCache } from './jwks.js';
 import { missingScopes, scopesOf } from './scopes.js';
 
-/** The asymmetric JWS algorithms a provider may allow. `none` and HS* are never accepted. */
+/**
+ * The asymmetric JWS algorithms a provider may allow (the default allow-list). `none` and HS* are
+ * never accepted from a JWKS provider.
+ *
+ * @example
+ * ```ts
+ * createVerifier({ providers: [{ issuer, jwksUri, algorithms: ['ES256'] }] }); // narrow the list per provider
+ * SUPPORTED_ALGORITHMS.includes('RS256'); // true
+ * ```
+ */
 export const SUPPORTED_ALGORITHMS = [
   'RS256',
   'RS384',
@@ -30,7 +39,21 @@ export const SUPPORTED_ALGORITHMS = [
   'Ed25519',
 ] as const;
 
-/** One identity provider whose tokens a verifier accepts. */
+/**
+ * One identity provider whose tokens a verifier accepts.
+ *
+ * @example
+ * ```ts
+ * const corp: ProviderOptions = {
+ *   issuer: 'https://idp.example.com',
+ *   jwksUri: 'https://idp.example.com/.well-known/jwks.json',
+ *   audiences: ['https://api.example.com'],
+ *   userIdClaim: 'email',
+ *   allowedDomains: ['example.com'],
+ *   requireTyp: 'at+jwt',
+ * };
+ * ```
+ */
 export interface ProviderOptions {
   /** The exact `iss` value of its tokens. */
   issuer: string;
@@ -56,7 +79,20 @@ export interface ProviderOptions {
   name?: string;
 }
 
-/** Options of {@link createVerifier}. */
+/**
+ * Options of {@link createVerifier}. Unknown keys are refused (`CONFIG_INVALID`), so a typo such as
+ * `audience` cannot silently switch a check off.
+ *
+ * @example
+ * ```ts
+ * const options: VerifierOptions = {
+ *   mode: 'open',
+ *   providers: [identityProviders.auth0({ domain: 'acme.eu.auth0.com', audiences: ['https://api.acme.com'] })],
+ *   resourceMetadataUrl: 'https://api.acme.com/.well-known/oauth-protected-resource',
+ *   audit: (event) => console.log(JSON.stringify(event)),
+ * };
+ * ```
+ */
 export interface VerifierOptions {
   /** `authenticated` (default) requires a token; `open` lets requests without one through as anonymous. */
   mode?: 'authenticated' | 'open';
@@ -86,7 +122,16 @@ export interface VerifierOptions {
   fetch?: typeof fetch;
 }
 
-/** A framework-neutral request. */
+/**
+ * A framework-neutral request: what an adapter hands to {@link Verifier.verify} when it has no
+ * Web `Request`.
+ *
+ * @example
+ * ```ts
+ * // Node http / Express
+ * await verifier.verify({ headers: req.headers, rawHeaders: req.rawHeaders, method: req.method, url: req.url });
+ * ```
+ */
 export interface VerifyRequest {
   /** Request headers; an array value means the header was sent more than once. */
   headers: Headers | Record<string, string | string[] | undefined>;
@@ -101,13 +146,28 @@ export interface VerifyRequest {
   rawHeaders?: readonly string[];
 }
 
-/** Per-call options of {@link Verifier.verify}. */
+/**
+ * Per-call options of {@link Verifier.verify}.
+ *
+ * @example
+ * ```ts
+ * await verifier.verify(request, { requiredScopes: ['tickets:write'] });
+ * ```
+ */
 export interface VerifyOptions {
   /** Scopes the token must all grant, else `INSUFFICIENT_SCOPE` (403). */
   requiredScopes?: string[];
 }
 
-/** A configured verifier. Build one with {@link createVerifier}. */
+/**
+ * A configured verifier. Build one with {@link createVerifier}.
+ *
+ * @example
+ * ```ts
+ * const ctx = await verifier.verify(request);
+ * verifier.requireScopes(ctx, ['reports:read']); // throws INSUFFICIENT_SCOPE (403) otherwise
+ * ```
+ */
 export interface Verifier {
   /**
    * Verify the request's bearer token. Resolves to a frozen context, or rejects with an
