@@ -116,6 +116,22 @@ export interface RegisteredClient {
 }
 
 const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'address', 'phone']);
+/** The OpenID scopes this provider offers (`scopes` in its configuration). */
+const STATIC_SCOPES = ['openid', 'offline_access', 'email', 'profile'];
+
+/**
+ * oidc-provider refuses client metadata whose `scope` names anything but its OpenID scopes, while MCP
+ * clients register with the resource's scopes (`mcp:tools`). A client's `scope` only ever restricts
+ * OpenID scopes, so resource scopes are dropped from it: same behaviour, and registration succeeds.
+ */
+function withStaticScopesOnly(metadata: Record<string, unknown>): Record<string, unknown> {
+  if (typeof metadata.scope !== 'string') return metadata;
+  const kept = metadata.scope.split(' ').filter((s) => STATIC_SCOPES.includes(s));
+  const out = { ...metadata };
+  if (kept.length > 0) out.scope = kept.join(' ');
+  else delete out.scope;
+  return out;
+}
 /** Claims a user's profile may not set in an access token. */
 const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'cnf', 'act', 'azp', 'typ']);
 const DEFAULT_AUDIENCE = 'agent-iam:test';
@@ -306,7 +322,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
     },
-    scopes: ['openid', 'offline_access', 'email', 'profile'],
+    scopes: STATIC_SCOPES,
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: true, initialAccessToken: false },
@@ -444,6 +460,26 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     res.end(jwksBody);
   }
   const tokenPath = new URL(provider.urlFor('token')).pathname;
+  const registrationPath = new URL(provider.urlFor('registration')).pathname;
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  provider.use(async function registrationScopes(ctx: any, next: () => Promise<void>) {
+    if (ctx.method !== 'POST' || ctx.path !== registrationPath || !ctx.is('application/json')) return next();
+    let metadata: unknown;
+    try {
+      metadata = JSON.parse(await readBody(ctx.req));
+    } catch {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_client_metadata', error_description: 'the body is not valid JSON' };
+      return;
+    }
+    // oidc-provider reads an already-read body from req.body.
+    ctx.req.body =
+      metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata)
+        ? withStaticScopesOnly(metadata as Record<string, unknown>)
+        : metadata;
+    return next();
+  });
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   provider.use(async function tokenEndpointFaults(ctx: any, next: () => Promise<void>) {
@@ -567,7 +603,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
   };
 
   async function registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient> {
-    const m: Record<string, unknown> = { ...metadata };
+    const m: Record<string, unknown> = withStaticScopesOnly({ ...metadata });
     const hasRedirects = Array.isArray(m.redirect_uris) && m.redirect_uris.length > 0;
     m.client_id ??= `client-${crypto.randomUUID()}`;
     if (m.grant_types === undefined) {

@@ -150,6 +150,18 @@ describe('createTestIdentityProvider', () => {
     );
     const client = await oauth.processDynamicClientRegistrationResponse(res);
     expect(client.client_id).toEqual(expect.any(String));
+    // MCP clients register with the resource's scopes; oidc-provider alone would refuse them
+    const mcpLike = await oauth.processDynamicClientRegistrationResponse(
+      await oauth.dynamicClientRegistrationRequest(
+        as,
+        { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', scope: 'openid mcp:tools' },
+        insecure,
+      ),
+    );
+    expect(mcpLike.scope).toBe('openid');
+    const bad = await fetch(as.registration_endpoint!, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: 'invalid_client_metadata' });
     const { url, verifier, state } = await startAuth({ client_id: client.client_id });
     const cb = new URL(await idp.authorize(url, { userId: 'carol' }));
     const params = oauth.validateAuthResponse(as, client, cb, state);
