@@ -121,6 +121,7 @@ const optionsSchema = z.object({
 });
 
 const USER_ID_MAX = 1024;
+const LOCK_SETTLE_MS = 25;
 
 interface CachedToken {
   result: AccessTokenResult;
@@ -540,6 +541,9 @@ class Manager implements TokenManager {
       const held = await this.#rt.store.get<{ owner: string; until: number }>(lk);
       if (held === undefined || held === null || held.until <= Date.now() || held.owner === this.#instance) {
         await this.#rt.store.set(lk, { owner: this.#instance, until: Date.now() + ttl }, ttl);
+        // Two takers can both read "free" and both write: the last write wins. Wait a moment and
+        // check again, so the earlier writer sees it was overwritten and backs off.
+        await sleep(LOCK_SETTLE_MS);
         const confirm = await this.#rt.store.get<{ owner: string }>(lk);
         if (confirm?.owner === this.#instance) {
           const latest = (await this.#readRecord(key)) ?? current;
