@@ -166,7 +166,7 @@ export class JwksCache {
     try {
       const res = await this.#s.fetch(this.#s.uri, {
         headers: { accept: 'application/json, application/jwk-set+json' },
-        redirect: 'error',
+        redirect: 'manual', // a redirect is a failure (status 3xx, or 0 for an opaque redirect), never followed
         signal: controller.signal,
       });
       if (!res.ok) {

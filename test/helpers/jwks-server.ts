@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JWK } from 'jose';
 
-export type JwksMode = 'ok' | 'down' | 'slow' | 'hang' | 'huge' | 'garbage';
+export type JwksMode = 'ok' | 'down' | 'slow' | 'hang' | 'huge' | 'garbage' | 'redirect';
 
 export interface JwksServer {
   /** `http://127.0.0.1:PORT/jwks` */
@@ -34,6 +34,11 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
   };
   const server: Server = createServer((req, res) => {
     state.requests++;
+    if (req.url === '/elsewhere') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: state.keys }));
+      return;
+    }
     if (req.url !== '/jwks') {
       res.writeHead(404).end();
       return;
@@ -64,6 +69,9 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
         res.end('"}');
         return;
       }
+      case 'redirect':
+        res.writeHead(302, { location: '/elsewhere' }).end();
+        return;
       case 'garbage':
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": not json');
         return;

@@ -104,10 +104,10 @@ describe('JWKS cache', () => {
     expect(await codeOf(v.verify(req(t2)))).toBe('OK');
   });
 
-  it('no keys at all: JWKS_UNAVAILABLE (503) for down, hanging, slow, oversized and invalid answers; recovers', async () => {
+  it('no keys at all: JWKS_UNAVAILABLE (503) for down, hanging, slow, oversized, invalid and redirecting answers; recovers', async () => {
     const s = await server();
     const t = await signToken(k1, claims(s.origin));
-    for (const mode of ['down', 'hang', 'slow', 'huge', 'garbage'] as const) {
+    for (const mode of ['down', 'hang', 'slow', 'huge', 'garbage', 'redirect'] as const) {
       s.mode = mode;
       s.delayMs = 400;
       const v = verifierFor(s, { jwksTimeoutMs: 150 });
