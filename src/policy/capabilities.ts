@@ -53,12 +53,19 @@ export interface CapabilityMatcher {
 }
 
 interface TrieNode {
-  literals: Map<string, TrieNode> | undefined;
+  /** Literal children by the hash of their text (see {@link hashSegment}); collisions chain. */
+  literals: Map<number, LiteralChild> | undefined;
   param: TrieNode | undefined;
   /** Capability of a trailing `*` at this level. */
   wildcard: Capability | undefined;
   /** Capability whose pattern ends exactly at this node. */
   terminal: Capability | undefined;
+}
+
+interface LiteralChild {
+  text: string;
+  node: TrieNode;
+  next: LiteralChild | undefined;
 }
 
 const newNode = (): TrieNode => ({ literals: undefined, param: undefined, wildcard: undefined, terminal: undefined });
@@ -72,34 +79,108 @@ const LITERAL_RE = /^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-Fa-f]{2})*$/;
 const DOT_SEGMENT_RE = /^(?:\.|%2e){1,2}$/i;
 /** Encoded `/` or `\`. */
 const ENCODED_SEPARATOR_RE = /%2f|%5c/i;
+
+/** FNV-1a over UTF-16 code units, the same for pattern literals and request segments. */
+function hashSegment(text: string, from = 0, to = text.length): number {
+  let h = 0x811c9dc5 | 0;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h;
+}
+
+// Scratch space for one match: segment bounds and hashes. `match` is synchronous and calls no user
+// code, so one module-level buffer serves every matcher without allocating per call.
+let segStart = new Int32Array(64);
+let segEnd = new Int32Array(64);
+let segHash = new Int32Array(64);
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
 /**
- * Anything in a request path that must never match: dot-segments (also `%2e`), encoded separators,
- * backslashes, control characters (also percent-encoded), whitespace, `?` and `#`.
+ * Split `path` into segments (into the scratch buffers) in one pass, and refuse unsafe paths.
+ * Returns the number of segments, or -1 when the path must never match.
  */
-// eslint-disable-next-line no-control-regex
-const UNSAFE_PATH_RE = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|%2f|%5c|%[01][0-9a-f]|%7f|[\\\u0000-\u0020\u007f-\u009f?#]/i;
+function scan(path: string): number {
+  const len = path.length;
+  if (len === 0 || path.charCodeAt(0) !== 47 /* / */) return -1;
+  let count = 0;
+  let start = 1;
+  let h = 0x811c9dc5 | 0;
+  let dots = 0; // '.' or '%2e' units in the segment
+  let other = false; // anything else in the segment
+  for (let i = 1; i <= len; i++) {
+    const c = i < len ? path.charCodeAt(i) : 47;
+    if (c === 47) {
+      if (!other && (dots === 1 || dots === 2)) return -1; // dot-segment
+      if (count === segStart.length) {
+        const grow = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+          const b = new Int32Array(a.length * 2);
+          b.set(a);
+          return b;
+        };
+        segStart = grow(segStart);
+        segEnd = grow(segEnd);
+        segHash = grow(segHash);
+      }
+      segStart[count] = start;
+      segEnd[count] = i;
+      segHash[count] = h;
+      count++;
+      start = i + 1;
+      h = 0x811c9dc5 | 0;
+      dots = 0;
+      other = false;
+      continue;
+    }
+    if (c === 37 /* % */ && i + 2 < len) {
+      const hi = hexValue(path.charCodeAt(i + 1));
+      const lo = hexValue(path.charCodeAt(i + 2));
+      if (hi >= 0 && lo >= 0) {
+        const b = hi * 16 + lo;
+        // encoded control characters, "/" and "\"
+        if (b < 0x20 || b === 0x7f || b === 0x2f || b === 0x5c) return -1;
+        if (b === 0x2e) dots++;
+        else other = true;
+        h = Math.imul(h ^ c, 0x01000193);
+        h = Math.imul(h ^ path.charCodeAt(i + 1), 0x01000193);
+        h = Math.imul(h ^ path.charCodeAt(i + 2), 0x01000193);
+        i += 2;
+        continue;
+      }
+    }
+    if (c === 46 /* . */) dots++;
+    else if (c <= 0x20 || (c >= 0x7f && c <= 0x9f) || c === 92 /* \ */ || c === 63 /* ? */ || c === 35 /* # */) return -1;
+    else other = true;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  return count;
+}
 
 /** True when `path` is a request path the matcher is willing to match at all. */
 export function isMatchablePath(path: string): boolean {
-  return typeof path === 'string' && path.length > 0 && path.charCodeAt(0) === 47 /* / */ && !UNSAFE_PATH_RE.test(path);
+  return typeof path === 'string' && scan(path) >= 0;
 }
 
 const ANY: Capability = Object.freeze({ method: '*', path: '/*' });
 
-function walk(node: TrieNode, path: string, start: number): Capability | undefined {
-  // `start` is the index where the next segment begins; past the end means no segment is left.
-  if (start > path.length) return node.terminal;
-  let end = path.indexOf('/', start);
-  if (end === -1) end = path.length;
+function walk(node: TrieNode, path: string, seg: number, count: number): Capability | undefined {
+  if (seg === count) return node.terminal;
+  const start = segStart[seg] as number;
+  const end = segEnd[seg] as number;
   if (node.literals !== undefined) {
-    const next = node.literals.get(path.slice(start, end));
-    if (next !== undefined) {
-      const found = walk(next, path, end + 1);
-      if (found !== undefined) return found;
+    for (let child = node.literals.get(segHash[seg] as number); child !== undefined; child = child.next) {
+      if (child.text.length === end - start && path.startsWith(child.text, start)) {
+        const found = walk(child.node, path, seg + 1, count);
+        if (found !== undefined) return found;
+        break;
+      }
     }
   }
   if (node.param !== undefined && end > start) {
-    const found = walk(node.param, path, end + 1);
+    const found = walk(node.param, path, seg + 1, count);
     if (found !== undefined) return found;
   }
   return node.wildcard;
@@ -186,12 +267,14 @@ export function compileCapabilities(capabilities: readonly Capability[] | undefi
         node = node.param ??= newNode();
       } else {
         node.literals ??= new Map();
-        let next = node.literals.get(seg);
-        if (next === undefined) {
-          next = newNode();
-          node.literals.set(seg, next);
+        const h = hashSegment(seg);
+        let child = node.literals.get(h);
+        while (child !== undefined && child.text !== seg) child = child.next;
+        if (child === undefined) {
+          child = { text: seg, node: newNode(), next: node.literals.get(h) };
+          node.literals.set(h, child);
         }
-        node = next;
+        node = child.node;
       }
     }
     // The first declaration of an identical pattern wins.
@@ -203,13 +286,15 @@ export function compileCapabilities(capabilities: readonly Capability[] | undefi
   return Object.freeze({
     all: false,
     match(method: string, path: string): Capability | undefined {
-      if (typeof method !== 'string' || !isMatchablePath(path)) return undefined;
+      if (typeof method !== 'string' || typeof path !== 'string') return undefined;
+      const count = scan(path);
+      if (count < 0) return undefined;
       const trie = byMethod.get(method) ?? byMethod.get(method.toUpperCase());
       if (trie !== undefined) {
-        const found = walk(trie, path, 1);
+        const found = walk(trie, path, 0, count);
         if (found !== undefined) return found;
       }
-      return root === undefined ? undefined : walk(root, path, 1);
+      return root === undefined ? undefined : walk(root, path, 0, count);
     },
   });
 }

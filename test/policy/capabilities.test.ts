@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compileCapabilities, type Capability } from '../../src/policy/capabilities.js';
+import { compileCapabilities, isMatchablePath, type Capability } from '../../src/policy/capabilities.js';
 
 const caps: Capability[] = [
   { method: 'GET', path: '/v1/charges' },
@@ -198,5 +198,34 @@ describe('compileCapabilities: properties', () => {
     const m = compileCapabilities([{ method: 'GET', path: '/a/b' }, { method: 'GET', path: '/a/:x' }]);
     expect(m.match('GET', '/a%2fb')).toBeUndefined();
     expect(m.match('GET', '/a/b%2Fc')).toBeUndefined();
+  });
+});
+
+describe('isMatchablePath (the one-pass scanner) agrees with a reference RegExp', () => {
+  // eslint-disable-next-line no-control-regex
+  const UNSAFE = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|%2f|%5c|%[01][0-9a-f]|%7f|[\\\u0000-\u0020\u007f-\u009f?#]/i;
+  const ref = (p: string) => p.startsWith('/') && !UNSAFE.test(p);
+  it('on generated paths', () => {
+    const ch = fc.constantFrom('/', '.', '%', '2', 'e', 'E', 'f', 'F', '5', 'c', '0', '1', '7', 'a', '\\', '?', '#', ' ', '\n', '\u0085', 'é', '_');
+    fc.assert(
+      fc.property(fc.array(ch, { maxLength: 14 }), (chars) => {
+        const p = '/' + chars.join('');
+        expect(isMatchablePath(p)).toBe(ref(p));
+      }),
+      { numRuns: 20000 },
+    );
+  });
+  it('on a few by hand', () => {
+    for (const p of ['/', '/a', '/a/', '/%2e%2e', '/.%2E/', '/a/..', '/a/...', '/a/.b', '/%', '/%2', '/%2g', '/a%2', '/%%2f', '/x%7F', '/x%20']) {
+      expect(isMatchablePath(p), p).toBe(ref(p));
+    }
+    expect(isMatchablePath('')).toBe(false);
+    expect(isMatchablePath('a/b')).toBe(false);
+  });
+  it('long paths with many segments', () => {
+    const p = '/' + Array.from({ length: 500 }, (_, i) => `s${i}`).join('/');
+    const m = compileCapabilities([{ method: 'GET', path: '/s0/s1/*' }]);
+    expect(m.match('GET', p)).toEqual({ method: 'GET', path: '/s0/s1/*' });
+    expect(m.match('GET', p + '/..')).toBeUndefined();
   });
 });

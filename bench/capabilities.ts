@@ -1,0 +1,106 @@
+/**
+ * Cost of one capability match with 10 vs 1000 declared capabilities (same requests), and, for
+ * scale, a naive scan of one RegExp per capability.
+ *
+ * Run: npx tsx bench/capabilities.ts   (about 3 s)
+ * Target (issue 4): matching with 1000 capabilities at most 2x the cost with 10.
+ */
+import { compileCapabilities, type Capability } from '../src/policy/capabilities.js';
+
+const METHODS = ['GET', 'POST', 'DELETE', 'PATCH'];
+
+/** `n` capabilities shaped like a real API: collections, items, sub-resources, a few wildcards. */
+function capabilities(n: number): Capability[] {
+  const out: Capability[] = [];
+  for (let i = 0; out.length < n; i++) {
+    const r = `/v1/resource${i}`;
+    const candidates: Capability[] = [
+      { method: 'GET', path: r },
+      { method: 'GET', path: `${r}/:id` },
+      { method: METHODS[i % 4] as string, path: `${r}/:id/items/:item` },
+      { method: i % 5 === 0 ? '*' : 'PUT', path: `${r}/:id/files/*` },
+      { method: 'POST', path: `${r}/:id/actions/${i % 3 === 0 ? 'cancel' : 'refund'}` },
+    ];
+    for (const c of candidates) if (out.length < n) out.push(c);
+  }
+  return out;
+}
+
+/** The same 64 requests for both sets: hits on the first resources and misses. */
+const requests: Array<[string, string]> = [];
+for (let i = 0; i < 64; i++) {
+  const r = i % 2;
+  const kind = i % 8;
+  const path =
+    kind === 0 ? `/v1/resource${r}`
+    : kind === 1 ? `/v1/resource${r}/obj_${i}`
+    : kind === 2 ? `/v1/resource${r}/obj_${i}/items/it_${i}`
+    : kind === 3 ? `/v1/resource${r}/obj_${i}/files/a/b/c.txt`
+    : kind === 4 ? `/v1/resource${r}/obj_${i}/actions/cancel`
+    : kind === 5 ? `/v1/unknown/obj_${i}`
+    : kind === 6 ? `/v1/resource${r}/obj_${i}/nope`
+    : `/v2/other/${i}/deep/path/here`;
+  requests.push([kind === 4 ? 'post' : kind === 2 ? 'GET' : 'GET', path]);
+}
+
+/** The baseline that issue 4 rules out: one RegExp per capability, scanned per call. */
+function naive(caps: Capability[]): (method: string, path: string) => Capability | undefined {
+  const compiled = caps.map((c) => {
+    const body = c.path
+      .split('/')
+      .map((s) => (s === '*' ? '.*' : s.startsWith(':') ? '[^/]+' : s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+      .join('/');
+    return { cap: c, method: c.method.toUpperCase(), re: new RegExp(`^${body}$`) };
+  });
+  return (method, path) => {
+    const m = method.toUpperCase();
+    for (const c of compiled) if ((c.method === '*' || c.method === m) && c.re.test(path)) return c.cap;
+    return undefined;
+  };
+}
+
+const WINDOW_MS = 150;
+const ROUNDS = 5;
+let sink = 0;
+
+function time(match: (method: string, path: string) => Capability | undefined): number {
+  let n = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < WINDOW_MS) {
+    for (let k = 0; k < 1000; k++) {
+      const [method, path] = requests[(n + k) & 63] as [string, string];
+      if (match(method, path) !== undefined) sink++;
+    }
+    n += 1000;
+    now = performance.now();
+  }
+  return ((now - start) * 1e6) / n; // ns/op
+}
+
+const cases: Array<[string, (method: string, path: string) => Capability | undefined]> = [];
+for (const n of [10, 1000]) {
+  const m = compileCapabilities(capabilities(n));
+  cases.push([`compiled, ${n} capabilities`, (method, path) => m.match(method, path)]);
+}
+cases.push(['naive RegExp scan, 10', naive(capabilities(10))]);
+cases.push(['naive RegExp scan, 1000', naive(capabilities(1000))]);
+
+// sanity: both compiled sets agree on these requests (the extra 990 capabilities name other resources)
+const [small, big] = [compileCapabilities(capabilities(10)), compileCapabilities(capabilities(1000))];
+for (const [method, path] of requests) {
+  if (small.match(method, path)?.path !== big.match(method, path)?.path) throw new Error(`sets disagree on ${method} ${path}`);
+}
+
+for (const [, fn] of cases) time(fn); // warm-up
+const best = new Map<string, number>();
+for (let r = 0; r < ROUNDS; r++) {
+  for (const [name, fn] of cases) best.set(name, Math.min(best.get(name) ?? Infinity, time(fn)));
+}
+console.log('capability matching (best of %d windows of %d ms)', ROUNDS, WINDOW_MS);
+for (const [name, ns] of best) console.log(`  ${name.padEnd(30)} ${ns.toFixed(1).padStart(9)} ns/op`);
+const ratio = (best.get('compiled, 1000 capabilities') as number) / (best.get('compiled, 10 capabilities') as number);
+const naiveRatio = (best.get('naive RegExp scan, 1000') as number) / (best.get('naive RegExp scan, 10') as number);
+console.log(`  ratio 1000/10 compiled: ${ratio.toFixed(2)}x (target ≤ 2x) ${ratio <= 2 ? 'OK' : 'MISSED'}`);
+console.log(`  ratio 1000/10 naive:    ${naiveRatio.toFixed(2)}x`);
+if (sink < 0) console.log(sink);
