@@ -89,7 +89,7 @@ export interface TestIdentityProvider {
    * callback URL (with `code`, `state`, `iss`) without calling it. `deny: true` returns the callback
    * with `error=access_denied`.
    */
-  authorize(authorizationUrl: string, options: { userId: string; deny?: boolean }): Promise<string>;
+  authorize(authorizationUrl: string | URL, options: { userId: string; deny?: boolean }): Promise<string>;
   /** Register a client (confidential or public) and return its metadata, including `client_secret`. */
   registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient>;
   /** Requests received (faulted ones included): token endpoint by `grant_type`, and JWKS fetches. */
@@ -532,7 +532,9 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         res.end(
           `<!doctype html><title>Test identity provider</title><form method="post" action="/interaction/${uid}">` +
             `<p>Client <b>${escapeHtml(String(details.params.client_id))}</b> asks for <b>${escapeHtml(String(details.params.scope ?? ''))}</b>.</p>` +
-            `<label>User id <input name="user_id" required autofocus></label> ` +
+            (details.prompt.name === 'login'
+              ? `<label>Log in as user id <input name="user_id" required autofocus></label> `
+              : `<p>Signed in as <b>${escapeHtml(String(details.session?.accountId ?? ''))}</b>.</p>`) +
             `<button type="submit">Allow</button> <button type="submit" name="deny" value="1" formnovalidate>Deny</button></form>`,
         );
         return;
@@ -636,8 +638,8 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
 
   for (const client of opts.clients ?? []) await registerClient(client);
 
-  async function authorize(authorizationUrl: string, o: { userId: string; deny?: boolean }): Promise<string> {
-    let url = new URL(authorizationUrl);
+  async function authorize(authorizationUrl: string | URL, o: { userId: string; deny?: boolean }): Promise<string> {
+    let url = new URL(String(authorizationUrl));
     if (url.origin !== issuer) {
       throw new AgentIamError('REQUEST_INVALID', 'authorize(): the URL is not on this identity provider');
     }

@@ -26,6 +26,10 @@ afterAll(async () => {
   await idp?.close();
 });
 
+function escape(v: string): string {
+  return v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
 async function startAuth(client: oauth.Client, extra: Record<string, string> = {}) {
   const verifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
@@ -117,6 +121,25 @@ describe('createTestIdentityProvider', () => {
     expect(denied.searchParams.get('error')).toBe('access_denied');
     expect(denied.searchParams.get('code')).toBeNull();
     expect(() => oauth.validateAuthResponse(as, client, denied, state)).toThrow();
+  });
+
+  it('authorize() reports an authorization request the server refuses as OAUTH_ERROR', async () => {
+    const url = new URL(as.authorization_endpoint!);
+    url.search = new URLSearchParams({ client_id: 'no-such-client', redirect_uri: REDIRECT, response_type: 'code', scope: 'openid' }).toString();
+    await expect(idp.authorize(url, { userId: 'alice' })).rejects.toMatchObject({ code: 'OAUTH_ERROR', oauthError: 'invalid_client' });
+    await expect(idp.authorize('http://127.0.0.1:9/auth', { userId: 'alice' })).rejects.toMatchObject({ code: 'REQUEST_INVALID' });
+  });
+
+  it('offers a login and consent form to a human with a browser', async () => {
+    const reg = await idp.registerClient({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' });
+    const { url } = await startAuth({ client_id: reg.client_id });
+    const start = await fetch(url, { redirect: 'manual' });
+    const cookie = start.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    const page = await fetch(new URL(start.headers.get('location')!, idp.issuer), { headers: { cookie } });
+    expect(page.headers.get('content-type')).toContain('text/html');
+    const html = await page.text();
+    expect(html).toContain('name="user_id"');
+    expect(html).toContain(escape(reg.client_id));
   });
 
   it('client credentials with a resource give a JWT verifiable against /jwks, narrowed to the resource scopes', async () => {
