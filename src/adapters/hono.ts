@@ -1,2 +1,104 @@
-// Hono adapter.
-export {};
+/**
+ * `agent-iam/hono`: Hono middleware over the verifier, for any runtime Hono runs on. The core
+ * decides; this file only hands the request to the verifier and renders its errors.
+ *
+ * @module
+ */
+import type { Context, MiddlewareHandler, Next } from 'hono';
+import { runWithContext, type AgentContext } from '../context.js';
+import { renderError } from '../errors.js';
+import type { Verifier, VerifierOptions } from '../inbound/verifier.js';
+import { checkScopes, END_USER_HEADER, parseScopes, rememberVerifier, scrubNodeHeaders, setupAdapter, type AgentAuthOptions } from './shared.js';
+
+export type { AgentAuthOptions } from './shared.js';
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The verified caller, set by `agentAuth` from `agent-iam/hono`. */
+    agentContext: AgentContext;
+  }
+}
+
+/**
+ * Hono middleware that verifies the caller's bearer token. On failure it answers with the error's
+ * status, `{ error: code, message }`, `WWW-Authenticate` and `Cache-Control: no-store`. On success it
+ * replaces any client-sent `X-End-User-ID` with the verified user id (handlers reading
+ * `c.req.header('x-end-user-id')` see only that), sets `c.get('agentContext')`, and runs the rest of
+ * the chain inside the context (`currentContext()`, `toolFetch`).
+ *
+ * Bad options throw `CONFIG_INVALID` here, at construction.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from 'hono';
+ * import { agentAuth, requireScopes } from 'agent-iam/hono';
+ * const app = new Hono();
+ * app.use('/api/*', agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] }));
+ * app.get('/api/me', (c) => c.json({ user: c.get('agentContext').userId }));
+ * app.post('/api/items', requireScopes('items:write'), (c) => c.body(null, 201));
+ * ```
+ */
+export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): MiddlewareHandler {
+  const { verifier, verifyOptions } = setupAdapter(verifierOrOptions, options);
+  return async function agentAuthMiddleware(c: Context, next: Next): Promise<Response | void> {
+    let context: AgentContext;
+    try {
+      context = await verifier.verify(c.req.raw, verifyOptions);
+      rememberVerifier(context, verifier);
+      setEndUser(c, context.userId);
+    } catch (error) {
+      return errorResponse(error);
+    }
+    c.set('agentContext', context);
+    await runWithContext(context, next);
+  };
+}
+
+/**
+ * Hono middleware that requires every named scope of the context set by {@link agentAuth}:
+ * 403 `INSUFFICIENT_SCOPE` (`WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`), or
+ * 401 `TOKEN_MISSING` when the request carries no verified token.
+ *
+ * @example
+ * ```ts
+ * app.delete('/api/items/:id', requireScopes('items:write', 'items:delete'), handler);
+ * ```
+ */
+export function requireScopes(...scopes: string[]): MiddlewareHandler {
+  const required = parseScopes(scopes);
+  return async function requireScopesMiddleware(c: Context, next: Next): Promise<Response | void> {
+    try {
+      checkScopes(c.get('agentContext') as AgentContext | undefined, required);
+    } catch (error) {
+      return errorResponse(error);
+    }
+    await next();
+  };
+}
+
+/**
+ * Make the request's `X-End-User-ID` the verified one (or absent). Headers are changed in place where
+ * the runtime allows it (Node, Bun); where a request's headers are immutable (Workers, Deno) the
+ * request is replaced by a copy with the corrected headers.
+ */
+function setEndUser(c: Context, userId: string | undefined): void {
+  const raw = c.req.raw;
+  try {
+    raw.headers.delete(END_USER_HEADER);
+    if (userId !== undefined) raw.headers.set(END_USER_HEADER, userId);
+  } catch {
+    const headers = new Headers(raw.headers);
+    headers.delete(END_USER_HEADER);
+    if (userId !== undefined) headers.set(END_USER_HEADER, userId);
+    c.req.raw = new Request(raw, { headers });
+  }
+  if (c.req.raw.headers.get(END_USER_HEADER) !== (userId ?? null)) throw new Error('X-End-User-ID could not be replaced');
+  // @hono/node-server: the Node request object is reachable as c.env.incoming; scrub it too.
+  const env: unknown = c.env;
+  if (typeof env === 'object' && env !== null && 'incoming' in env) scrubNodeHeaders(env.incoming, userId);
+}
+
+function errorResponse(error: unknown): Response {
+  const rendered = renderError(error);
+  return new Response(JSON.stringify(rendered.body), { status: rendered.status, headers: rendered.headers });
+}

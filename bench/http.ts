@@ -1,0 +1,152 @@
+/**
+ * bench/http: requests per second over loopback (autocannon, bounded runs) of
+ *   bare Express · Express + agentAuth · Express + express-oauth2-jwt-bearer (the peer)
+ *   bare Hono · Hono + agentAuth
+ * with the same RS256 key, the same JWKS server and the same token, all in one run.
+ *
+ * The servers run in a child process so that autocannon (this process) does not share an event loop
+ * with them. Prints req/s and the ratios; targets: Express + agentAuth ≥ the peer, and ≥ 0.85x bare
+ * Express. Run: `npx tsx bench/http.ts` (BENCH_SECONDS=3 by default).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { RequestHandler } from 'express';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const WARMUP_SECONDS = 1;
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
+const AUDIENCE = 'https://api.bench.local';
+const TARGETS = ['express-bare', 'express-agent-iam', 'express-oauth2-jwt-bearer', 'hono-bare', 'hono-agent-iam'] as const;
+type Target = (typeof TARGETS)[number];
+
+type Autocannon = (options: { url: string; connections: number; duration: number; headers: Record<string, string> }) => Promise<{
+  requests: { average: number };
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+}>;
+
+interface ServerInfo {
+  ports: Record<Target, number>;
+  token: string;
+}
+
+const listen = async (server: Server): Promise<number> => {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+};
+
+/** Child: a JWKS server, a token, and one server per target. */
+async function serve(): Promise<void> {
+  const [{ default: express }, { auth }, { Hono }, { serve: honoServe }, expressAdapter, honoAdapter, { createVerifier }] = await Promise.all([
+    import('express'),
+    import('express-oauth2-jwt-bearer'),
+    import('hono'),
+    import('@hono/node-server'),
+    import('../src/adapters/express.js'),
+    import('../src/adapters/hono.js'),
+    import('../src/inbound/verifier.js'),
+  ]);
+
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench-1', alg: 'RS256', use: 'sig' };
+  const jwksBody = JSON.stringify({ keys: [jwk] });
+  const jwksServer = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(jwksBody);
+  });
+  const jwksPort = await listen(jwksServer);
+  const issuer = `http://127.0.0.1:${jwksPort}/`;
+  const jwksUri = `${issuer}jwks`;
+  const token = await new SignJWT({ scope: 'bench:read', email: 'alice@example.com' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'bench-1', typ: 'at+jwt' })
+    .setIssuer(issuer)
+    .setAudience(AUDIENCE)
+    .setSubject('alice')
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(privateKey);
+
+  const verifier = createVerifier({ providers: [{ issuer, jwksUri, audiences: [AUDIENCE] }] });
+  const body = { ok: true };
+
+  const expressApp = (middleware?: RequestHandler) => {
+    const app = express();
+    app.disable('x-powered-by');
+    app.disable('etag');
+    if (middleware !== undefined) app.use(middleware);
+    app.get('/', (_req, res) => {
+      res.json(body);
+    });
+    return app;
+  };
+  const honoApp = (withAuth: boolean) => {
+    const app = new Hono();
+    if (withAuth) app.use(honoAdapter.agentAuth(verifier));
+    app.get('/', (c) => c.json(body));
+    return app;
+  };
+  const honoListen = async (app: InstanceType<typeof Hono>): Promise<number> => {
+    const server = honoServe({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await once(server, 'listening');
+    return (server.address() as AddressInfo).port;
+  };
+
+  const ports: Record<Target, number> = {
+    'express-bare': await listen(createServer(expressApp())),
+    'express-agent-iam': await listen(createServer(expressApp(expressAdapter.agentAuth(verifier)))),
+    'express-oauth2-jwt-bearer': await listen(createServer(expressApp(auth({ issuer, jwksUri, audience: AUDIENCE, tokenSigningAlg: 'RS256' })))),
+    'hono-bare': await honoListen(honoApp(false)),
+    'hono-agent-iam': await honoListen(honoApp(true)),
+  };
+  process.send?.({ ports, token } satisfies ServerInfo);
+}
+
+/** Parent: check every target answers 200 with the token (and the guarded ones 401 without), then measure. */
+async function main(): Promise<void> {
+  // autocannon ships no types: the few fields used here.
+  const autocannonModule = 'autocannon';
+  const { default: autocannon } = (await import(autocannonModule)) as { default: Autocannon };
+  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve'], { stdio: 'inherit' });
+  try {
+    const [info] = (await once(child, 'message')) as [ServerInfo];
+    const headers = { authorization: `Bearer ${info.token}` };
+    for (const target of TARGETS) {
+      const url = `http://127.0.0.1:${info.ports[target]}/`;
+      const ok = await fetch(url, { headers });
+      if (ok.status !== 200) throw new Error(`${target}: expected 200 with the token, got ${ok.status}`);
+      if (!target.endsWith('bare')) {
+        const denied = await fetch(url);
+        if (denied.status !== 401) throw new Error(`${target}: expected 401 without a token, got ${denied.status}`);
+      }
+    }
+
+    const run = (target: Target, duration: number) =>
+      autocannon({ url: `http://127.0.0.1:${info.ports[target]}/`, connections: CONNECTIONS, duration, headers });
+    const rps: Partial<Record<Target, number>> = {};
+    console.log(`bench/http: ${CONNECTIONS} connections, ${SECONDS}s per target (after ${WARMUP_SECONDS}s warm-up), RS256, same token\n`);
+    for (const target of TARGETS) {
+      await run(target, WARMUP_SECONDS);
+      const result = await run(target, SECONDS);
+      if (result.non2xx > 0 || result.errors > 0) throw new Error(`${target}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+      rps[target] = result.requests.average;
+      console.log(`${target.padEnd(28)} ${result.requests.average.toFixed(0).padStart(7)} req/s   p50 ${result.latency.p50} ms   p99 ${result.latency.p99} ms`);
+    }
+    const r = (a: Target, b: Target) => ((rps[a] ?? 0) / (rps[b] ?? 1)).toFixed(2);
+    console.log(`
+ratios
+  Express + agentAuth / bare Express               ${r('express-agent-iam', 'express-bare')}x   (target ≥ 0.85)
+  Express + agentAuth / express-oauth2-jwt-bearer  ${r('express-agent-iam', 'express-oauth2-jwt-bearer')}x   (target ≥ 1.00)
+  express-oauth2-jwt-bearer / bare Express         ${r('express-oauth2-jwt-bearer', 'express-bare')}x
+  Hono + agentAuth / bare Hono                     ${r('hono-agent-iam', 'hono-bare')}x`);
+  } finally {
+    child.kill();
+  }
+}
+
+if (process.argv.includes('--serve')) await serve();
+else await main();

@@ -1,0 +1,135 @@
+/**
+ * @internal What the Express and Hono adapters share: building the verifier once, checking adapter
+ * options once, and the scope check behind `requireScopes`. Framework-free; never exported from the
+ * root entry.
+ *
+ * @module
+ */
+import { z } from 'zod';
+import type { AgentContext } from '../context.js';
+import { AgentIamError, bearerChallenge, isAgentIamError } from '../errors.js';
+import { parseOptions } from '../lib/options.js';
+import { createVerifier, isVerifier, type Verifier, type VerifierOptions } from '../inbound/verifier.js';
+
+/** Options of `agentAuth` in both adapters. */
+export interface AgentAuthOptions {
+  /** Scopes every request through this middleware must hold (403 `INSUFFICIENT_SCOPE` otherwise). */
+  requiredScopes?: string[];
+}
+
+/** The `X-End-User-ID` header, lower-cased as Node and `Headers` store it. */
+export const END_USER_HEADER = 'x-end-user-id';
+
+/** RFC 6749 §3.3 scope-token: visible ASCII except space, `"` and `\`. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an RFC 6749 scope token');
+const agentAuthOptionsSchema = z.strictObject({ requiredScopes: z.array(scopeToken).optional() });
+const scopeListSchema = z.array(scopeToken).min(1, 'name at least one scope');
+
+/** The verifier each context was produced by, so `requireScopes` can build that verifier's challenge. */
+const verifierOfContext = new WeakMap<AgentContext, Verifier>();
+
+/** A verifier, or options to build one, and the adapter options; all checked here, at construction. */
+export interface AdapterSetup {
+  verifier: Verifier;
+  /** `undefined` when no scopes are required, so the hot path passes nothing. */
+  verifyOptions: { requiredScopes: string[] } | undefined;
+}
+
+/** Build (or take) the verifier once and validate `options`; throws `CONFIG_INVALID`. */
+export function setupAdapter(verifierOrOptions: Verifier | VerifierOptions, options: AgentAuthOptions | undefined): AdapterSetup {
+  const parsed = parseOptions(agentAuthOptionsSchema, options ?? {}, 'agentAuth');
+  const verifier = isVerifier(verifierOrOptions) ? verifierOrOptions : createVerifier(verifierOrOptions);
+  const required = parsed.requiredScopes;
+  return { verifier, verifyOptions: required !== undefined && required.length > 0 ? { requiredScopes: [...required] } : undefined };
+}
+
+/** Validate the scopes of `requireScopes(...)`; throws `CONFIG_INVALID`. */
+export function parseScopes(scopes: string[]): string[] {
+  return [...parseOptions(scopeListSchema, scopes, 'requireScopes')];
+}
+
+/**
+ * Drop every client-sent `X-End-User-ID` from a Node `IncomingMessage`-like object (`headers`, and
+ * `rawHeaders` which keeps every line) and set the verified one, if any. Anything else is left alone.
+ */
+export function scrubNodeHeaders(message: unknown, userId: string | undefined): void {
+  if (typeof message !== 'object' || message === null) return;
+  const { headers, rawHeaders } = message as { headers?: unknown; rawHeaders?: unknown };
+  if (Array.isArray(rawHeaders)) {
+    for (let i = rawHeaders.length - 2; i >= 0; i -= 2) {
+      const name: unknown = rawHeaders[i];
+      if (typeof name === 'string' && name.length === END_USER_HEADER.length && name.toLowerCase() === END_USER_HEADER) rawHeaders.splice(i, 2);
+    }
+    if (userId !== undefined) rawHeaders.push('X-End-User-ID', userId);
+  }
+  if (typeof headers === 'object' && headers !== null) {
+    const record = headers as Record<string, unknown>;
+    delete record[END_USER_HEADER];
+    if (userId !== undefined) record[END_USER_HEADER] = userId;
+  }
+  // Node derives `headersDistinct` lazily from rawHeaders, but only up to the original line count, so
+  // after the splice above its own getter could read past the end: shadow it with one that reads the
+  // corrected rawHeaders (computed only if a handler asks).
+  if (Array.isArray(rawHeaders) && 'headersDistinct' in message) {
+    let distinct: Record<string, string[]> | undefined;
+    Object.defineProperty(message, 'headersDistinct', {
+      configurable: true,
+      enumerable: true,
+      get: () => (distinct ??= distinctHeaders(rawHeaders as unknown[])),
+      set: (value: Record<string, string[]>) => {
+        distinct = value;
+      },
+    });
+  }
+}
+
+/** Node's `headersDistinct` shape: lower-cased names, every value kept. */
+function distinctHeaders(rawHeaders: unknown[]): Record<string, string[]> {
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    const value = rawHeaders[i + 1];
+    if (typeof name !== 'string' || typeof value !== 'string') continue;
+    const key = name.toLowerCase();
+    (out[key] ??= []).push(value);
+  }
+  return out;
+}
+
+/** Remember which verifier produced `context`. */
+export function rememberVerifier(context: AgentContext, verifier: Verifier): void {
+  verifierOfContext.set(context, verifier);
+}
+
+/**
+ * Throw unless `context` holds every scope: `TOKEN_MISSING` (401) without a context or for an
+ * anonymous one (open mode), `INSUFFICIENT_SCOPE` (403, `scope="..."`) otherwise, with the challenge
+ * of the verifier that produced the context.
+ */
+export function checkScopes(context: AgentContext | undefined, scopes: string[]): void {
+  const verifier = context === undefined ? undefined : verifierOfContext.get(context);
+  if (context === undefined || !context.authenticated) {
+    // RFC 6750 §3.1: no `error` when the request carried no token; keep the verifier's realm and
+    // resource_metadata (taken from its insufficient-scope challenge) so the client can find the AS.
+    let challenge = bearerChallenge({ scope: scopes });
+    if (context !== undefined && verifier !== undefined) {
+      try {
+        verifier.requireScopes(context, scopes);
+      } catch (e) {
+        if (isAgentIamError(e) && e.wwwAuthenticate !== undefined) challenge = e.wwwAuthenticate.replace(/error="[^"]*"(, )?/, '').replace(/,? $/, '');
+      }
+    }
+    throw new AgentIamError('TOKEN_MISSING', 'A bearer token is required', { wwwAuthenticate: challenge });
+  }
+  if (verifier !== undefined) {
+    verifier.requireScopes(context, scopes);
+    return;
+  }
+  const missing = scopes.filter((s) => !context.scopes.includes(s));
+  if (missing.length > 0) {
+    throw new AgentIamError('INSUFFICIENT_SCOPE', 'The token does not grant the required scopes', {
+      scopes,
+      wwwAuthenticate: bearerChallenge({ error: 'insufficient_scope', scope: scopes }),
+    });
+  }
+}
