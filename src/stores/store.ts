@@ -5,8 +5,7 @@
  */
 import Keyv from 'keyv';
 import { z } from 'zod';
-import { AgentIamError } from '../errors.js';
-import { withTimeout } from '../lib/async.js';
+import { AgentIamError, isAgentIamError } from '../errors.js';
 import { toBase64Url } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { sha256Sync } from './sha256.js';
@@ -144,22 +143,34 @@ export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyVal
   const backend = kv;
   const watch = prepare(backend);
 
-  const call = async <T>(fn: () => T | Promise<T>, failed: (value: T) => boolean): Promise<T> => {
-    const before = watch.count;
-    let value: T;
-    try {
-      value = await withTimeout(
-        Promise.resolve().then(fn),
-        timeoutMs,
-        () => unavailable('timeout'),
-      );
-    } catch (e) {
-      if (e instanceof AgentIamError) throw e;
-      throw unavailable('error', e);
-    }
-    if (failed(value) && watch.count !== before) throw unavailable('error');
-    return value;
-  };
+  // One timer and one promise per call (no Promise.race): this sits on every token lookup.
+  const call = <T>(fn: () => T | Promise<T>, failed: (value: T) => boolean): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const before = watch.count;
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(unavailable('timeout'));
+      }, timeoutMs);
+      const onValue = (value: T): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (failed(value) && watch.count !== before) reject(unavailable('error'));
+        else resolve(value);
+      };
+      const onError = (e: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(isAgentIamError(e) ? e : unavailable('error', e));
+      };
+      try {
+        Promise.resolve(fn()).then(onValue, onError);
+      } catch (e) {
+        onError(e);
+      }
+    });
 
   return {
     async get<T>(key: string): Promise<T | undefined> {

@@ -1,12 +1,11 @@
 // The secure store over a real PostgreSQL server (initdb'd by the test into a temp dir, on loopback).
 import KeyvPostgres from '@keyv/postgres';
 import Keyv from 'keyv';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEncryptor, generateEncryptionKey } from '../../src/stores/encryption.js';
 import { createSecureStore } from '../../src/stores/secure-store.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../../src/stores/store.js';
-import { ContainedPgClient, hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
+import { connectPg, ContainedPgClient, hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 
 const SECRET = 'xoxb-PostgresSecretBotToken-1122334455';
 
@@ -29,8 +28,7 @@ describe.skipIf(!hasPostgres)('secure store over PostgreSQL (@keyv/postgres)', (
   });
 
   async function rawRows(): Promise<Array<{ key: string; value: string }>> {
-    const client = new pg.Client({ connectionString: server.url });
-    await client.connect();
+    const client = await connectPg(server.url);
     try {
       return (await client.query<{ key: string; value: string }>(`SELECT key, value FROM ${TABLE}`)).rows;
     } finally {
@@ -68,8 +66,7 @@ describe.skipIf(!hasPostgres)('secure store over PostgreSQL (@keyv/postgres)', (
 
   it('turns a tampered row into a typed error', async () => {
     await store.set('tamper', { accessToken: SECRET });
-    const client = new pg.Client({ connectionString: server.url });
-    await client.connect();
+    const client = await connectPg(server.url);
     try {
       // Edit the ciphertext inside the stored row, as someone with write access to the table could.
       const { rows } = await client.query<{ key: string; value: string }>(`SELECT key, value FROM ${TABLE} WHERE key LIKE '%tamper'`);
