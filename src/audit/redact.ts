@@ -7,25 +7,30 @@ import type { AuditEvent } from './events.js';
 
 type Kind = 'string' | 'number' | 'strings';
 
-/** The fields a sink writes, in the order it writes them. `prevHash` is set by chained sinks. */
-const FIELDS: ReadonlyArray<readonly [keyof AuditEvent, Kind]> = [
-  ['type', 'string'],
-  ['time', 'string'],
-  ['requestId', 'string'],
-  ['agentId', 'string'],
-  ['userId', 'string'],
-  ['actorChain', 'strings'],
-  ['tool', 'string'],
-  ['connection', 'string'],
-  ['method', 'string'],
-  ['path', 'string'],
-  ['decision', 'string'],
-  ['code', 'string'],
-  ['status', 'number'],
-  ['durationMs', 'number'],
-  ['approvalId', 'string'],
-  ['approver', 'string'],
-];
+/**
+ * The fields a sink writes, in the order it writes them. `prevHash` is set by chained sinks only.
+ * Typed as a full record so that a field added to {@link AuditEvent} fails type-checking here until
+ * it is given a kind (and so is never silently dropped).
+ */
+const FIELD_KINDS: Record<Exclude<keyof AuditEvent, 'prevHash'>, Kind> = {
+  type: 'string',
+  time: 'string',
+  requestId: 'string',
+  agentId: 'string',
+  userId: 'string',
+  actorChain: 'strings',
+  tool: 'string',
+  connection: 'string',
+  method: 'string',
+  path: 'string',
+  decision: 'string',
+  code: 'string',
+  status: 'number',
+  durationMs: 'number',
+  approvalId: 'string',
+  approver: 'string',
+};
+const FIELDS = Object.entries(FIELD_KINDS) as ReadonlyArray<[keyof AuditEvent, Kind]>;
 
 /**
  * A copy of `event` with only the fields {@link AuditEvent} declares (each of the declared type),
