@@ -60,7 +60,11 @@ export interface ToolFetchOptions {
   maxRedirects?: number;
 }
 
-/** `RequestInit` plus an explicit context (default: the current one set by the inbound adapters). */
+/**
+ * `RequestInit` plus an explicit context (default: the current one set by the inbound adapters).
+ * `redirect`: `follow` (default) follows redirects within the same tool, re-checking every hop;
+ * `manual` returns the 3xx response as is; `error` fails with `REDIRECT_BLOCKED` on any redirect.
+ */
 export type ToolFetchInit = RequestInit & { context?: AgentContext };
 
 /** A `fetch` that only reaches registered tools, under policy, with credentials injected. */
@@ -288,6 +292,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (signal === undefined) signal = input.signal;
       } else throw invalid('toolFetch input must be a string, URL or Request');
       if (init?.method !== undefined) method = init.method;
+      const redirectMode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow');
       if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
       method = method.toUpperCase();
       if (FORBIDDEN_METHODS.has(method)) throw invalid('Request method not allowed');
@@ -437,13 +442,18 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
 
         const status = response.status;
         const location = status >= 300 && status < 400 ? response.headers.get('location') : null;
-        if (location === null || (status !== 301 && status !== 302 && status !== 303 && status !== 307 && status !== 308)) {
+        if (
+          location === null ||
+          (status !== 301 && status !== 302 && status !== 303 && status !== 307 && status !== 308) ||
+          redirectMode === 'manual'
+        ) {
           if (sink !== undefined) {
             emitAudit(sink, toolEvent('tool.request', 'allow', agentId, context, toolName, method, path, approvalId, started, status));
           }
           return response;
         }
         void response.body?.cancel().catch(() => {});
+        if (redirectMode === 'error') throw new AgentIamError('REDIRECT_BLOCKED', `Tool ${current.name} redirected and redirect is 'error'`);
         if (sink !== undefined) {
           emitAudit(sink, toolEvent('tool.redirect', 'allow', agentId, context, toolName, method, path, approvalId, started, status));
         }

@@ -155,3 +155,13 @@ describe('redirects', () => {
     expect(up.received).toHaveLength(1);
   });
 });
+
+describe('caller redirect modes', () => {
+  it("redirect: 'manual' returns the 3xx as is; 'error' is REDIRECT_BLOCKED; neither follows", async () => {
+    const res = await tf(`${up.origin}/api/307`, { redirect: 'manual', context: ctx });
+    expect(res.status).toBe(307);
+    expect(res.headers.get('location')).toBe('/api/final');
+    expect(await codeOf(tf(new Request(`${up.origin}/api/307`, { redirect: 'error' }), { context: ctx }))).toBe('REDIRECT_BLOCKED');
+    expect(up.received.map((r) => r.url)).toEqual(['/api/307', '/api/307']);
+  });
+});

@@ -424,3 +424,69 @@ describe('configuration', () => {
     expect(() => createToolFetch({ agent: { id: 'a' }, tools, policies: [] })).not.toThrow();
   });
 });
+
+describe('request shapes, context and audit details', () => {
+  it('a Request input: its method, headers (scrubbed) and body are sent; init overrides', async () => {
+    const tf = make([{ name: 'a', baseUrl: up.origin, auth: { type: 'apiKey', key: 'k' } }], [{ agent: 'agent-1', tool: 'a' }]);
+    const req = new Request(`${up.origin}/upload`, {
+      method: 'POST',
+      body: 'from-request',
+      headers: { 'x-trace': 't1', authorization: 'Bearer caller', 'content-type': 'text/plain' },
+    });
+    await tf(req, { context: alice });
+    await tf(new Request(`${up.origin}/upload`, { method: 'POST', body: 'ignored' }), { method: 'PUT', body: 'from-init', headers: { 'x-trace': 't2' } });
+    expect(up.received.map((r) => [r.method, r.body.toString(), r.headers['x-trace'], r.headers.authorization])).toEqual([
+      ['POST', 'from-request', 't1', 'Bearer k'],
+      ['PUT', 'from-init', 't2', 'Bearer k'],
+    ]);
+  });
+
+  it('init.context wins over the current context', async () => {
+    const tf = make([{ name: 'a', baseUrl: up.origin }], [{ agent: 'agent-1', tool: 'a' }]);
+    await runWithContext(alice, () => tf(`${up.origin}/x`, { context: userContext('bob') }));
+    expect(up.received[0]!.headers['x-end-user-id']).toBe('bob');
+  });
+
+  it('audit carries the actor chain and request id, never query values, keys or tokens', async () => {
+    const log = auditLog();
+    const tf = make([{ name: 'a', baseUrl: up.origin, auth: { type: 'apiKey', key: 'sk_secret_value' } }], [{ agent: 'agent-1', tool: 'a' }], {
+      audit: log.sink,
+    });
+    const ctx = userContext('alice', {
+      requestId: 'rq-42',
+      actorChain: [
+        { subject: 'agent-b', claims: {} },
+        { subject: 'agent-a', claims: {} },
+      ],
+    });
+    await tf(`${up.origin}/v1/things?token=query-secret`, { context: ctx, headers: { 'x-note': 'header-secret' } });
+    await tf(`${up.origin}/v1/things?token=query-secret`, { context: ctx, method: 'TRACE' }).catch(() => {});
+    const [ok, bad] = log.events;
+    expect(ok).toMatchObject({ type: 'tool.request', agentId: 'agent-1', userId: 'alice', actorChain: ['agent-b', 'agent-a'], tool: 'a', method: 'GET', path: '/v1/things', decision: 'allow', requestId: 'rq-42', status: 200 });
+    expect(typeof ok!.durationMs).toBe('number');
+    expect(typeof ok!.time).toBe('string');
+    expect(bad).toMatchObject({ decision: 'deny', code: 'REQUEST_INVALID' });
+    const text = JSON.stringify(log.events);
+    for (const secret of ['query-secret', 'header-secret', 'sk_secret_value']) expect(text).not.toContain(secret);
+  });
+
+  it('timeoutMs bounds a hanging upstream; the failure is audited as an error', async () => {
+    const log = auditLog();
+    up.route('/hang', () => {});
+    const tf = make([{ name: 'a', baseUrl: up.origin }], [{ agent: 'agent-1', tool: 'a' }], { timeoutMs: 200, audit: log.sink });
+    const t0 = Date.now();
+    const err = await tf(`${up.origin}/hang`).catch((e) => e);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(err.name).toBe('TimeoutError');
+    expect(log.events.at(-1)).toMatchObject({ decision: 'error', tool: 'a' });
+  });
+
+  it('a caller abort signal is honoured', async () => {
+    up.route('/hang2', () => {});
+    const tf = make([{ name: 'a', baseUrl: up.origin }], [{ agent: 'agent-1', tool: 'a' }]);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const err = await tf(`${up.origin}/hang2`, { signal: ac.signal }).catch((e) => e);
+    expect(err.name).toBe('AbortError');
+  });
+});
