@@ -116,8 +116,8 @@ export class JwksCache {
   }
 
   #select(kid: string | undefined, alg: string): StoredKey[] {
-    const want = KEY_TYPE[alg];
-    if (!want) return [];
+    if (!Object.hasOwn(KEY_TYPE, alg)) return [];
+    const want = KEY_TYPE[alg] as { kty: string; crv?: string };
     const out: StoredKey[] = [];
     for (const key of this.#keys) {
       const jwk = key.jwk;

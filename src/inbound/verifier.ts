@@ -407,7 +407,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const header = decodeSegment(token.slice(0, dot1));
     if (header === undefined) throw errors.error('TOKEN_MALFORMED', 'The token header is not valid base64url JSON');
     const alg = header.alg;
-    if (typeof alg !== 'string' || !(alg in VERIFY_PARAMS)) {
+    if (typeof alg !== 'string' || !Object.hasOwn(VERIFY_PARAMS, alg)) {
       throw errors.error('TOKEN_ALG_NOT_ALLOWED', 'The token alg is not allowed');
     }
     for (const name of EMBEDDED_KEY_HEADERS) {

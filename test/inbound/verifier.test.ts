@@ -189,6 +189,9 @@ describe('createVerifier: rejections', () => {
   });
 
   it('alg none and HS256 are TOKEN_ALG_NOT_ALLOWED', async () => {
+    for (const alg of ['toString', '__proto__', 'constructor', 'HS512', 'RSA-OAEP', 42]) {
+      expect((await failure(v().verify(bearer(rawToken({ alg }, claims(issuer), 'c2ln')))))).toMatchObject({ code: 'TOKEN_ALG_NOT_ALLOWED' });
+    }
     const none = rawToken({ alg: 'none' }, claims(issuer));
     expect((await failure(v().verify(bearer(none)))).code).toBe('TOKEN_ALG_NOT_ALLOWED');
     expect((await failure(v().verify(bearer(await hmacToken(claims(issuer)))))).code).toBe('TOKEN_ALG_NOT_ALLOWED');
