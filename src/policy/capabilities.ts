@@ -81,11 +81,13 @@ const DOT_SEGMENT_RE = /^(?:\.|%2e){1,2}$/i;
 const ENCODED_SEPARATOR_RE = /%2f|%5c/i;
 
 /** FNV-1a over UTF-16 code units, the same for pattern literals and request segments. */
-function hashSegment(text: string, from = 0, to = text.length): number {
-  let h = 0x811c9dc5 | 0;
-  for (let i = from; i < to; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+function hashSegment(text: string): number {
+  let h = FNV_OFFSET;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), FNV_PRIME);
   return h;
 }
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
 
 // Scratch space for one match: segment bounds and hashes. `match` is synchronous and calls no user
 // code, so one module-level buffer serves every matcher without allocating per call.
@@ -108,29 +110,26 @@ function scan(path: string): number {
   if (len === 0 || path.charCodeAt(0) !== 47 /* / */) return -1;
   let count = 0;
   let start = 1;
-  let h = 0x811c9dc5 | 0;
+  let h = FNV_OFFSET;
   let dots = 0; // '.' or '%2e' units in the segment
   let other = false; // anything else in the segment
-  for (let i = 1; i <= len; i++) {
-    const c = i < len ? path.charCodeAt(i) : 47;
-    if (c === 47) {
+  for (let i = 1; i < len; i++) {
+    const c = path.charCodeAt(i);
+    // Fast path: '0'-'~' except '?' and '\' (letters, digits, most punctuation).
+    if (c >= 0x30 && c <= 0x7e && c !== 63 && c !== 92) {
+      other = true;
+      h = Math.imul(h ^ c, FNV_PRIME);
+      continue;
+    }
+    if (c === 47 /* / */) {
       if (!other && (dots === 1 || dots === 2)) return -1; // dot-segment
-      if (count === segStart.length) {
-        const grow = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
-          const b = new Int32Array(a.length * 2);
-          b.set(a);
-          return b;
-        };
-        segStart = grow(segStart);
-        segEnd = grow(segEnd);
-        segHash = grow(segHash);
-      }
+      if (count === segStart.length) growScratch();
       segStart[count] = start;
       segEnd[count] = i;
       segHash[count] = h;
       count++;
       start = i + 1;
-      h = 0x811c9dc5 | 0;
+      h = FNV_OFFSET;
       dots = 0;
       other = false;
       continue;
@@ -144,9 +143,9 @@ function scan(path: string): number {
         if (b < 0x20 || b === 0x7f || b === 0x2f || b === 0x5c) return -1;
         if (b === 0x2e) dots++;
         else other = true;
-        h = Math.imul(h ^ c, 0x01000193);
-        h = Math.imul(h ^ path.charCodeAt(i + 1), 0x01000193);
-        h = Math.imul(h ^ path.charCodeAt(i + 2), 0x01000193);
+        h = Math.imul(h ^ c, FNV_PRIME);
+        h = Math.imul(h ^ path.charCodeAt(i + 1), FNV_PRIME);
+        h = Math.imul(h ^ path.charCodeAt(i + 2), FNV_PRIME);
         i += 2;
         continue;
       }
@@ -154,9 +153,26 @@ function scan(path: string): number {
     if (c === 46 /* . */) dots++;
     else if (c <= 0x20 || (c >= 0x7f && c <= 0x9f) || c === 92 /* \ */ || c === 63 /* ? */ || c === 35 /* # */) return -1;
     else other = true;
-    h = Math.imul(h ^ c, 0x01000193);
+    h = Math.imul(h ^ c, FNV_PRIME);
   }
-  return count;
+  // the last segment
+  if (!other && (dots === 1 || dots === 2)) return -1;
+  if (count === segStart.length) growScratch();
+  segStart[count] = start;
+  segEnd[count] = len;
+  segHash[count] = h;
+  return count + 1;
+}
+
+function growScratch(): void {
+  const grow = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+    const b = new Int32Array(a.length * 2);
+    b.set(a);
+    return b;
+  };
+  segStart = grow(segStart);
+  segEnd = grow(segEnd);
+  segHash = grow(segHash);
 }
 
 /** True when `path` is a request path the matcher is willing to match at all. */
