@@ -232,6 +232,18 @@ class CookieJar {
   }
 }
 
+/** A fresh RS256 signing key with its JWKs. */
+async function newKey(): Promise<{ key: SigningKey; privateJwk: JWK; publicJwk: JWK }> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  const kid = `test-${crypto.randomUUID()}`;
+  const meta = { kid, alg: 'RS256', use: 'sig' };
+  return {
+    key: { kid, privateKey, publicKey },
+    privateJwk: { ...(await exportJWK(privateKey)), ...meta },
+    publicJwk: { ...(await exportJWK(publicKey)), ...meta },
+  };
+}
+
 /**
  * Start a real OpenID Provider (oidc-provider) on 127.0.0.1 for tests: discovery, PKCE (S256),
  * open dynamic client registration, client credentials, refresh tokens with rotation, revocation,
@@ -258,7 +270,11 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
   const rotation = opts.refreshTokenRotation ?? true;
   const pkceRequired = opts.pkceRequired ?? true;
 
-  const { default: Provider, errors } = await loadOidcProvider();
+  // RSA key generation dominates start-up: run it while the module loads and the server binds.
+  const firstKey = newKey();
+  const oidcModule = loadOidcProvider();
+  firstKey.catch(() => undefined);
+  oidcModule.catch(() => undefined);
 
   // Listen first: the issuer must carry the real port.
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
@@ -275,489 +291,492 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
   });
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
-
-  async function newKey(): Promise<{ key: SigningKey; privateJwk: JWK; publicJwk: JWK }> {
-    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
-    const kid = `test-${crypto.randomUUID()}`;
-    const meta = { kid, alg: 'RS256', use: 'sig' };
-    return {
-      key: { kid, privateKey, publicKey },
-      privateJwk: { ...(await exportJWK(privateKey)), ...meta },
-      publicJwk: { ...(await exportJWK(publicKey)), ...meta },
-    };
-  }
-  const first = await newKey();
-  const providerKid = first.key.kid;
-  const privateJwk = first.privateJwk;
-  // Published keys, newest first; `signingKey` signs tokenFor(). The provider signs with `first`.
-  let published: Array<{ key: SigningKey; publicJwk: JWK }> = [first];
-  let signingKey: SigningKey = first.key;
-  let jwksBody = JSON.stringify({ keys: published.map((k) => k.publicJwk) });
-  const keyFor = (kid: unknown): SigningKey | undefined => published.find((k) => k.key.kid === kid)?.key;
-
-  // Resource scopes learned from requests, for resources without configured scopes ("accept any").
-  const learnedScopes = new Map<string, Set<string>>();
-
-  /** A user's profile claims that may go into access tokens (everything but the registered claims). */
-  function profileClaims(sub: string): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(userClaims(sub))) if (!RESERVED_CLAIMS.has(k)) out[k] = v;
-    return out;
+  try {
+    return await start(server, issuer, await oidcModule, await firstKey);
+  } catch (error) {
+    server.close();
+    throw error;
   }
 
-  function userClaims(sub: string): Record<string, unknown> {
-    const extra = users[sub] ?? {};
-    const claims: Record<string, unknown> = { ...extra, sub };
-    if (claims.email === undefined && sub.includes('@')) claims.email = sub;
-    if (claims.email !== undefined && claims.email_verified === undefined) claims.email_verified = true;
-    return claims;
-  }
+  async function start(
+    server: Server,
+    issuer: string,
+    { default: Provider, errors }: OidcModule,
+    first: Awaited<ReturnType<typeof newKey>>,
+  ): Promise<TestIdentityProvider> {
 
-  const configuration = {
-    clients: [],
-    jwks: { keys: [privateJwk] },
-    cookies: { keys: [crypto.randomUUID(), crypto.randomUUID()] },
-    claims: {
-      openid: ['sub'],
-      email: ['email', 'email_verified'],
-      profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
-    },
-    scopes: STATIC_SCOPES,
-    features: {
-      devInteractions: { enabled: false },
-      registration: { enabled: true, initialAccessToken: false },
-      registrationManagement: { enabled: true, rotateRegistrationAccessToken: false },
-      clientCredentials: { enabled: true },
-      revocation: {
-        enabled: true,
-        // Only the client a token was issued to may revoke it (oidc-provider's default, without its notice).
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        allowedPolicy: async (_ctx: any, client: any, token: any) => {
-          if (token.clientId === client.clientId) return true;
-          if (client.clientAuthMethod === 'none') return false;
-          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+    const providerKid = first.key.kid;
+    const privateJwk = first.privateJwk;
+    // Published keys, newest first; `signingKey` signs tokenFor(). The provider signs with `first`.
+    let published: Array<{ key: SigningKey; publicJwk: JWK }> = [first];
+    let signingKey: SigningKey = first.key;
+    let jwksBody = JSON.stringify({ keys: published.map((k) => k.publicJwk) });
+    const keyFor = (kid: unknown): SigningKey | undefined => published.find((k) => k.key.kid === kid)?.key;
+
+    // Resource scopes learned from requests, for resources without configured scopes ("accept any").
+    const learnedScopes = new Map<string, Set<string>>();
+
+    /** A user's profile claims that may go into access tokens (everything but the registered claims). */
+    function profileClaims(sub: string): Record<string, unknown> {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(userClaims(sub))) if (!RESERVED_CLAIMS.has(k)) out[k] = v;
+      return out;
+    }
+
+    function userClaims(sub: string): Record<string, unknown> {
+      const extra = users[sub] ?? {};
+      const claims: Record<string, unknown> = { ...extra, sub };
+      if (claims.email === undefined && sub.includes('@')) claims.email = sub;
+      if (claims.email !== undefined && claims.email_verified === undefined) claims.email_verified = true;
+      return claims;
+    }
+
+    const configuration = {
+      clients: [],
+      jwks: { keys: [privateJwk] },
+      cookies: { keys: [crypto.randomUUID(), crypto.randomUUID()] },
+      claims: {
+        openid: ['sub'],
+        email: ['email', 'email_verified'],
+        profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
+      },
+      scopes: STATIC_SCOPES,
+      features: {
+        devInteractions: { enabled: false },
+        registration: { enabled: true, initialAccessToken: false },
+        registrationManagement: { enabled: true, rotateRegistrationAccessToken: false },
+        clientCredentials: { enabled: true },
+        revocation: {
+          enabled: true,
+          // Only the client a token was issued to may revoke it (oidc-provider's default, without its notice).
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          allowedPolicy: async (_ctx: any, client: any, token: any) => {
+            if (token.clientId === client.clientId) return true;
+            if (client.clientAuthMethod === 'none') return false;
+            throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          },
         },
-      },
-      introspection: {
-        enabled: true,
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        allowedPolicy: async (ctx: any, client: any, token: any) =>
-          !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
-      },
-      userinfo: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        defaultResource: async (_ctx: any, _client: any, oneOf?: string | string[]) => oneOf ?? opts.defaultResource,
-        useGrantedResource: async () => true,
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        getResourceServerInfo: async (ctx: any, indicator: string) => {
-          const conf = resources[indicator];
-          let scope: string;
-          if (conf?.scopes !== undefined) {
-            scope = conf.scopes.join(' ');
-          } else {
-            let learned = learnedScopes.get(indicator);
-            if (learned === undefined) learnedScopes.set(indicator, (learned = new Set()));
-            const requested = ctx?.oidc?.params?.scope;
-            if (typeof requested === 'string') {
-              for (const s of requested.split(' ')) if (s !== '' && !OIDC_SCOPES.has(s)) learned.add(s);
+        introspection: {
+          enabled: true,
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          allowedPolicy: async (ctx: any, client: any, token: any) =>
+            !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
+        },
+        userinfo: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          defaultResource: async (_ctx: any, _client: any, oneOf?: string | string[]) => oneOf ?? opts.defaultResource,
+          useGrantedResource: async () => true,
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          getResourceServerInfo: async (ctx: any, indicator: string) => {
+            const conf = resources[indicator];
+            let scope: string;
+            if (conf?.scopes !== undefined) {
+              scope = conf.scopes.join(' ');
+            } else {
+              let learned = learnedScopes.get(indicator);
+              if (learned === undefined) learnedScopes.set(indicator, (learned = new Set()));
+              const requested = ctx?.oidc?.params?.scope;
+              if (typeof requested === 'string') {
+                for (const s of requested.split(' ')) if (s !== '' && !OIDC_SCOPES.has(s)) learned.add(s);
+              }
+              scope = [...learned].join(' ');
             }
-            scope = [...learned].join(' ');
-          }
-          return {
-            scope,
-            audience: indicator,
-            accessTokenFormat: 'jwt',
-            accessTokenTTL: conf?.accessTokenTtl ?? accessTokenTtl,
-            jwt: { sign: { alg: 'RS256' } },
-          };
+            return {
+              scope,
+              audience: indicator,
+              accessTokenFormat: 'jwt',
+              accessTokenTTL: conf?.accessTokenTtl ?? accessTokenTtl,
+              jwt: { sign: { alg: 'RS256' } },
+            };
+          },
         },
       },
-    },
-    pkce: { required: () => pkceRequired },
-    ttl: {
-      AccessToken: accessTokenTtl,
-      ClientCredentials: accessTokenTtl,
-      AuthorizationCode: 60,
-      IdToken: 3600,
-      Interaction: 600,
-      Session: 3600,
-      Grant: 14 * 24 * 3600,
-      RefreshToken: 14 * 24 * 3600,
-    },
-    // Refresh tokens for every client allowed the refresh_token grant, without offline_access.
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    issueRefreshToken: async (_ctx: any, client: any) => client.grantTypeAllowed('refresh_token'),
-    expiresWithSession: async () => false,
-    rotateRefreshToken: () => rotation,
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    findAccount: async (_ctx: any, sub: string) => ({
-      accountId: sub,
-      claims: async () => userClaims(sub),
-    }),
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    extraTokenClaims: async (_ctx: any, token: any) => {
-      if (typeof token?.accountId !== 'string') return undefined;
-      const claims = profileClaims(token.accountId);
-      return Object.keys(claims).length === 0 ? undefined : claims;
-    },
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    interactions: { url: async (_ctx: any, interaction: any) => `/interaction/${interaction.uid}` },
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    renderError: async (ctx: any, out: Record<string, unknown>) => {
-      ctx.type = 'json';
-      ctx.body = out;
-    },
-    clientBasedCORS: () => true,
-  };
+      pkce: { required: () => pkceRequired },
+      ttl: {
+        AccessToken: accessTokenTtl,
+        ClientCredentials: accessTokenTtl,
+        AuthorizationCode: 60,
+        IdToken: 3600,
+        Interaction: 600,
+        Session: 3600,
+        Grant: 14 * 24 * 3600,
+        RefreshToken: 14 * 24 * 3600,
+      },
+      // Refresh tokens for every client allowed the refresh_token grant, without offline_access.
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      issueRefreshToken: async (_ctx: any, client: any) => client.grantTypeAllowed('refresh_token'),
+      expiresWithSession: async () => false,
+      rotateRefreshToken: () => rotation,
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      findAccount: async (_ctx: any, sub: string) => ({
+        accountId: sub,
+        claims: async () => userClaims(sub),
+      }),
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      extraTokenClaims: async (_ctx: any, token: any) => {
+        if (typeof token?.accountId !== 'string') return undefined;
+        const claims = profileClaims(token.accountId);
+        return Object.keys(claims).length === 0 ? undefined : claims;
+      },
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      interactions: { url: async (_ctx: any, interaction: any) => `/interaction/${interaction.uid}` },
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      renderError: async (ctx: any, out: Record<string, unknown>) => {
+        ctx.type = 'json';
+        ctx.body = out;
+      },
+      clientBasedCORS: () => true,
+    };
 
-  const provider = new Provider(issuer, configuration);
-  provider.registerGrantType(
-    TOKEN_EXCHANGE_GRANT,
-    tokenExchangeHandler({
-      issuer,
-      signingKey: () => signingKey,
-      keyFor,
-      accessTokenTtl,
-      defaultResource: opts.defaultResource,
-      resources,
-      errors,
-    }),
-    TOKEN_EXCHANGE_PARAMETERS,
-    TOKEN_EXCHANGE_DUPLICATES,
-  );
+    const provider = new Provider(issuer, configuration);
+    provider.registerGrantType(
+      TOKEN_EXCHANGE_GRANT,
+      tokenExchangeHandler({
+        issuer,
+        signingKey: () => signingKey,
+        keyFor,
+        accessTokenTtl,
+        defaultResource: opts.defaultResource,
+        resources,
+        errors,
+      }),
+      TOKEN_EXCHANGE_PARAMETERS,
+      TOKEN_EXCHANGE_DUPLICATES,
+    );
 
-  // Counters and faults, in front of the token endpoint.
-  const stats = { token: {} as Record<string, number>, jwks: 0 };
-  const count = (grantType: unknown): void => {
-    const name = typeof grantType === 'string' && grantType !== '' ? grantType : 'unknown';
-    stats.token[name] = (stats.token[name] ?? 0) + 1;
-  };
-  let fault: TokenEndpointFault | null = null;
-  let faultRemaining = Infinity;
-  let jwksFault: TokenEndpointFault | null = null;
-  let jwksFaultRemaining = Infinity;
-  const jwksPath = new URL(provider.urlFor('jwks')).pathname;
+    // Counters and faults, in front of the token endpoint.
+    const stats = { token: {} as Record<string, number>, jwks: 0 };
+    const count = (grantType: unknown): void => {
+      const name = typeof grantType === 'string' && grantType !== '' ? grantType : 'unknown';
+      stats.token[name] = (stats.token[name] ?? 0) + 1;
+    };
+    let fault: TokenEndpointFault | null = null;
+    let faultRemaining = Infinity;
+    let jwksFault: TokenEndpointFault | null = null;
+    let jwksFaultRemaining = Infinity;
+    const jwksPath = new URL(provider.urlFor('jwks')).pathname;
 
-  /** GET /jwks is answered here, so that rotated keys are published and fetches are counted. */
-  async function serveJwks(res: ServerResponse): Promise<void> {
-    stats.jwks += 1;
-    const active = jwksFault;
-    if (active !== null && jwksFaultRemaining > 0) {
-      jwksFaultRemaining -= 1;
-      if (jwksFaultRemaining <= 0 && jwksFault === active) jwksFault = null;
-      if (active.kind === 'slow') {
-        await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
-      } else {
-        res.writeHead(503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end('{"error":"temporarily_unavailable"}');
-        return;
-      }
-    }
-    if (res.destroyed) return;
-    res.writeHead(200, { 'content-type': 'application/jwk-set+json; charset=utf-8', 'cache-control': 'no-store' });
-    res.end(jwksBody);
-  }
-  const tokenPath = new URL(provider.urlFor('token')).pathname;
-  const registrationPath = new URL(provider.urlFor('registration')).pathname;
-
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  provider.use(async function registrationScopes(ctx: any, next: () => Promise<void>) {
-    if (ctx.method !== 'POST' || ctx.path !== registrationPath || !ctx.is('application/json')) return next();
-    let metadata: unknown;
-    try {
-      metadata = JSON.parse(await readBody(ctx.req));
-    } catch {
-      ctx.status = 400;
-      ctx.body = { error: 'invalid_client_metadata', error_description: 'the body is not valid JSON' };
-      return;
-    }
-    // oidc-provider reads an already-read body from req.body.
-    ctx.req.body =
-      metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata)
-        ? withStaticScopesOnly(metadata as Record<string, unknown>)
-        : metadata;
-    return next();
-  });
-
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  provider.use(async function tokenEndpointFaults(ctx: any, next: () => Promise<void>) {
-    if (ctx.method !== 'POST' || ctx.path !== tokenPath) return next();
-    const active = fault;
-    if (active === null) {
-      await next();
-      count(ctx.oidc?.params?.grant_type);
-      return;
-    }
-    // A fault is set: read the body to learn the grant type (oidc-provider then uses req.body).
-    const raw = await readBody(ctx.req);
-    const body = Object.fromEntries(new URLSearchParams(raw));
-    ctx.req.body = body;
-    count(body.grant_type);
-    if ((active.grantType !== undefined && active.grantType !== body.grant_type) || faultRemaining <= 0) {
-      return next();
-    }
-    faultRemaining -= 1;
-    if (faultRemaining <= 0 && fault === active) fault = null;
-    ctx.set('cache-control', 'no-store');
-    switch (active.kind) {
-      case 'slow':
-        await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
-        return next();
-      case '5xx':
-        ctx.status = 503;
-        ctx.body = { error: 'temporarily_unavailable', error_description: 'injected fault' };
-        return;
-      case 'invalid_grant':
-        ctx.status = 400;
-        ctx.body = { error: 'invalid_grant', error_description: 'injected fault' };
-        return;
-      case 'invalid_client':
-        ctx.status = 401;
-        ctx.set('www-authenticate', 'Basic realm="test"');
-        ctx.body = { error: 'invalid_client', error_description: 'injected fault' };
-        return;
-    }
-  });
-
-  // The login/consent page: GET shows a form (for a human), POST logs in and consents.
-  async function interaction(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      if (req.method === 'GET') {
-        const details = await provider.interactionDetails(req, res);
-        const uid = escapeHtml(String(details.uid));
-        res.setHeader('content-type', 'text/html; charset=utf-8');
-        res.setHeader('cache-control', 'no-store');
-        res.end(
-          `<!doctype html><title>Test identity provider</title><form method="post" action="/interaction/${uid}">` +
-            `<p>Client <b>${escapeHtml(String(details.params.client_id))}</b> asks for <b>${escapeHtml(String(details.params.scope ?? ''))}</b>.</p>` +
-            (details.prompt.name === 'login'
-              ? `<label>Log in as user id <input name="user_id" required autofocus></label> `
-              : `<p>Signed in as <b>${escapeHtml(String(details.session?.accountId ?? ''))}</b>.</p>`) +
-            `<button type="submit">Allow</button> <button type="submit" name="deny" value="1" formnovalidate>Deny</button></form>`,
-        );
-        return;
-      }
-      if (req.method !== 'POST') {
-        res.statusCode = 405;
-        res.end();
-        return;
-      }
-      const form = new URLSearchParams(await readBody(req));
-      const details = await provider.interactionDetails(req, res);
-      if (form.get('deny') === '1' || form.get('deny') === 'true') {
-        await provider.interactionFinished(
-          req,
-          res,
-          { error: 'access_denied', error_description: 'End-User denied the request' },
-          { mergeWithLastSubmission: false },
-        );
-        return;
-      }
-      if (details.prompt.name === 'login') {
-        const userId = form.get('user_id') ?? '';
-        if (userId === '') {
-          res.statusCode = 400;
-          res.end('user_id is required');
+    /** GET /jwks is answered here, so that rotated keys are published and fetches are counted. */
+    async function serveJwks(res: ServerResponse): Promise<void> {
+      stats.jwks += 1;
+      const active = jwksFault;
+      if (active !== null && jwksFaultRemaining > 0) {
+        jwksFaultRemaining -= 1;
+        if (jwksFaultRemaining <= 0 && jwksFault === active) jwksFault = null;
+        if (active.kind === 'slow') {
+          await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
+        } else {
+          res.writeHead(503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end('{"error":"temporarily_unavailable"}');
           return;
         }
-        await provider.interactionFinished(req, res, { login: { accountId: userId } }, { mergeWithLastSubmission: false });
+      }
+      if (res.destroyed) return;
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(jwksBody);
+    }
+    const tokenPath = new URL(provider.urlFor('token')).pathname;
+    const registrationPath = new URL(provider.urlFor('registration')).pathname;
+
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    provider.use(async function registrationScopes(ctx: any, next: () => Promise<void>) {
+      if (ctx.method !== 'POST' || ctx.path !== registrationPath || !ctx.is('application/json')) return next();
+      let metadata: unknown;
+      try {
+        metadata = JSON.parse(await readBody(ctx.req));
+      } catch {
+        ctx.status = 400;
+        ctx.body = { error: 'invalid_client_metadata', error_description: 'the body is not valid JSON' };
         return;
       }
-      // consent: grant everything that was asked for.
-      const { prompt, params, session } = details;
-      const grant = details.grantId
-        ? await provider.Grant.find(details.grantId)
-        : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-      const d = prompt.details ?? {};
-      if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
-      if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
-      if (d.missingResourceScopes) {
-        for (const [indicator, scopes] of Object.entries(d.missingResourceScopes as Record<string, string[]>)) {
-          grant.addResourceScope(indicator, scopes.join(' '));
+      // oidc-provider reads an already-read body from req.body.
+      ctx.req.body =
+        metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata)
+          ? withStaticScopesOnly(metadata as Record<string, unknown>)
+          : metadata;
+      return next();
+    });
+
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    provider.use(async function tokenEndpointFaults(ctx: any, next: () => Promise<void>) {
+      if (ctx.method !== 'POST' || ctx.path !== tokenPath) return next();
+      const active = fault;
+      if (active === null) {
+        await next();
+        count(ctx.oidc?.params?.grant_type);
+        return;
+      }
+      // A fault is set: read the body to learn the grant type (oidc-provider then uses req.body).
+      const raw = await readBody(ctx.req);
+      const body = Object.fromEntries(new URLSearchParams(raw));
+      ctx.req.body = body;
+      count(body.grant_type);
+      if ((active.grantType !== undefined && active.grantType !== body.grant_type) || faultRemaining <= 0) {
+        return next();
+      }
+      faultRemaining -= 1;
+      if (faultRemaining <= 0 && fault === active) fault = null;
+      ctx.set('cache-control', 'no-store');
+      switch (active.kind) {
+        case 'slow':
+          await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
+          return next();
+        case '5xx':
+          ctx.status = 503;
+          ctx.body = { error: 'temporarily_unavailable', error_description: 'injected fault' };
+          return;
+        case 'invalid_grant':
+          ctx.status = 400;
+          ctx.body = { error: 'invalid_grant', error_description: 'injected fault' };
+          return;
+        case 'invalid_client':
+          ctx.status = 401;
+          ctx.set('www-authenticate', 'Basic realm="test"');
+          ctx.body = { error: 'invalid_client', error_description: 'injected fault' };
+          return;
+      }
+    });
+
+    // The login/consent page: GET shows a form (for a human), POST logs in and consents.
+    async function interaction(req: IncomingMessage, res: ServerResponse): Promise<void> {
+      try {
+        if (req.method === 'GET') {
+          const details = await provider.interactionDetails(req, res);
+          const uid = escapeHtml(String(details.uid));
+          res.setHeader('content-type', 'text/html; charset=utf-8');
+          res.setHeader('cache-control', 'no-store');
+          res.end(
+            `<!doctype html><title>Test identity provider</title><form method="post" action="/interaction/${uid}">` +
+              `<p>Client <b>${escapeHtml(String(details.params.client_id))}</b> asks for <b>${escapeHtml(String(details.params.scope ?? ''))}</b>.</p>` +
+              (details.prompt.name === 'login'
+                ? `<label>Log in as user id <input name="user_id" required autofocus></label> `
+                : `<p>Signed in as <b>${escapeHtml(String(details.session?.accountId ?? ''))}</b>.</p>`) +
+              `<button type="submit">Allow</button> <button type="submit" name="deny" value="1" formnovalidate>Deny</button></form>`,
+          );
+          return;
+        }
+        if (req.method !== 'POST') {
+          res.statusCode = 405;
+          res.end();
+          return;
+        }
+        const form = new URLSearchParams(await readBody(req));
+        const details = await provider.interactionDetails(req, res);
+        if (form.get('deny') === '1' || form.get('deny') === 'true') {
+          await provider.interactionFinished(
+            req,
+            res,
+            { error: 'access_denied', error_description: 'End-User denied the request' },
+            { mergeWithLastSubmission: false },
+          );
+          return;
+        }
+        if (details.prompt.name === 'login') {
+          const userId = form.get('user_id') ?? '';
+          if (userId === '') {
+            res.statusCode = 400;
+            res.end('user_id is required');
+            return;
+          }
+          await provider.interactionFinished(req, res, { login: { accountId: userId } }, { mergeWithLastSubmission: false });
+          return;
+        }
+        // consent: grant everything that was asked for.
+        const { prompt, params, session } = details;
+        const grant = details.grantId
+          ? await provider.Grant.find(details.grantId)
+          : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+        const d = prompt.details ?? {};
+        if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+        if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+        if (d.missingResourceScopes) {
+          for (const [indicator, scopes] of Object.entries(d.missingResourceScopes as Record<string, string[]>)) {
+            grant.addResourceScope(indicator, scopes.join(' '));
+          }
+        }
+        const grantId = await grant.save();
+        await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+      } catch (error) {
+        if (!res.headersSent) {
+          res.statusCode = 400;
+          res.setHeader('content-type', 'application/json');
+          const name = (error as { error?: unknown })?.error;
+          res.end(JSON.stringify({ error: typeof name === 'string' ? name : 'interaction_failed' }));
         }
       }
-      const grantId = await grant.save();
-      await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
-    } catch (error) {
-      if (!res.headersSent) {
-        res.statusCode = 400;
-        res.setHeader('content-type', 'application/json');
-        const name = (error as { error?: unknown })?.error;
-        res.end(JSON.stringify({ error: typeof name === 'string' ? name : 'interaction_failed' }));
+    }
+
+    const callback = provider.callback();
+    handler = (req, res) => {
+      const url = req.url ?? '';
+      if (url.startsWith('/interaction/')) {
+        void interaction(req, res);
+        return;
       }
-    }
-  }
-
-  const callback = provider.callback();
-  handler = (req, res) => {
-    const url = req.url ?? '';
-    if (url.startsWith('/interaction/')) {
-      void interaction(req, res);
-      return;
-    }
-    if (req.method === 'GET' && (url === jwksPath || url.startsWith(`${jwksPath}?`))) {
-      void serveJwks(res);
-      return;
-    }
-    callback(req, res);
-  };
-
-  async function registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient> {
-    const m: Record<string, unknown> = withStaticScopesOnly({ ...metadata });
-    const hasRedirects = Array.isArray(m.redirect_uris) && m.redirect_uris.length > 0;
-    m.client_id ??= `client-${crypto.randomUUID()}`;
-    if (m.grant_types === undefined) {
-      m.grant_types = hasRedirects
-        ? ['authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT]
-        : ['client_credentials', TOKEN_EXCHANGE_GRANT];
-    }
-    if (m.response_types === undefined) {
-      m.response_types = (m.grant_types as unknown[]).includes('authorization_code') ? ['code'] : [];
-    }
-    if (m.token_endpoint_auth_method !== 'none' && m.client_secret === undefined) {
-      m.client_secret = crypto.randomUUID() + crypto.randomUUID();
-    }
-    const clientId = String(m.client_id);
-    try {
-      await provider.Client.validate(m);
-      await provider.Client.adapter.upsert(clientId, m);
-      const client = await provider.Client.find(clientId);
-      if (!client) throw new Error('client not stored');
-      return client.metadata() as RegisteredClient;
-    } catch (error) {
-      const description = (error as { error_description?: unknown })?.error_description;
-      throw new AgentIamError(
-        'CONFIG_INVALID',
-        `Invalid client metadata: ${typeof description === 'string' ? description : 'rejected by the identity provider'}`,
-        { field: 'metadata' },
-      );
-    }
-  }
-
-  for (const client of opts.clients ?? []) await registerClient(client);
-
-  async function authorize(authorizationUrl: string | URL, o: { userId: string; deny?: boolean }): Promise<string> {
-    let url = new URL(String(authorizationUrl));
-    if (url.origin !== issuer) {
-      throw new AgentIamError('REQUEST_INVALID', 'authorize(): the URL is not on this identity provider');
-    }
-    const jar = new CookieJar();
-    let init: RequestInit = { redirect: 'manual' };
-    for (let hop = 0; hop < 10; hop++) {
-      const headers: Record<string, string> = { cookie: jar.header() };
-      const response = await fetch(url, { ...init, headers: { ...headers, ...(init.headers as Record<string, string>) } });
-      jar.store(response);
-      const location = response.headers.get('location');
-      if (response.status < 300 || response.status >= 400 || location === null) {
-        let oauthError = 'server_error';
-        try {
-          const body = (await response.json()) as { error?: unknown };
-          if (typeof body.error === 'string') oauthError = body.error;
-        } catch {
-          // not JSON
-        }
-        throw new AgentIamError('OAUTH_ERROR', `authorize(): the identity provider answered ${response.status} (${oauthError})`, {
-          oauthError,
-        });
+      if (req.method === 'GET' && (url === jwksPath || url.startsWith(`${jwksPath}?`))) {
+        void serveJwks(res);
+        return;
       }
-      await response.body?.cancel();
-      const next = new URL(location, url);
-      if (next.origin !== issuer || !(next.pathname.startsWith('/auth') || next.pathname.startsWith('/interaction/'))) {
-        return next.href;
-      }
-      url = next;
-      if (next.pathname.startsWith('/interaction/')) {
-        const form = new URLSearchParams({ user_id: o.userId });
-        if (o.deny === true) form.set('deny', '1');
-        init = {
-          redirect: 'manual',
-          method: 'POST',
-          body: form.toString(),
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        };
-      } else {
-        init = { redirect: 'manual' };
-      }
-    }
-    throw new AgentIamError('OAUTH_ERROR', 'authorize(): too many redirects', { oauthError: 'server_error' });
-  }
-
-  async function tokenFor(o: TokenForOptions): Promise<string> {
-    const now = Math.floor(Date.now() / 1000);
-    const known = profileClaims(o.userId);
-    const email = o.email ?? (known.email as string | undefined);
-    const payload: Record<string, unknown> = {
-      ...known,
-      iss: issuer,
-      sub: o.userId,
-      aud: o.audience ?? opts.defaultResource ?? DEFAULT_AUDIENCE,
-      iat: now,
-      exp: now + (o.expiresIn ?? accessTokenTtl),
-      jti: crypto.randomUUID(),
-      client_id: 'agent-iam-test',
+      callback(req, res);
     };
-    if (o.scopes !== undefined && o.scopes.length > 0) payload.scope = o.scopes.join(' ');
-    if (email !== undefined) {
-      payload.email = email;
-      payload.email_verified = o.email !== undefined ? true : (known.email_verified ?? true);
+
+    async function registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient> {
+      const m: Record<string, unknown> = withStaticScopesOnly({ ...metadata });
+      const hasRedirects = Array.isArray(m.redirect_uris) && m.redirect_uris.length > 0;
+      m.client_id ??= `client-${crypto.randomUUID()}`;
+      if (m.grant_types === undefined) {
+        m.grant_types = hasRedirects
+          ? ['authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT]
+          : ['client_credentials', TOKEN_EXCHANGE_GRANT];
+      }
+      if (m.response_types === undefined) {
+        m.response_types = (m.grant_types as unknown[]).includes('authorization_code') ? ['code'] : [];
+      }
+      if (m.token_endpoint_auth_method !== 'none' && m.client_secret === undefined) {
+        m.client_secret = crypto.randomUUID() + crypto.randomUUID();
+      }
+      const clientId = String(m.client_id);
+      try {
+        await provider.Client.validate(m);
+        await provider.Client.adapter.upsert(clientId, m);
+        const client = await provider.Client.find(clientId);
+        if (!client) throw new Error('client not stored');
+        return client.metadata() as RegisteredClient;
+      } catch (error) {
+        const description = (error as { error_description?: unknown })?.error_description;
+        throw new AgentIamError(
+          'CONFIG_INVALID',
+          `Invalid client metadata: ${typeof description === 'string' ? description : 'rejected by the identity provider'}`,
+          { field: 'metadata' },
+        );
+      }
     }
-    if (o.act !== undefined) payload.act = o.act;
-    Object.assign(payload, o.claims ?? {});
-    return signAccessToken(signingKey, payload, o.typ);
+
+    for (const client of opts.clients ?? []) await registerClient(client);
+
+    async function authorize(authorizationUrl: string | URL, o: { userId: string; deny?: boolean }): Promise<string> {
+      let url = new URL(String(authorizationUrl));
+      if (url.origin !== issuer) {
+        throw new AgentIamError('REQUEST_INVALID', 'authorize(): the URL is not on this identity provider');
+      }
+      const jar = new CookieJar();
+      let init: RequestInit = { redirect: 'manual' };
+      for (let hop = 0; hop < 10; hop++) {
+        const headers: Record<string, string> = { cookie: jar.header() };
+        const response = await fetch(url, { ...init, headers: { ...headers, ...(init.headers as Record<string, string>) } });
+        jar.store(response);
+        const location = response.headers.get('location');
+        if (response.status < 300 || response.status >= 400 || location === null) {
+          let oauthError = 'server_error';
+          try {
+            const body = (await response.json()) as { error?: unknown };
+            if (typeof body.error === 'string') oauthError = body.error;
+          } catch {
+            // not JSON
+          }
+          throw new AgentIamError('OAUTH_ERROR', `authorize(): the identity provider answered ${response.status} (${oauthError})`, {
+            oauthError,
+          });
+        }
+        await response.body?.cancel();
+        const next = new URL(location, url);
+        if (next.origin !== issuer || !(next.pathname.startsWith('/auth') || next.pathname.startsWith('/interaction/'))) {
+          return next.href;
+        }
+        url = next;
+        if (next.pathname.startsWith('/interaction/')) {
+          const form = new URLSearchParams({ user_id: o.userId });
+          if (o.deny === true) form.set('deny', '1');
+          init = {
+            redirect: 'manual',
+            method: 'POST',
+            body: form.toString(),
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          };
+        } else {
+          init = { redirect: 'manual' };
+        }
+      }
+      throw new AgentIamError('OAUTH_ERROR', 'authorize(): too many redirects', { oauthError: 'server_error' });
+    }
+
+    async function tokenFor(o: TokenForOptions): Promise<string> {
+      const now = Math.floor(Date.now() / 1000);
+      const known = profileClaims(o.userId);
+      const email = o.email ?? (known.email as string | undefined);
+      const payload: Record<string, unknown> = {
+        ...known,
+        iss: issuer,
+        sub: o.userId,
+        aud: o.audience ?? opts.defaultResource ?? DEFAULT_AUDIENCE,
+        iat: now,
+        exp: now + (o.expiresIn ?? accessTokenTtl),
+        jti: crypto.randomUUID(),
+        client_id: 'agent-iam-test',
+      };
+      if (o.scopes !== undefined && o.scopes.length > 0) payload.scope = o.scopes.join(' ');
+      if (email !== undefined) {
+        payload.email = email;
+        payload.email_verified = o.email !== undefined ? true : (known.email_verified ?? true);
+      }
+      if (o.act !== undefined) payload.act = o.act;
+      Object.assign(payload, o.claims ?? {});
+      return signAccessToken(signingKey, payload, o.typ);
+    }
+
+    const sockets = new Set<import('node:net').Socket>();
+    server.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+
+    let closed: Promise<void> | undefined;
+    return {
+      issuer,
+      jwksUri: `${issuer}/jwks`,
+      tokenEndpoint: provider.urlFor('token'),
+      provider,
+      tokenFor,
+      authorize,
+      registerClient,
+      stats,
+      resetStats() {
+        for (const k of Object.keys(stats.token)) delete stats.token[k];
+        stats.jwks = 0;
+      },
+      setFault(next) {
+        if (next === null) {
+          fault = jwksFault = null;
+          return;
+        }
+        if (next.endpoint === 'jwks') {
+          jwksFault = next;
+          jwksFaultRemaining = next.times ?? Infinity;
+        } else {
+          fault = next;
+          faultRemaining = next.times ?? Infinity;
+        }
+      },
+      async rotateSigningKey(o = {}) {
+        const fresh = await newKey();
+        const previous = signingKey;
+        published = [fresh, ...published];
+        if (o.retirePrevious === true && previous.kid !== providerKid) {
+          published = published.filter((k) => k.key.kid !== previous.kid);
+        }
+        signingKey = fresh.key;
+        jwksBody = JSON.stringify({ keys: published.map((k) => k.publicJwk) });
+        return { kid: fresh.key.kid };
+      },
+      close() {
+        closed ??= new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const socket of sockets) socket.destroy();
+        });
+        return closed;
+      },
+    };
   }
-
-  const sockets = new Set<import('node:net').Socket>();
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-
-  let closed: Promise<void> | undefined;
-  return {
-    issuer,
-    jwksUri: `${issuer}/jwks`,
-    tokenEndpoint: provider.urlFor('token'),
-    provider,
-    tokenFor,
-    authorize,
-    registerClient,
-    stats,
-    resetStats() {
-      for (const k of Object.keys(stats.token)) delete stats.token[k];
-      stats.jwks = 0;
-    },
-    setFault(next) {
-      if (next === null) {
-        fault = jwksFault = null;
-        return;
-      }
-      if (next.endpoint === 'jwks') {
-        jwksFault = next;
-        jwksFaultRemaining = next.times ?? Infinity;
-      } else {
-        fault = next;
-        faultRemaining = next.times ?? Infinity;
-      }
-    },
-    async rotateSigningKey(o = {}) {
-      const fresh = await newKey();
-      const previous = signingKey;
-      published = [fresh, ...published];
-      if (o.retirePrevious === true && previous.kid !== providerKid) {
-        published = published.filter((k) => k.key.kid !== previous.kid);
-      }
-      signingKey = fresh.key;
-      jwksBody = JSON.stringify({ keys: published.map((k) => k.publicJwk) });
-      return { kid: fresh.key.kid };
-    },
-    close() {
-      closed ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
-      return closed;
-    },
-  };
 }
