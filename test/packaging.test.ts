@@ -7,7 +7,8 @@
  * name) is exercised, not vitest's.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +56,13 @@ async function loadAll(kind: 'esm' | 'cjs'): Promise<Record<string, string[] | {
   const args = kind === 'esm' ? ['--input-type=module', '-e', script] : ['--input-type=commonjs', '-e', script];
   const { stdout } = await run(process.execPath, args, { cwd: root, timeout: 60_000 });
   return JSON.parse(stdout) as Record<string, string[] | { error: string }>;
+}
+
+/** `dist/...` for our own files, `<package>/<path>` for dependencies. */
+function shortName(url: string): string {
+  const ownDist = `file://${join(root, 'dist')}/`;
+  if (url.startsWith(ownDist)) return `dist/${url.slice(ownDist.length)}`;
+  return url.replace(/^.*\/node_modules\//, '');
 }
 
 /** Every file reachable from `entry` through relative imports/requires, with the bare specifiers they use. */
@@ -120,6 +128,35 @@ describe('packaging (built dist/ through the exports map)', () => {
     expect(offending).toEqual([]);
     // no Buffer either: the core runs on Web APIs only
     for (const f of files) expect(readFileSync(f, 'utf8'), f).not.toMatch(/\bBuffer\.(?:from|alloc|concat|isBuffer)\b/);
+  });
+
+  it('loading the root entry (dependencies included) resolves no express, hono, and only known Node built-ins', async () => {
+    // A resolve hook records every module Node resolves while `import('agent-iam')` runs.
+    const dir = mkdtempSync(join(tmpdir(), 'agent-iam-packaging-'));
+    try {
+      writeFileSync(
+        join(dir, 'hooks.mjs'),
+        `export async function resolve(specifier, context, next) {
+           const result = await next(specifier, context);
+           process.stderr.write('RESOLVED ' + result.url + ' FROM ' + (context.parentURL ?? '') + '\\n');
+           return result;
+         }`,
+      );
+      writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module'; register(${JSON.stringify(`file://${join(dir, 'hooks.mjs')}`)});`);
+      const { stderr } = await run(process.execPath, ['--import', join(dir, 'register.mjs'), '--input-type=module', '-e', `await import(${JSON.stringify(pkg.name)})`], { cwd: root, timeout: 60_000 });
+      const resolved = stderr.split('\n').filter((l) => l.startsWith('RESOLVED ')).map((l) => l.slice('RESOLVED '.length).split(' FROM '));
+      expect(resolved.length).toBeGreaterThan(0);
+      expect(resolved.filter(([url]) => /\/node_modules\/(express|hono|@hono)\//.test(url ?? '')).map(([url]) => url)).toEqual([]);
+      const builtins = [...new Set(resolved.filter(([url]) => url?.startsWith('node:')).map(([url, from]) => `${url} <- ${shortName(from ?? '')}`))];
+      // Ours: node:async_hooks only. Known from dependencies: keyv's serializer imports node:buffer
+      // (so Workers need nodejs_compat for the default store); anything new here should be looked at.
+      const ours = builtins.filter((b) => b.includes('<- dist/') && !b.startsWith('node:async_hooks '));
+      const theirs = builtins.filter((b) => !b.includes('<- dist/'));
+      expect(ours).toEqual([]);
+      expect(theirs.filter((b) => b !== 'node:buffer <- @keyv/serialize/dist/index.js')).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the express and hono entries do not pull in each other', () => {
