@@ -1,7 +1,8 @@
 /**
  * toolFetch: the egress gate. Every request (and every redirect hop) goes through URL safety →
- * tool identification → policy → approval → capability → credential injection → identity
- * forwarding, and only then is sent. Any failure is an {@link AgentIamError} plus an audit event,
+ * tool identification → policy → capability → approval → credential injection → identity
+ * forwarding, and only then is sent. Capability comes before approval so that no approval is ever
+ * created for, or consumed by, a request that could not be sent anyway. Any failure is an {@link AgentIamError} plus an audit event,
  * and nothing is sent.
  *
  * @module
@@ -219,8 +220,8 @@ function groupsOf(context: AgentContext | undefined, claim: string): readonly st
  * injected and the verified user forwarded as `X-End-User-ID`.
  *
  * Checks, on every request and every redirect hop: URL safety (`REQUEST_INVALID`), tool by exact
- * origin and base path (`TOOL_NOT_REGISTERED`), policy (`POLICY_DENIED`), approval
- * (`APPROVAL_REQUIRED`), capability (`CAPABILITY_DENIED`), credential (`CONSENT_REQUIRED`,
+ * origin and base path (`TOOL_NOT_REGISTERED`), policy (`POLICY_DENIED`), capability
+ * (`CAPABILITY_DENIED`), approval (`APPROVAL_REQUIRED`), credential (`CONSENT_REQUIRED`,
  * `TOKEN_ENDPOINT_UNAVAILABLE`, ...). A tool that acts for a user (`oauth2`, `tokenExchange`,
  * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
  * are followed (at most `maxRedirects`) only within the same tool; anything else is
@@ -288,7 +289,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         raw = input.url;
         if (init?.method === undefined) method = input.method;
         if (headersInit === undefined) headersInit = input.headers;
-        if (init === undefined || !('body' in init)) body = input.body;
+        if (body === undefined) body = input.body;
         if (signal === undefined) signal = input.signal;
       } else throw invalid('toolFetch input must be a string, URL or Request');
       if (init?.method !== undefined) method = init.method;
@@ -361,7 +362,20 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         }
         if (effect === 'deny') throw new AgentIamError('POLICY_DENIED', `Policy does not allow ${agentId} to use tool ${current.name}`);
 
-        // ---- 4. approval ------------------------------------------------------------------------
+        // ---- 4. capability ----------------------------------------------------------------------
+        if (!current.matcher.all && current.matcher.match(method, target.pathname) === undefined) {
+          throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
+        }
+
+        // A per-user tool without a user, or a user id that cannot be a header, fails before any
+        // approval is created or consumed and before any credential source is asked.
+        if (current.perUser && (typeof userId !== 'string' || userId === '')) {
+          throw new AgentIamError('POLICY_DENIED', `Tool ${current.name} acts for a user and the request has no user context`);
+        }
+        const forwardUser = current.forwardUser && userId !== undefined;
+        if (forwardUser && (typeof userId !== 'string' || !USER_ID.test(userId))) throw invalid('User id cannot be sent as a header');
+
+        // ---- 5. approval ------------------------------------------------------------------------
         if (effect === 'approval') {
           await readBody();
           bodyHash ??= bodyBytes === undefined ? EMPTY_SHA256 : await sha256Hex(bodyBytes);
@@ -397,17 +411,9 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           }
         }
 
-        // ---- 5. capability ----------------------------------------------------------------------
-        if (!current.matcher.all && current.matcher.match(method, target.pathname) === undefined) {
-          throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
-        }
-
         // ---- 6. credential ----------------------------------------------------------------------
-        if (current.perUser && (typeof userId !== 'string' || userId === '')) {
-          throw new AgentIamError('POLICY_DENIED', `Tool ${current.name} acts for a user and the request has no user context`);
-        }
         if (current.injector.needsBody) await readBody();
-        let sendBody: unknown = bodyBytes ?? body;
+        const sendBody: unknown = bodyBytes ?? body;
         if (sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody) && hop > 0) {
           throw new AgentIamError('REDIRECT_BLOCKED', 'A streamed body cannot be sent again on a redirect');
         }
@@ -425,10 +431,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (injected !== undefined) await injected;
 
         // ---- 7. identity ------------------------------------------------------------------------
-        if (current.forwardUser && userId !== undefined) {
-          if (typeof userId !== 'string' || !USER_ID.test(userId)) throw invalid('User id cannot be sent as a header');
-          headers.set('x-end-user-id', userId);
-        }
+        if (forwardUser) headers.set('x-end-user-id', userId as string);
 
         // ---- send -------------------------------------------------------------------------------
         const requestInit: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'manual' };

@@ -490,3 +490,23 @@ describe('request shapes, context and audit details', () => {
     expect(err.name).toBe('AbortError');
   });
 });
+
+describe('ordering', () => {
+  it('no approval is created for a request the capabilities refuse, or for a per-user tool without a user', async () => {
+    const approvals = simpleApprovals();
+    const tf = make(
+      [
+        { name: 'a', baseUrl: up.origin, capabilities: [{ method: 'POST', path: '/ok' }] },
+        { name: 'b', baseUrl: other.origin, perUser: true },
+      ],
+      [{ agent: 'agent-1', tool: '*', effect: 'approval' }],
+      { approvals },
+    );
+    expect(await codeOf(tf(`${up.origin}/not-declared`, { method: 'POST', body: 'x', context: alice }))).toBe('CAPABILITY_DENIED');
+    expect(await codeOf(tf(`${other.origin}/x`, { method: 'POST', body: 'x' }))).toBe('POLICY_DENIED');
+    expect(await codeOf(tf(`${up.origin}/ok`, { method: 'POST', body: 'x', context: userContext('bad\nuser') }))).toBe('REQUEST_INVALID');
+    expect(approvals.checks).toHaveLength(0);
+    expect(await codeOf(tf(`${up.origin}/ok`, { method: 'POST', body: 'x', context: alice }))).toBe('APPROVAL_REQUIRED');
+    expect(approvals.checks).toHaveLength(1);
+  });
+});
