@@ -59,7 +59,7 @@ export interface ConnectionConfig {
 const urlString = z.string().min(1).max(2048);
 
 export const connectionSchema = z.strictObject({
-  id: z.string().min(1).max(200),
+  id: z.string().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
   kind: z.enum(['oauth2', 'apiKey']).default('oauth2'),
   issuer: urlString.optional(),
   resource: urlString.optional(),

@@ -11,7 +11,6 @@ import type { AuditSink } from '../audit/events.js';
 import { AgentIamError, isAgentIamError } from '../errors.js';
 import { SingleFlight, sleep } from '../lib/async.js';
 import { randomToken } from '../lib/encoding.js';
-import { LruCache } from '../lib/lru.js';
 import { parseOptions } from '../lib/options.js';
 import { createEncryptor, type EncryptionKeyInput, type Encryptor } from '../stores/encryption.js';
 import { createSecureStore } from '../stores/secure-store.js';
@@ -113,7 +112,7 @@ const optionsSchema = z.object({
   fetch: z.custom<typeof fetch>((v) => v === undefined || typeof v === 'function', 'must be a function').optional(),
   timeoutMs: z.number().int().min(1).max(300_000).default(10_000),
   retries: z.number().int().min(0).max(10).default(2),
-  refreshSkewSeconds: z.number().min(0).max(3600).default(60),
+  refreshSkewSeconds: z.number().min(0).max(86_400).default(60),
   stateTtlSeconds: z.number().int().min(1).max(86_400).default(600),
   storeTimeoutMs: z.number().int().min(1).max(300_000).default(5000),
   cacheSize: z.number().int().min(0).max(1_000_000).default(1000),
@@ -122,6 +121,37 @@ const optionsSchema = z.object({
 
 const USER_ID_MAX = 1024;
 const LOCK_SETTLE_MS = 25;
+
+/**
+ * Key of the in-process token cache. Connection ids and owner ids never contain control characters
+ * (validated before anything is cached), so NUL-separated parts cannot collide.
+ */
+function hotKey(connection: string, type: 'u' | 'o', id: string): string {
+  return connection + '\u0000' + type + '\u0000' + id;
+}
+
+/** A bounded map of decrypted tokens; the oldest entry goes first when full (no reordering on hits). */
+class HotCache {
+  readonly #max: number;
+  readonly #map = new Map<string, CachedToken>();
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(key: string): CachedToken | undefined {
+    return this.#map.get(key);
+  }
+  set(key: string, value: CachedToken): void {
+    this.#map.delete(key);
+    if (this.#map.size >= this.#max) {
+      const oldest = this.#map.keys().next();
+      if (!oldest.done) this.#map.delete(oldest.value);
+    }
+    this.#map.set(key, value);
+  }
+  delete(key: string): void {
+    this.#map.delete(key);
+  }
+}
 
 interface CachedToken {
   result: AccessTokenResult;
@@ -207,9 +237,10 @@ class Manager implements TokenManager {
   readonly #rt: Runtime;
   readonly #servers = new Map<string, Promise<ServerInfo>>();
   readonly #clients = new Map<string, Promise<ClientInfo>>();
-  readonly #cache: LruCache<string, CachedToken> | undefined;
+  readonly #cache: HotCache | undefined;
   readonly #cacheTtlMs: number;
   readonly #refreshFlight = new SingleFlight<AccountRecord>();
+  readonly #readFlight = new SingleFlight<AccessTokenResult | undefined>();
   readonly #cc: ClientCredentialsCache;
   readonly #instance = randomToken(9);
 
@@ -218,7 +249,7 @@ class Manager implements TokenManager {
     this.connections = Object.freeze(connections.map((c) => c.id));
     const http: HttpSettings = { timeoutMs: o.timeoutMs, retries: o.retries };
     if (o.fetch !== undefined) http.fetch = o.fetch;
-    this.#cache = o.cacheSize > 0 ? new LruCache(o.cacheSize) : undefined;
+    this.#cache = o.cacheSize > 0 ? new HotCache(o.cacheSize) : undefined;
     this.#cacheTtlMs = o.cacheTtlSeconds * 1000;
     this.#cc = new ClientCredentialsCache(Math.max(1, Math.min(o.cacheSize, 1000)));
     const self = this;
@@ -328,7 +359,7 @@ class Manager implements TokenManager {
 
   async #writeAccount(key: string, record: AccountRecord, addToIndex: boolean): Promise<void> {
     await this.#rt.store.set(key, record);
-    this.#cache?.delete(key);
+    this.#cache?.delete(hotKey(record.connection, record.ownerType === 'user' ? 'u' : 'o', record.ownerId));
     if (addToIndex) await this.#addToIndex(record.ownerType, record.ownerId, record.connection);
   }
 
@@ -341,16 +372,14 @@ class Manager implements TokenManager {
 
   // ---- access tokens -----------------------------------------------------------------------
 
-  async getAccessToken(options: AccountRef): Promise<AccessTokenResult> {
-    const connection = options?.connection;
-    if (options.userId !== undefined) {
-      const key = accountKey(connection, 'user', options.userId);
-      const hit = this.#cache?.get(key);
-      if (hit !== undefined && Date.now() < hit.until) return hit.result;
-    } else if (options.orgId !== undefined) {
-      const key = accountKey(connection, 'org', options.orgId);
-      const hit = this.#cache?.get(key);
-      if (hit !== undefined && Date.now() < hit.until) return hit.result;
+  getAccessToken(options: AccountRef): Promise<AccessTokenResult> {
+    // Hot path: one Map lookup in the bounded cache of decrypted tokens (no store read, no decrypt).
+    if (this.#cache !== undefined && options !== null && typeof options === 'object') {
+      const id = options.userId ?? options.orgId;
+      if (typeof id === 'string') {
+        const hit = this.#cache.get(hotKey(options.connection, options.userId !== undefined ? 'u' : 'o', id));
+        if (hit !== undefined && Date.now() < hit.until) return Promise.resolve(hit.result);
+      }
     }
     return this.#getAccessTokenSlow(options);
   }
@@ -407,8 +436,9 @@ class Manager implements TokenManager {
     return Object.freeze(result);
   }
 
-  #remember(key: string, r: AccountRecord, result: AccessTokenResult): void {
+  #remember(r: AccountRecord, result: AccessTokenResult): void {
     if (this.#cache === undefined) return;
+    const key = hotKey(r.connection, r.ownerType === 'user' ? 'u' : 'o', r.ownerId);
     const now = Date.now();
     let until = now + this.#cacheTtlMs;
     if (r.expiresAt !== undefined) until = Math.min(until, r.expiresAt - this.#rt.refreshSkewMs);
@@ -419,9 +449,13 @@ class Manager implements TokenManager {
     return r.status === 'active' && r.accessToken !== undefined && (r.expiresAt === undefined || now < r.expiresAt - this.#rt.refreshSkewMs);
   }
 
-  /** The token of one account; undefined when there is no account. */
-  async #tokenFor(c: Connection, ownerType: OwnerType, ownerId: string): Promise<AccessTokenResult | undefined> {
+  /** The token of one account; undefined when there is no account. Concurrent callers share one read. */
+  #tokenFor(c: Connection, ownerType: OwnerType, ownerId: string): Promise<AccessTokenResult | undefined> {
     const key = accountKey(c.id, ownerType, ownerId);
+    return this.#readFlight.run(key, () => this.#tokenForKey(c, key, ownerType, ownerId));
+  }
+
+  async #tokenForKey(c: Connection, key: string, ownerType: OwnerType, ownerId: string): Promise<AccessTokenResult | undefined> {
     const r = await this.#readRecord(key);
     if (r === undefined) return undefined;
     const userId = ownerType === 'user' ? ownerId : undefined;
@@ -432,7 +466,7 @@ class Manager implements TokenManager {
     }
     if (this.#fresh(r, now)) {
       const result = this.#resultOf(r);
-      this.#remember(key, r, result);
+      this.#remember(r, result);
       return result;
     }
     if (r.refreshToken === undefined) {
@@ -441,7 +475,7 @@ class Manager implements TokenManager {
     }
     const next = await this.#refreshFlight.run(key, () => this.#refresh(c, key, r, userId, orgId));
     const result = this.#resultOf(next);
-    this.#remember(key, next, result);
+    this.#remember(next, result);
     return result;
   }
 

@@ -2,8 +2,6 @@
 // one store), PostgreSQL; raw dumps hold no token in plain text.
 import KeyvRedis, { createClient } from '@keyv/redis';
 import KeyvPostgres from '@keyv/postgres';
-// @ts-expect-error -- pg ships no type declarations here; only Client/query are used
-import pg from 'pg';
 import Keyv from 'keyv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEncryptionKey } from '../../src/stores/encryption.js';
@@ -19,6 +17,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.idp.close();
 });
+
+interface PgModule {
+  Client: new (o: { connectionString: string }) => { connect(): Promise<void>; query(sql: string): Promise<{ rows: unknown[] }>; end(): Promise<void> };
+}
 
 const API_KEY = 'kaggle_ApiKey_0123456789abcdef';
 
@@ -175,6 +177,9 @@ describe.skipIf(!hasPostgres)('PostgreSQL store', () => {
     const tokens = manager(s, { store: new Keyv({ store: adapter }), encryptionKey: generateEncryptionKey() });
     try {
       const secrets = await populate(tokens);
+      // pg (a dependency of @keyv/postgres) is imported by a computed name so its typings are not needed.
+      const pgName = 'pg';
+      const pg = ((await import(pgName)) as { default: PgModule }).default;
       const client = new pg.Client({ connectionString: server.url });
       await client.connect();
       try {

@@ -1,0 +1,83 @@
+// Token manager: cost of a cached getAccessToken (memory store, with and without encryption)
+// against a plain Map.get measured in the same run, the uncached (store read + decrypt) cost, and
+// the wall time of 1000 concurrent callers on one expired account (exactly one refresh expected).
+// Run: npx tsx bench/tokens.ts   (about 8 seconds; starts a local oidc-provider on 127.0.0.1)
+import { createTestIdentityProvider } from '../src/testing/index.js';
+import { createTokenManager, type TokenManager } from '../src/index.js';
+import { generateEncryptionKey } from '../src/stores/encryption.js';
+
+const REDIRECT = 'http://127.0.0.1:9/callback';
+
+async function measure(fn: () => unknown, ms = 800): Promise<number> {
+  const batch = 500;
+  const warmEnd = performance.now() + 150;
+  while (performance.now() < warmEnd) for (let i = 0; i < batch; i++) await fn();
+  let calls = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < ms) {
+    for (let i = 0; i < batch; i++) await fn();
+    calls += batch;
+    now = performance.now();
+  }
+  return ((now - start) * 1e6) / calls;
+}
+
+const fmt = (ns: number): string => (ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixed(0)} ns`);
+
+async function main(): Promise<void> {
+  const idp = await createTestIdentityProvider({ accessTokenTtl: 3600 });
+  try {
+    const reg = await idp.registerClient({ redirect_uris: [REDIRECT] });
+    const connection = { id: 'corp', issuer: idp.issuer, clientId: reg.client_id, clientSecret: reg.client_secret as string, redirectUri: REDIRECT, scopes: ['openid', 'read'] };
+    const connect = async (tokens: TokenManager, userId: string): Promise<void> => {
+      const { url } = await tokens.startAuthorization({ connection: 'corp', userId });
+      await tokens.completeAuthorization(await idp.authorize(url, { userId }));
+    };
+    const key = generateEncryptionKey();
+    const plain = createTokenManager({ connections: [connection] });
+    const encrypted = createTokenManager({ connections: [connection], encryptionKey: key });
+    const plainNoCache = createTokenManager({ connections: [connection], cacheSize: 0 });
+    const encryptedNoCache = createTokenManager({ connections: [connection], encryptionKey: key, cacheSize: 0 });
+    for (const t of [plain, encrypted, plainNoCache, encryptedNoCache]) await connect(t, 'alice');
+    const ref = { connection: 'corp', userId: 'alice' };
+
+    const map = new Map<string, { accessToken: string }>([['agent-iam:v1:account:corp:user:alice', { accessToken: 'x' }]]);
+    const mapGet = await measure(() => map.get('agent-iam:v1:account:corp:user:alice'));
+    const cachedPlain = await measure(() => plain.getAccessToken(ref));
+    const cachedEnc = await measure(() => encrypted.getAccessToken(ref));
+    const storePlain = await measure(() => plainNoCache.getAccessToken(ref), 500);
+    const storeEnc = await measure(() => encryptedNoCache.getAccessToken(ref), 500);
+    console.log('getAccessToken, memory store (mean per call):');
+    console.log(`  Map.get (baseline)                    ${fmt(mapGet)}`);
+    console.log(`  cached, unencrypted                   ${fmt(cachedPlain)}  (${(cachedPlain / mapGet).toFixed(1)}x Map.get)`);
+    console.log(`  cached, encrypted                     ${fmt(cachedEnc)}  (${(cachedEnc / mapGet).toFixed(1)}x Map.get, ${(cachedEnc / cachedPlain).toFixed(2)}x unencrypted; target <= 2x)`);
+    console.log(`  no cache, unencrypted (store read)    ${fmt(storePlain)}  (${(storePlain / mapGet).toFixed(0)}x Map.get)`);
+    console.log(`  no cache, encrypted (read + decrypt)  ${fmt(storeEnc)}  (${(storeEnc / storePlain).toFixed(2)}x unencrypted)`);
+
+    // 1000 concurrent callers on one expired account: a skew longer than the token lifetime makes
+    // the stored token count as expired.
+    const expiring = createTokenManager({ connections: [connection], encryptionKey: key, refreshSkewSeconds: 7200 });
+    await connect(expiring, 'bob');
+    const one = createTokenManager({ connections: [connection], encryptionKey: key, refreshSkewSeconds: 7200 });
+    await connect(one, 'carol');
+    idp.resetStats();
+    let t0 = performance.now();
+    await one.getAccessToken({ connection: 'corp', userId: 'carol' });
+    const single = performance.now() - t0;
+    idp.resetStats();
+    t0 = performance.now();
+    const results = await Promise.all(Array.from({ length: 1000 }, () => expiring.getAccessToken({ connection: 'corp', userId: 'bob' })));
+    const wall = performance.now() - t0;
+    const refreshes = idp.stats.token.refresh_token ?? 0;
+    console.log('1000 concurrent getAccessToken on one expired account (encrypted memory store):');
+    console.log(`  one caller (baseline)    ${single.toFixed(1)} ms`);
+    console.log(`  1000 callers             ${wall.toFixed(1)} ms  (${(wall / single).toFixed(2)}x one caller)`);
+    console.log(`  refreshes at the server  ${refreshes}  (expected 1); distinct tokens returned ${new Set(results.map((r) => r.accessToken)).size}`);
+    if (refreshes !== 1) process.exitCode = 1;
+  } finally {
+    await idp.close();
+  }
+}
+
+await main();
