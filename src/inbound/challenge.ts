@@ -53,6 +53,16 @@ export class InboundErrors {
     });
   }
 
+  /**
+   * `TOKEN_MISSING` (401) for an anonymous request (open mode) on a route that needs scopes: no
+   * `error` (RFC 6750 §3.1), but `scope="..."` so the client knows what to ask for.
+   */
+  missingTokenForScopes(required: readonly string[]): AgentIamError {
+    return new AgentIamError('TOKEN_MISSING', 'A bearer token is required', {
+      wwwAuthenticate: bearerChallenge({ ...this.#settings, scope: [...required] }),
+    });
+  }
+
   /** `INSUFFICIENT_SCOPE` (403) with `scope="..."` naming every required scope. */
   insufficientScope(required: readonly string[]): AgentIamError {
     const scopes = [...required];

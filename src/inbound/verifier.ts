@@ -174,7 +174,10 @@ export interface Verifier {
    * `AgentIamError` carrying `status` and `wwwAuthenticate`.
    */
   verify(request: Request | VerifyRequest, options?: VerifyOptions): Promise<AgentContext>;
-  /** Throws INSUFFICIENT_SCOPE (403, WWW-Authenticate error="insufficient_scope", scope="...") unless ctx holds all. */
+  /**
+   * Throws INSUFFICIENT_SCOPE (403, WWW-Authenticate error="insufficient_scope", scope="...") unless ctx holds all;
+   * for an anonymous context (open mode, no token) throws TOKEN_MISSING (401, `Bearer scope="..."`, no error).
+   */
   requireScopes(context: AgentContext, scopes: string[]): void;
   /** The mode the verifier was built with. */
   readonly mode: 'authenticated' | 'open';
@@ -516,6 +519,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   function requireScopes(context: AgentContext, scopes: readonly string[]): void {
     if (scopes.length === 0) return;
+    if (!context.authenticated) throw errors.missingTokenForScopes(scopes);
     if (missingScopes(context.scopes, scopes).length > 0) throw errors.insufficientScope(scopes);
   }
 

@@ -112,6 +112,10 @@ describe('createVerifier: accepted tokens', () => {
     expect((await failure(v.verify(bearer('abc.def.ghi')))).code).toBe('TOKEN_MALFORMED');
     const token = await signToken(rsa, claims(issuer));
     expect((await v.verify(bearer(token))).userId).toBe('user-1');
+    // a route that needs scopes asks an anonymous caller to authenticate (401), not for more scope (403)
+    const e = await failure(v.verify(new Request('http://127.0.0.1/'), { requiredScopes: ['items:write'] }));
+    expect(e).toMatchObject({ code: 'TOKEN_MISSING', status: 401, wwwAuthenticate: 'Bearer scope="items:write"' });
+    expect(() => v.requireScopes(anon, ['items:write'])).toThrowError(expect.objectContaining({ code: 'TOKEN_MISSING' }));
   });
 
   it('isVerifier recognises verifiers only', () => {
