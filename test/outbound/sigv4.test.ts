@@ -237,3 +237,33 @@ describe('S3 through toolFetch (independent verification on the loopback server)
     expect(s3.received).toHaveLength(0);
   });
 });
+
+describe('S3 query and path edge cases', () => {
+  let s3: Upstream;
+  const creds: AwsCredentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' };
+  beforeAll(async () => {
+    s3 = await startUpstream();
+  });
+  afterAll(() => s3.close());
+
+  it('a literal + and encoded characters in the query verify; malformed UTF-8 is REQUEST_INVALID and nothing is sent', async () => {
+    const tf = createToolFetch({
+      agent: { id: 'a' },
+      tools: [{ name: 's3', baseUrl: s3.origin, auth: { type: 'awsSigV4', region: 'us-east-1', service: 's3', credentials: creds } }],
+      policies: [{ agent: 'a', tool: 's3' }],
+    });
+    await tf(`${s3.origin}/b/k?prefix=a+b&delimiter=%2F&list-type=2&x=%C3%A9`);
+    const r = s3.received[0]!;
+    // the verifier reads '+' as a space like the URLSearchParams form decoding would NOT: check with RFC 3986 reading
+    expect(verifyS3Rfc3986(r, creds)).toBe(true);
+    expect(await codeOf(tf(`${s3.origin}/b/%ff`))).toBe('REQUEST_INVALID');
+    expect(await codeOf(tf(`${s3.origin}/b/k?x=%ff`))).toBe('REQUEST_INVALID');
+    expect(s3.received).toHaveLength(1);
+  });
+
+  function verifyS3Rfc3986(r: Received, c: AwsCredentials): boolean {
+    // same as verifyS3 but decoding the query per RFC 3986 ('+' is literal)
+    const url = r.url.replace(/\+/g, '%2B');
+    return verifyS3({ ...r, url }, c, 'us-east-1').ok;
+  }
+});

@@ -160,9 +160,15 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
                   return c;
                 })
               : source;
-          if (s3) {
-            const path = s3Path(request.url.pathname);
-            if (path !== request.url.pathname) request.url.pathname = path;
+          let query: Record<string, string | string[]>;
+          try {
+            if (s3) {
+              const path = s3Path(request.url.pathname);
+              if (path !== request.url.pathname) request.url.pathname = path;
+            }
+            query = queryRecord(request.url.search);
+          } catch {
+            throw new AgentIamError('REQUEST_INVALID', 'URL has percent-encoding that is not UTF-8');
           }
           const headers: Record<string, string> = {};
           request.headers.forEach((v, k) => {
@@ -177,7 +183,7 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
                 hostname: request.url.hostname,
                 host: request.url.host,
                 path: request.url.pathname,
-                query: queryRecord(request.url.searchParams),
+                query,
                 headers,
                 ...(request.bodyBytes !== undefined ? { body: request.bodyBytes } : {}),
               },

@@ -99,10 +99,19 @@ export function s3Path(pathname: string): string {
     .join('/');
 }
 
-/** @internal URL search params as the signer's query record. */
-export function queryRecord(params: URLSearchParams): Record<string, string | string[]> {
+/**
+ * @internal A raw query string (`?a=1&b=2` or `''`) as the signer's query record, decoded as
+ * RFC 3986 (a `+` stays a `+`, as AWS reads it). Throws `URIError` on malformed UTF-8.
+ */
+export function queryRecord(search: string): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of params) {
+  const query = search.startsWith('?') ? search.slice(1) : search;
+  if (query === '') return out;
+  for (const pair of query.split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const k = decodeURIComponent(eq === -1 ? pair : pair.slice(0, eq));
+    const v = eq === -1 ? '' : decodeURIComponent(pair.slice(eq + 1));
     const prev = out[k];
     if (prev === undefined) out[k] = v;
     else if (Array.isArray(prev)) prev.push(v);
