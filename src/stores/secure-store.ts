@@ -64,6 +64,13 @@ function storeError(message: string, reason: string): AgentIamError {
  * ```
  */
 export function createSecureStore(store: KeyValueStore, encryptor?: Encryptor): KeyValueStore {
+  if (typeof store !== 'object' || store === null || typeof store.get !== 'function' || typeof store.set !== 'function' || typeof store.delete !== 'function') {
+    throw new AgentIamError('CONFIG_INVALID', 'Invalid option store: must have get, set and delete', { field: 'store' });
+  }
+  if (encryptor !== undefined && (typeof encryptor.encrypt !== 'function' || typeof encryptor.decrypt !== 'function')) {
+    const hint = typeof (encryptor as { then?: unknown }).then === 'function' ? ' (await createEncryptor(...) first)' : '';
+    throw new AgentIamError('CONFIG_INVALID', `Invalid option encryptor: must be an Encryptor${hint}`, { field: 'encryptor' });
+  }
   if (encryptor === undefined) {
     return {
       async get<T>(key: string): Promise<T | undefined> {

@@ -115,10 +115,63 @@ function prepare(backend: Backend): ErrorWatch {
   return watch;
 }
 
+/**
+ * The default in-memory storage adapter. A plain Map under Keyv only drops an expired entry when it is
+ * read again, so entries written with a TTL and never read (abandoned authorization states) would pile
+ * up forever; this one also sweeps expired entries as writes come in (amortised O(1) per write).
+ * Internal (not exported from the package entry).
+ * @internal
+ */
+export class MemoryAdapter {
+  readonly #map = new Map<string, { value: unknown; expiresAt: number }>();
+  #nextSweep = 1024;
+  namespace?: string;
+
+  get(key: string): unknown {
+    const entry = this.#map.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    return entry.value;
+  }
+
+  set(key: string, value: unknown, ttl?: number): boolean {
+    const expiresAt = typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : Number.POSITIVE_INFINITY;
+    this.#map.set(key, { value, expiresAt });
+    if (this.#map.size >= this.#nextSweep) {
+      const now = Date.now();
+      for (const [k, entry] of this.#map) if (entry.expiresAt <= now) this.#map.delete(k);
+      this.#nextSweep = Math.max(1024, this.#map.size * 2);
+    }
+    return true;
+  }
+
+  delete(key: string): boolean {
+    return this.#map.delete(key);
+  }
+
+  /** Required by Keyv's adapter check; agent-iam never calls it. */
+  clear(): void {
+    this.#map.clear();
+  }
+
+  /** Number of entries held, expired or not (for tests). */
+  get size(): number {
+    return this.#map.size;
+  }
+}
+
+/** A new in-memory Keyv whose expired entries do not accumulate. */
+function memoryKeyv(): Keyv {
+  return new Keyv({ store: new MemoryAdapter() });
+}
+
 const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_000).optional() });
 
 /**
- * Wrap a Keyv instance (default: a new in-memory Keyv), or any object with `get`/`set`/`delete`, so
+ * Wrap a Keyv instance (default: a new in-memory Keyv that sweeps expired entries), or any object with `get`/`set`/`delete`, so
  * that every call is bounded by a timeout, an adapter's `error` event never crashes the process, and
  * every failure is `STORE_UNAVAILABLE` (with `reason` `timeout` or `error`), never a silent
  * `undefined`. Errors thrown by the backend as `AgentIamError` pass through unchanged.
@@ -138,7 +191,7 @@ const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_
 export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyValueStoreOptions = {}): KeyValueStore {
   const opts = parseOptions(optionsSchema, options, 'store');
   const timeoutMs = opts.timeoutMs ?? 5000;
-  const kv: unknown = keyv ?? new Keyv();
+  const kv: unknown = keyv ?? memoryKeyv();
   if (!isBackend(kv)) throw new AgentIamError('CONFIG_INVALID', 'Invalid option store: must be a Keyv instance or have get, set and delete', { field: 'store' });
   const backend = kv;
   const watch = prepare(backend);

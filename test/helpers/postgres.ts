@@ -6,22 +6,10 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-// pg ships no types and @types/pg is not installed: type the little used here.
-// @ts-ignore TS7016
-import pgModule from 'pg';
-
-/** The part of a `pg` Client these tests use. */
-export interface PgClient {
-  connect(): Promise<void>;
-  query<R = Record<string, unknown>>(sql: string, values?: unknown[]): Promise<{ rows: R[] }>;
-  end(): Promise<void>;
-  emit(event: string | symbol, ...args: unknown[]): boolean;
-}
-type PgClientClass = new (config: { connectionString: string } | Record<string, unknown>) => PgClient;
-const pg = pgModule as { Client: PgClientClass };
+import pg from 'pg';
 
 /** A connected `pg` client for direct queries (e.g. to dump the raw table). Call `end()` when done. */
-export async function connectPg(url: string): Promise<PgClient> {
+export async function connectPg(url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   return client;

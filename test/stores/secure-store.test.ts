@@ -189,3 +189,12 @@ describe('createSecureStore without an encryptor', () => {
     await expectStoreError(createSecureStore(inner).get('k'), 'encrypted');
   });
 });
+
+describe('createSecureStore configuration', () => {
+  it('refuses a missing store and a not-awaited encryptor', async () => {
+    const inner = createKeyValueStore();
+    expect(() => createSecureStore(undefined as unknown as KeyValueStore)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'store' }));
+    const pending = Promise.resolve(await createEncryptor(generateEncryptionKey()));
+    expect(() => createSecureStore(inner, pending as unknown as Encryptor)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'encryptor' }));
+  });
+});

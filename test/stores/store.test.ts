@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import Keyv from 'keyv';
 import { describe, expect, it } from 'vitest';
 import { AgentIamError } from '../../src/errors.js';
-import { createKeyValueStore, KEY_PREFIX, storeKey, type KeyValueStore } from '../../src/stores/store.js';
+import { createKeyValueStore, KEY_PREFIX, MemoryAdapter, storeKey, type KeyValueStore } from '../../src/stores/store.js';
 
 /** A Keyv storage adapter whose behaviour each test chooses; counts clear() calls. */
 class ScriptedAdapter extends EventEmitter {
@@ -111,6 +111,20 @@ describe('createKeyValueStore', () => {
     expect(await store.get('short')).toBeUndefined();
     expect(await store.delete('k')).toBe(true);
     expect(await store.get('k')).toBeUndefined();
+  });
+
+  it('does not let expired entries pile up in the memory adapter', async () => {
+    const adapter = new MemoryAdapter();
+    const store = createKeyValueStore(new Keyv({ store: adapter }));
+    await store.set('kept', 'yes');
+    for (let i = 0; i < 3000; i++) await store.set(`state:${i}`, { i }, 1);
+    await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 3000; i++) await store.set(`later:${i}`, { i }, 60_000);
+    // Without sweeping the adapter would hold 6001 entries; the expired 3000 are gone.
+    expect(adapter.size).toBeLessThanOrEqual(3001);
+    expect(await store.get('kept')).toBe('yes');
+    expect(await store.get('later:2999')).toEqual({ i: 2999 });
+    expect(await store.get('state:0')).toBeUndefined();
   });
 
   it('bounds every call with the timeout when the adapter hangs', async () => {
