@@ -1,11 +1,13 @@
 /**
  * Cost of one capability match with 10 vs 1000 declared capabilities (same requests), and, for
- * scale, a naive scan of one RegExp per capability.
+ * scale, a naive scan of one RegExp per capability. Also the cost of one policy decision with 10 vs
+ * 1000 rules (rules are indexed by agent and tool, so only the applicable ones are looked at).
  *
  * Run: npx tsx bench/capabilities.ts   (about 3 s)
  * Target (issue 4): matching with 1000 capabilities at most 2x the cost with 10.
  */
 import { compileCapabilities, type Capability } from '../src/policy/capabilities.js';
+import { createPolicyEngine, type PolicyInput, type PolicyRule } from '../src/policy/policies.js';
 
 const METHODS = ['GET', 'POST', 'DELETE', 'PATCH'];
 
@@ -103,4 +105,45 @@ const ratio = (best.get('compiled, 1000 capabilities') as number) / (best.get('c
 const naiveRatio = (best.get('naive RegExp scan, 1000') as number) / (best.get('naive RegExp scan, 10') as number);
 console.log(`  ratio 1000/10 compiled: ${ratio.toFixed(2)}x (target ≤ 2x) ${ratio <= 2 ? 'OK' : 'MISSED'}`);
 console.log(`  ratio 1000/10 naive:    ${naiveRatio.toFixed(2)}x`);
+
+// ---- policy evaluation ----
+function rules(n: number): PolicyRule[] {
+  const out: PolicyRule[] = [];
+  for (let i = 0; out.length < n; i++) {
+    out.push({ agent: `agent-${i % 20}`, tool: `tool-${i}`, groups: [`g${i % 7}`, 'staff'] });
+    if (out.length < n) out.push({ agent: '*', tool: `tool-${i}`, effect: 'approval', capabilities: [{ method: 'POST', path: `/v1/t${i}/:id/refund` }] });
+    // one deny rule per agent (20 agents), not one per tool
+    if (out.length < n && i < 20) out.push({ agent: `agent-${i}`, tool: '*', groups: ['suspended'], effect: 'deny' });
+  }
+  return out;
+}
+const inputs: PolicyInput[] = Array.from({ length: 64 }, (_, i) => ({
+  agentId: `agent-${i % 3}`,
+  tool: `tool-${i % 3}`,
+  userId: `u${i}`,
+  groups: i % 5 === 0 ? ['staff', 'suspended'] : ['staff'],
+  domain: 'example.com',
+  actorChain: [],
+  method: i % 4 === 0 ? 'POST' : 'GET',
+  path: `/v1/t${i % 3}/obj_${i}/refund`,
+}));
+const engines = [10, 1000].map((n) => [n, createPolicyEngine(rules(n))] as const);
+for (const [n, e] of engines) for (const i of inputs) if (e.evaluate(i).effect !== engines[0]![1].evaluate(i).effect) throw new Error(`engines disagree (${n})`);
+function timeEval(e: ReturnType<typeof createPolicyEngine>): number {
+  let n = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < WINDOW_MS) {
+    for (let k = 0; k < 1000; k++) if (e.evaluate(inputs[(n + k) & 63] as PolicyInput).effect === 'allow') sink++;
+    n += 1000;
+    now = performance.now();
+  }
+  return ((now - start) * 1e6) / n;
+}
+for (const [, e] of engines) timeEval(e);
+const evalBest = new Map<number, number>();
+for (let r = 0; r < ROUNDS; r++) for (const [n, e] of engines) evalBest.set(n, Math.min(evalBest.get(n) ?? Infinity, timeEval(e)));
+console.log('policy evaluation');
+for (const [n, ns] of evalBest) console.log(`  ${`${n} rules`.padEnd(30)} ${ns.toFixed(1).padStart(9)} ns/op`);
+console.log(`  ratio 1000/10 rules: ${((evalBest.get(1000) as number) / (evalBest.get(10) as number)).toFixed(2)}x`);
 if (sink < 0) console.log(sink);

@@ -191,8 +191,8 @@ function pick(list: readonly CompiledRule[], input: PolicyInput, best: CompiledR
  */
 export function createPolicyEngine(rules: readonly PolicyRule[]): PolicyEngine {
   const parsed = parseOptions(rulesSchema, rules, 'policies');
-  // key: agent + '\n' + tool (names hold no control characters, so the key cannot collide)
-  const index = new Map<string, CompiledRule[]>();
+  // agent → tool → rules, so a decision needs no string building
+  const index = new Map<string, Map<string, CompiledRule[]>>();
   parsed.forEach((raw, i) => {
     const rule = deepFreeze(raw as PolicyRule);
     const effect = rule.effect ?? 'allow';
@@ -207,13 +207,14 @@ export function createPolicyEngine(rules: readonly PolicyRule[]): PolicyEngine {
       capabilities: rule.capabilities ? compileCapabilities(rule.capabilities, `policies.${i}.capabilities`) : undefined,
       decision: Object.freeze({ effect, rule, reason: 'matched' as const }),
     };
-    const key = `${rule.agent}\n${rule.tool}`;
-    const list = index.get(key);
+    let byTool = index.get(rule.agent);
+    if (byTool === undefined) index.set(rule.agent, (byTool = new Map()));
+    const list = byTool.get(rule.tool);
     if (list) list.push(compiled);
-    else index.set(key, [compiled]);
+    else byTool.set(rule.tool, [compiled]);
   });
 
-  const bucket = (agent: string, tool: string): readonly CompiledRule[] => index.get(`${agent}\n${tool}`) ?? EMPTY;
+  const bucket = (agent: string, tool: string): readonly CompiledRule[] => index.get(agent)?.get(tool) ?? EMPTY;
 
   return Object.freeze({
     evaluate(input: PolicyInput): PolicyDecision {
