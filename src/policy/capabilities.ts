@@ -13,10 +13,13 @@
  *
  * `method` is case-insensitive; `*` means any method.
  *
+ * Percent-encoded bytes are compared as written: `%7E` and `%7e` are different segments.
+ *
  * The matcher fails closed on unsafe paths: a path that does not start with `/`, or that holds a
  * dot-segment (`.`, `..`, also as `%2e`), an encoded separator (`%2f`, `%5c`), a backslash, a
- * control character (also as `%00`–`%1f`, `%7f`), whitespace, `?` or `#` never matches anything — not even `/*` or an empty capability list.
- * toolFetch rejects such URLs earlier (`REQUEST_INVALID`); this is defence in depth.
+ * control character (also as `%00`–`%1f`, `%7f`), a space, `?` or `#` never matches anything —
+ * not even `/*` or an empty capability list. toolFetch rejects such URLs earlier
+ * (`REQUEST_INVALID`); this is defence in depth.
  *
  * @module
  */
