@@ -51,8 +51,10 @@ async function gated(): Promise<void> {
   await res.arrayBuffer();
 }
 
+const cpu = { plain: { us: 0, n: 0 }, gated: { us: 0, n: 0 } };
 async function throughput(fn: () => Promise<void>, ms: number): Promise<number> {
   let count = 0;
+  const c0 = process.cpuUsage();
   const end = performance.now() + ms;
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -62,6 +64,10 @@ async function throughput(fn: () => Promise<void>, ms: number): Promise<number> 
       }
     }),
   );
+  const used = process.cpuUsage(c0);
+  const slot = fn === plain ? cpu.plain : cpu.gated;
+  slot.us += used.user + used.system;
+  slot.n += count;
   return count / (ms / 1000);
 }
 
@@ -95,6 +101,13 @@ await runWithContext(ctx, async () => {
   console.log(
     `throughput  plain fetch ${p.toFixed(0)} req/s | toolFetch ${g.toFixed(0)} req/s | ratio of means ${(g / p).toFixed(3)}x, ` +
       `median pair ratio ${median.toFixed(3)}x (target >= 0.95x; ${ROUNDS} interleaved pairs of ${ROUND_MS} ms)`,
+  );
+
+  const cpuPlain = cpu.plain.us / cpu.plain.n;
+  const cpuGated = cpu.gated.us / cpu.gated.n;
+  console.log(
+    `cpu         plain fetch ${cpuPlain.toFixed(0)} µs/request | toolFetch ${cpuGated.toFixed(0)} µs/request ` +
+      `(client + loopback server in this process) | plain/toolFetch ${(cpuPlain / cpuGated).toFixed(3)}x`,
   );
 
   // gate overhead without the network
