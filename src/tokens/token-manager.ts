@@ -646,16 +646,24 @@ class Manager implements TokenManager {
       try {
         await this.#rt.withClient(c, async (server, client) => {
           if (server.as.revocation_endpoint === undefined) return;
+          // Revoking the refresh token ends the grant (RFC 7009 §2.1); the access token is revoked
+          // only when there is no refresh token (servers often cannot revoke JWT access tokens).
           const tokens: Array<[string, string]> = [];
           if (r.refreshToken !== undefined) tokens.push([r.refreshToken, 'refresh_token']);
-          if (r.accessToken !== undefined) tokens.push([r.accessToken, 'access_token']);
+          else if (r.accessToken !== undefined) tokens.push([r.accessToken, 'access_token']);
           for (const [token, hint] of tokens) {
             await withRetry(this.#rt.http, 'revocation', async (signal) => {
               const res = await oauth.revocationRequest(server.as, client.client, client.auth, token, {
                 ...requestOptions(this.#rt.http, signal, server.insecure),
                 additionalParameters: { token_type_hint: hint },
               });
-              return oauth.processRevocationResponse(res);
+              try {
+                return await oauth.processRevocationResponse(res);
+              } catch (e) {
+                // unsupported_token_type: the server cannot revoke this kind of token; nothing to do.
+                if (e instanceof oauth.ResponseBodyError && e.error === 'unsupported_token_type') return undefined;
+                throw e;
+              }
             });
           }
         });
