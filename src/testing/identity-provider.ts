@@ -437,6 +437,11 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         issuer,
         signingKey: () => signingKey,
         keyFor,
+        findOpaque: async (value: string) => {
+          const at = await provider.AccessToken.find(value).catch(() => undefined);
+          if (!at || at.isExpired || typeof at.accountId !== 'string') return undefined;
+          return { sub: at.accountId, scope: at.scope ?? '', client_id: at.clientId, ...profileClaims(at.accountId) };
+        },
         accessTokenTtl,
         defaultResource: opts.defaultResource,
         resources,

@@ -33,6 +33,8 @@ export interface TokenExchangeSettings {
   signingKey: () => SigningKey;
   /** A published key by `kid`, to verify subject and actor tokens. */
   keyFor: (kid: unknown) => SigningKey | undefined;
+  /** The claims of an opaque access token this provider issued, if it is known and unexpired. */
+  findOpaque: (token: string) => Promise<Record<string, unknown> | undefined>;
   accessTokenTtl: number;
   defaultResource: string | undefined;
   resources: Record<string, { scopes?: string[] | undefined; accessTokenTtl?: number | undefined }>;
@@ -65,6 +67,11 @@ export function tokenExchangeHandler(settings: TokenExchangeSettings) {
 
   async function verifyJwt(token: unknown, what: string): Promise<Record<string, unknown>> {
     if (typeof token !== 'string' || token === '') throw new errors.InvalidRequest(`missing ${what}`);
+    if (token.split('.').length !== 3) {
+      const claims = await settings.findOpaque(token);
+      if (claims === undefined) throw new errors.InvalidGrant(`${what} is invalid, expired, or not issued by this server`);
+      return claims;
+    }
     try {
       const resolve = (header: { kid?: string }): CryptoKey => {
         const key = settings.keyFor(header.kid);
@@ -105,6 +112,12 @@ export function tokenExchangeHandler(settings: TokenExchangeSettings) {
       actorSub = actor.sub;
     } else {
       actorSub = String(ctx.oidc.client.clientId);
+    }
+
+    // RFC 8693 §4.4: a subject token that names who may act for it admits no other actor.
+    const mayAct = subject.may_act;
+    if (mayAct !== null && typeof mayAct === 'object' && 'sub' in mayAct && (mayAct as { sub: unknown }).sub !== actorSub) {
+      throw new errors.InvalidGrant('the actor is not allowed to act for the subject (may_act)');
     }
 
     const audiences = [...list(params.audience), ...list(params.resource)];

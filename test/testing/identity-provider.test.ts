@@ -246,6 +246,17 @@ describe('createTestIdentityProvider', () => {
     await expect(
       oauth.processGenericTokenEndpointResponse(as, client, await exchange({ audience: AGENT_B, scope: 'read admin' })),
     ).rejects.toMatchObject({ error: 'invalid_scope' });
+    // may_act (RFC 8693 §4.4) names the only actor allowed
+    const restricted = await idp.tokenFor({ userId: 'alice', scopes: ['read'], claims: { may_act: { sub: 'someone-else' } } });
+    const refused = await oauth.genericTokenEndpointRequest(
+      as,
+      client,
+      auth,
+      'urn:ietf:params:oauth:grant-type:token-exchange',
+      new URLSearchParams({ subject_token: restricted, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AGENT_B }),
+      insecure,
+    );
+    await expect(oauth.processGenericTokenEndpointResponse(as, client, refused)).rejects.toMatchObject({ error: 'invalid_grant' });
     // a subject token signed by someone else is refused
     const foreign = await createTestIdentityProvider();
     try {
@@ -275,6 +286,21 @@ describe('createTestIdentityProvider', () => {
       client,
       await oauth.authorizationCodeGrantRequest(as, client, auth, params, REDIRECT, verifier, insecure),
     );
+    // the opaque access token (no resource was asked for) can be the subject of a token exchange
+    expect(tokens.access_token.split('.')).toHaveLength(1);
+    const exchanged = await oauth.processGenericTokenEndpointResponse(
+      as,
+      client,
+      await oauth.genericTokenEndpointRequest(
+        as,
+        client,
+        auth,
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+        new URLSearchParams({ subject_token: tokens.access_token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AGENT_B }),
+        insecure,
+      ),
+    );
+    expect(decodeJwt(exchanged.access_token)).toMatchObject({ sub: 'alice', email: 'alice@example.com', aud: AGENT_B, act: { sub: reg.client_id } });
     const before = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, tokens.refresh_token!, insecure));
     expect(before.active).toBe(true);
     await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, auth, tokens.refresh_token!, insecure));
