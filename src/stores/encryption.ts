@@ -13,6 +13,14 @@ import { sha256Sync } from './sha256.js';
  * An encryption key: a base64 or base64url string of exactly 32 random bytes (see
  * {@link generateEncryptionKey}), an AES-GCM 256-bit `CryptoKey`, or either with an explicit id.
  * Without an id, the id is the first 8 hex characters of the SHA-256 of the raw key.
+ *
+ * @example
+ * ```ts
+ * const keys: EncryptionKeyInput[] = [
+ *   { id: '2025-06', key: process.env.AGENT_IAM_KEY_2025_06! },   // newest: encrypts
+ *   process.env.AGENT_IAM_KEY_2024_11!,                           // older: still decrypts
+ * ];
+ * ```
  */
 export type EncryptionKeyInput = string | CryptoKey | { id: string; key: string | CryptoKey };
 
@@ -20,6 +28,12 @@ export type EncryptionKeyInput = string | CryptoKey | { id: string; key: string 
  * Encrypts and decrypts strings with AES-256-GCM. Ciphertexts name the id of the key that made them:
  * `decrypt` uses whichever configured key the ciphertext names, `encrypt` always uses the newest
  * (the first) key.
+ *
+ * @example
+ * ```ts
+ * const encryptor: Encryptor = await createEncryptor(generateEncryptionKey());
+ * encryptor.keyIds; // ['3f9a0c1e']
+ * ```
  */
 export interface Encryptor {
   /**
@@ -37,7 +51,14 @@ export interface Encryptor {
   readonly keyIds: string[];
 }
 
-/** Options for {@link createEncryptor}. */
+/**
+ * Options for {@link createEncryptor}.
+ *
+ * @example
+ * ```ts
+ * createEncryptor(keys, { field: 'tokens.encryptionKey' }); // CONFIG_INVALID names tokens.encryptionKey.1
+ * ```
+ */
 export interface EncryptorOptions {
   /** The option name used in `CONFIG_INVALID` messages (default `encryptionKey`). */
   field?: string;

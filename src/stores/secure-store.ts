@@ -10,6 +10,12 @@ import type { KeyValueStore } from './store.js';
 /**
  * The shape of an encrypted record as written to the underlying store. Only the key id, the IV and
  * the ciphertext (with its GCM tag) are stored; nothing in it is secret without the key.
+ *
+ * @example
+ * ```ts
+ * // what a raw dump of the store shows for one record:
+ * const record: EncryptedRecord = { v: 1, alg: 'A256GCM', kid: '3f9a0c1e', iv: 'k3Jx…', ct: 'Vb0q…' };
+ * ```
  */
 export interface EncryptedRecord {
   /** Record format version. */
