@@ -111,6 +111,12 @@ const STRIPPED = new Set([
   'te',
   'upgrade',
   'trailer',
+  'expect',
+  // client-address headers a tool may trust: only the SDK speaks for the caller
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
 ]);
 const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location'];
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
@@ -202,7 +208,9 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   }
   let drop: string[] | undefined;
   for (const name of headers.keys()) {
-    if (STRIPPED.has(name) || name.startsWith('x-amz-') || name.startsWith('proxy-')) (drop ??= []).push(name);
+    // CGI/WSGI servers read `X_End_User_ID` as `X-End-User-ID`: compare with `_` as `-`.
+    const n = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
+    if (STRIPPED.has(n) || n.startsWith('x-amz-') || n.startsWith('proxy-') || n.startsWith('x-forwarded-')) (drop ??= []).push(name);
   }
   if (drop !== undefined) for (const name of drop) headers.delete(name);
   return headers;

@@ -172,6 +172,45 @@ describe('hostile headers and methods', () => {
     expect(h.host).toBe(`127.0.0.1:${P}`);
   });
 
+  it('underscore spellings, forwarding headers and Expect never pass', async () => {
+    await tf(`${O}/api/x`, {
+      context: ctx,
+      headers: {
+        X_End_User_ID: 'root',
+        x_end_user_id: 'root',
+        Authorization_: 'x',
+        _authorization: 'x',
+        X_Amz_Security_Token: 'evil',
+        Proxy_Authorization: 'Basic eA==',
+        Cookie_: 'c',
+        'X-Forwarded-For': '10.0.0.1',
+        'X-Forwarded-Host': 'admin.internal',
+        Forwarded: 'for=10.0.0.1',
+        'X-Real-IP': '10.0.0.1',
+        Expect: '100-continue',
+        'X-Keep': 'yes',
+      },
+    });
+    const names = up.received[0]!.rawHeaders.filter((_, i) => i % 2 === 0).map((h) => h.toLowerCase());
+    for (const bad of ['x_end_user_id', 'x_amz_security_token', 'proxy_authorization', 'x-forwarded-for', 'x-forwarded-host', 'forwarded', 'x-real-ip', 'expect']) {
+      expect(names, bad).not.toContain(bad);
+    }
+    expect(up.received[0]!.headers['x-end-user-id']).toBe('alice');
+    expect(up.received[0]!.headers['x-keep']).toBe('yes');
+  });
+
+  it('more hostile hosts: IPv6 loopback, IDN look-alikes, hex/short IPv4 forms', async () => {
+    expect(await codeOf(tf(`http://[::1]:${P}/api/x`, { context: ctx }))).toBe('TOOL_NOT_REGISTERED');
+    expect(await codeOf(tf(`http://ｌocalhost:${P}/api/x`, { context: ctx }))).toBe('TOOL_NOT_REGISTERED');
+    expect(await codeOf(tf(`http://127.0.0.1:${P}/api/x`.replace('127.0.0.1', '127.0.0.1%00'), { context: ctx }))).toBe('REQUEST_INVALID');
+    expect(await codeOf(tf(`http://127.0.0.1:${P}/${'a'.repeat(20_000)}`, { context: ctx }))).toBe('REQUEST_INVALID');
+    expect(up.received).toHaveLength(0);
+    // equivalent spellings of the same address are the same origin to WHATWG URL, hence the same tool
+    await tf(`http://0x7f.0.0.1:${P}/api/x`, { context: ctx });
+    await tf(`HTTP://127.1:${P}/api/x#/../../admin`, { context: ctx });
+    expect(up.received.map((r) => r.url)).toEqual(['/api/x', '/api/x']);
+  });
+
   it('the path sent is the path checked (no re-normalisation downstream)', async () => {
     await tf(`${O}/api/a%20b/c;v=1/~x?q=a%20b&r=1`, { context: ctx });
     expect(up.received[0]!.url).toBe('/api/a%20b/c;v=1/~x?q=a%20b&r=1');
