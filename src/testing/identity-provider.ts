@@ -132,6 +132,7 @@ function withStaticScopesOnly(metadata: Record<string, unknown>): Record<string,
   else delete out.scope;
   return out;
 }
+
 /** Claims a user's profile may not set in an access token. */
 const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'cnf', 'act', 'azp', 'typ']);
 const DEFAULT_AUDIENCE = 'agent-iam:test';
@@ -483,6 +484,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       res.end(jwksBody);
     }
     const tokenPath = new URL(provider.urlFor('token')).pathname;
+    const authPath = new URL(provider.urlFor('authorization')).pathname;
     const registrationPath = new URL(provider.urlFor('registration')).pathname;
 
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -687,7 +689,10 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         }
         await response.body?.cancel();
         const next = new URL(location, url);
-        if (next.origin !== issuer || !(next.pathname.startsWith('/auth') || next.pathname.startsWith('/interaction/'))) {
+        const onProvider =
+          next.origin === issuer &&
+          (next.pathname === authPath || next.pathname.startsWith(`${authPath}/`) || next.pathname.startsWith('/interaction/'));
+        if (!onProvider) {
           return next.href;
         }
         url = next;
