@@ -21,7 +21,14 @@ import { safeUrl } from './url-safety.js';
 import { bodyToBytes, isReplayable } from './body.js';
 import { createInjector, type Injector, type OutgoingRequest } from './credentials/index.js';
 
-/** What toolFetch asks an approvals service (see `createApprovals`). */
+/**
+ * What toolFetch asks an approvals service; `createApprovals()` implements it.
+ *
+ * @example
+ * ```ts
+ * const approvals: ToolFetchApprovals = createApprovals({ store: new Keyv(new KeyvRedis(url)) });
+ * ```
+ */
 export interface ToolFetchApprovals {
   check(request: {
     agentId: string;
@@ -38,7 +45,14 @@ export interface ToolFetchApprovals {
   >;
 }
 
-/** Options of {@link createToolFetch}. */
+/**
+ * Options of {@link createToolFetch}, validated once at construction (`CONFIG_INVALID` naming the field).
+ *
+ * @example
+ * ```ts
+ * const options: ToolFetchOptions = { agent: { id: 'a' }, tools: toolsFromEnv(), policies: [{ agent: 'a', tool: '*' }], timeoutMs: 30_000 };
+ * ```
+ */
 export interface ToolFetchOptions {
   /** The agent this toolFetch acts as; policies name it. */
   agent: { id: string };
@@ -65,10 +79,22 @@ export interface ToolFetchOptions {
  * `RequestInit` plus an explicit context (default: the current one set by the inbound adapters).
  * `redirect`: `follow` (default) follows redirects within the same tool, re-checking every hop;
  * `manual` returns the 3xx response as is; `error` fails with `REDIRECT_BLOCKED` on any redirect.
+ *
+ * @example
+ * ```ts
+ * await toolFetch(url, { method: 'POST', body: JSON.stringify(item), headers: { 'content-type': 'application/json' }, context });
+ * ```
  */
 export type ToolFetchInit = RequestInit & { context?: AgentContext };
 
-/** A `fetch` that only reaches registered tools, under policy, with credentials injected. */
+/**
+ * A `fetch` that only reaches registered tools, under policy, with credentials injected.
+ *
+ * @example
+ * ```ts
+ * const res = await toolFetch('https://api.github.com/user', { context: req.agentContext });
+ * ```
+ */
 export type ToolFetch = (input: string | URL | Request, init?: ToolFetchInit) => Promise<Response>;
 
 interface CompiledTool extends ResolvedTool {

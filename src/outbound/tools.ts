@@ -10,7 +10,14 @@ import { parseOptions } from '../lib/options.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import { safeUrl } from './url-safety.js';
 
-/** AWS credentials for SigV4 signing. */
+/**
+ * AWS credentials for SigV4 signing.
+ *
+ * @example
+ * ```ts
+ * const credentials: AwsCredentials = { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN };
+ * ```
+ */
 export interface AwsCredentials {
   accessKeyId: string;
   secretAccessKey: string;
@@ -18,7 +25,18 @@ export interface AwsCredentials {
   sessionToken?: string;
 }
 
-/** How toolFetch authenticates to a tool. */
+/**
+ * How toolFetch authenticates to a tool. The credential is injected after every check has passed,
+ * and the caller can never set the header it uses.
+ *
+ * @example
+ * ```ts
+ * const stripe: ToolAuth = { type: 'apiKey', key: env.STRIPE_KEY };                       // Authorization: Bearer …
+ * const weather: ToolAuth = { type: 'apiKey', key: env.WEATHER_KEY, header: 'X-API-Key' }; // X-API-Key: …
+ * const github: ToolAuth = { type: 'oauth2', connection: 'github' };                       // the user's own token
+ * const s3: ToolAuth = { type: 'awsSigV4', region: 'eu-west-1', service: 's3', credentials: async () => loadCreds() };
+ * ```
+ */
 export type ToolAuth =
   | { type: 'none' }
   | {
@@ -50,13 +68,32 @@ export type ToolAuth =
       signPayload?: boolean;
     };
 
-/** A method + path pattern a tool allows (`:name` one segment, trailing `*` the rest). */
+/**
+ * A method + path pattern a tool allows (`:name` one segment, trailing `*` the rest). Paths are whole
+ * URL paths as sent, not relative to `baseUrl`.
+ *
+ * @example
+ * ```ts
+ * const caps: ToolCapability[] = [{ method: 'GET', path: '/v1/charges/:id' }, { method: '*', path: '/v1/files/*' }];
+ * ```
+ */
 export interface ToolCapability {
   method: string;
   path: string;
 }
 
-/** A tool toolFetch may call. */
+/**
+ * A tool toolFetch may call, found by exact origin and base path (the longest base path wins, on a
+ * segment boundary: `/api` does not cover `/apiary`).
+ *
+ * @example
+ * ```ts
+ * const tool: ToolDefinition = {
+ *   name: 'stripe', baseUrl: 'https://api.stripe.com', auth: { type: 'apiKey', key: env.STRIPE_KEY },
+ *   capabilities: [{ method: 'GET', path: '/v1/charges/:id' }],
+ * };
+ * ```
+ */
 export interface ToolDefinition {
   /** Unique name, used by policies and audit events. */
   name: string;
