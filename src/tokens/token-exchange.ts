@@ -41,7 +41,7 @@ function escalation(scopes: string[], why: string): AgentIamError {
 export async function exchangeToken(rt: Runtime, c: Connection, o: TokenExchangeOptions): Promise<AccessTokenResult> {
   const subjectToken = o.subjectToken ?? (o.context ? rawTokenOf(o.context) : undefined);
   if (subjectToken === undefined || subjectToken === '') {
-    throw new AgentIamError('CONSENT_REQUIRED', 'Token exchange needs a subject token: pass subjectToken or a verified context');
+    throw new AgentIamError('TOKEN_MISSING', 'Token exchange needs a subject token: pass subjectToken or a context verified from a bearer token');
   }
   const held = o.context !== undefined && o.subjectToken === undefined ? [...o.context.scopes] : scopesOfJwt(subjectToken);
   const asked = [...new Set(o.scopes)];

@@ -418,8 +418,8 @@ class Manager implements TokenManager {
         const start: StartAuthorizationOptions = { connection: c.id, userId };
         const { url } = await this.startAuthorization(start);
         return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`, { authorizationUrl: url });
-      } catch (e) {
-        if (isAgentIamError(e) && e.code !== 'CONFIG_INVALID') throw e;
+      } catch {
+        // The server cannot be reached to build a URL right now: still say that consent is needed.
       }
     }
     if (c.kind === 'apiKey') return new AgentIamError('CONSENT_REQUIRED', `Connection ${c.id} needs an API key: ${why}`);

@@ -1,0 +1,90 @@
+import Keyv from 'keyv';
+import { describe, expect, it } from 'vitest';
+import { connectionPresets, createTokenManager } from '../../src/index.js';
+import { expectCode } from './helpers.js';
+
+const creds = { clientId: 'client-id', clientSecret: 'client-secret-value', redirectUri: 'https://app.example.com/cb' };
+
+describe('connection presets', () => {
+  it('build authorization URLs with each provider’s real endpoint and quirks (no network needed)', async () => {
+    const tokens = createTokenManager({
+      connections: [
+        { id: 'github', ...connectionPresets.github(), ...creds, scopes: ['repo', 'read:org'] },
+        { id: 'gitlab', ...connectionPresets.gitlab(), ...creds },
+        { id: 'google', ...connectionPresets.google(), ...creds, scopes: ['openid', 'email'] },
+        { id: 'microsoft', ...connectionPresets.microsoft({ tenant: 'contoso.onmicrosoft.com' }), ...creds, resource: 'https://graph.microsoft.com', scopes: ['offline_access', 'User.Read'] },
+        { id: 'slack', ...connectionPresets.slack(), ...creds, scopes: ['channels:read', 'chat:write'] },
+        { id: 'atlassian', ...connectionPresets.atlassian(), ...creds },
+        { id: 'notion', ...connectionPresets.notion(), ...creds },
+        { id: 'linear', ...connectionPresets.linear(), ...creds, scopes: ['read', 'write'] },
+        { id: 'salesforce', ...connectionPresets.salesforce({ domain: 'test' }), ...creds },
+        { id: 'dropbox', ...connectionPresets.dropbox(), ...creds },
+      ],
+    });
+    const url = async (connection: string) => new URL((await tokens.startAuthorization({ connection, userId: 'u' })).url);
+    expect((await url('github')).href).toMatch(/^https:\/\/github\.com\/login\/oauth\/authorize\?/);
+    expect((await url('github')).searchParams.get('scope')).toBe('repo read:org');
+    expect((await url('gitlab')).origin).toBe('https://gitlab.com');
+    const g = await url('google');
+    expect(g.searchParams.get('access_type')).toBe('offline');
+    expect(g.searchParams.get('code_challenge_method')).toBe('S256');
+    const m = await url('microsoft');
+    expect(m.pathname).toBe('/contoso.onmicrosoft.com/oauth2/v2.0/authorize');
+    expect(m.searchParams.has('resource')).toBe(false); // Entra rejects RFC 8707 resource
+    expect((await url('slack')).searchParams.get('scope')).toBe('channels:read,chat:write');
+    expect((await url('atlassian')).searchParams.get('audience')).toBe('api.atlassian.com');
+    expect((await url('notion')).searchParams.get('owner')).toBe('user');
+    expect((await url('linear')).searchParams.get('scope')).toBe('read,write');
+    expect((await url('salesforce')).origin).toBe('https://test.salesforce.com');
+    expect((await url('dropbox')).searchParams.get('token_access_type')).toBe('offline');
+  });
+
+  it('extra authorization parameters cannot override PKCE, state or redirect_uri', async () => {
+    const tokens = createTokenManager({
+      connections: [{ id: 'x', ...connectionPresets.github(), ...creds, authorizationParams: { state: 'fixed', code_challenge_method: 'plain', redirect_uri: 'https://evil.example.com', prompt: 'consent' } }],
+    });
+    const { url, state } = await tokens.startAuthorization({ connection: 'x', userId: 'u' });
+    const u = new URL(url);
+    expect(u.searchParams.get('state')).toBe(state);
+    expect(state).not.toBe('fixed');
+    expect(u.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(u.searchParams.get('redirect_uri')).toBe(creds.redirectUri);
+    expect(u.searchParams.get('prompt')).toBe('consent');
+  });
+});
+
+describe('options and inputs', () => {
+  it('a hanging store gives STORE_UNAVAILABLE within storeTimeoutMs', async () => {
+    const hanging = new Keyv({ store: { get: () => new Promise(() => {}), set: () => new Promise(() => {}), delete: () => new Promise(() => {}), clear: async () => {}, on() { return this; } } as never });
+    const tokens = createTokenManager({ store: hanging, storeTimeoutMs: 100, connections: [{ id: 'github', ...connectionPresets.github(), ...creds }] });
+    const started = Date.now();
+    await expectCode(tokens.getAccessToken({ connection: 'github', userId: 'u' }), 'STORE_UNAVAILABLE');
+    await expectCode(tokens.startAuthorization({ connection: 'github', userId: 'u' }), 'STORE_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('refuses unknown connections, bad user ids, API keys with control characters, and exchange without a subject', async () => {
+    const tokens = createTokenManager({ connections: [{ id: 'github', ...connectionPresets.github(), ...creds }, { id: 'kaggle', kind: 'apiKey' }] });
+    await expectCode(tokens.getAccessToken({ connection: 'nope', userId: 'u' }), 'REQUEST_INVALID');
+    await expectCode(tokens.getAccessToken({ connection: 'github', userId: 'bad\nid' }), 'REQUEST_INVALID');
+    await expectCode(tokens.setApiKey({ connection: 'kaggle', userId: 'u', key: 'abc\r\ndef' }), 'REQUEST_INVALID');
+    await expectCode(tokens.startAuthorization({ connection: 'kaggle', userId: 'u' }), 'REQUEST_INVALID');
+    await expectCode(tokens.exchange({ connection: 'github', scopes: ['repo'] }), 'TOKEN_MISSING');
+    const missing = await expectCode(tokens.getAccessToken({ connection: 'kaggle', userId: 'u' }), 'CONSENT_REQUIRED');
+    expect(missing.authorizationUrl).toBeUndefined();
+    await tokens.setApiKey({ connection: 'kaggle', userId: 'u', key: 'kgl_key_123456' });
+    expect(await tokens.getAccessToken({ connection: 'kaggle', userId: 'u' })).toMatchObject({ accessToken: 'kgl_key_123456', tokenType: 'api_key' });
+    expect(JSON.stringify(await tokens.getAccount({ connection: 'kaggle', userId: 'u' }))).not.toContain('kgl_key');
+  });
+
+  it('keeps ids that only differ in separators apart', async () => {
+    const tokens = createTokenManager({ connections: [{ id: 'a:b', kind: 'apiKey' }, { id: 'a', kind: 'apiKey' }] });
+    await tokens.setApiKey({ connection: 'a:b', userId: 'c', key: 'key-one' });
+    await tokens.setApiKey({ connection: 'a', userId: 'b:c', key: 'key-two' });
+    expect((await tokens.getAccessToken({ connection: 'a:b', userId: 'c' })).accessToken).toBe('key-one');
+    expect((await tokens.getAccessToken({ connection: 'a', userId: 'b:c' })).accessToken).toBe('key-two');
+    // users from two identity providers, qualified by issuer
+    await tokens.setApiKey({ connection: 'a', userId: 'https://idp-one.example|42', key: 'k1' });
+    await expectCode(tokens.getAccessToken({ connection: 'a', userId: 'https://idp-two.example|42' }), 'CONSENT_REQUIRED');
+  });
+});
