@@ -69,7 +69,13 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
   execFileSync(initCmd, initArgs, { stdio: 'ignore', cwd: dir });
 
   const port = await freePort();
-  const [cmd, args] = asPostgres(join(bin, 'postgres'), [
+  // postgres runs under a small sh guard that stops it (fast shutdown) and removes the data
+  // directory when our stdin pipe closes: on stop(), and also when this test process dies without
+  // cleaning up (a killed worker), so no server is ever orphaned.
+  const guard = 'dir=$1; shift; exec 3<&0; "$@" & p=$!; ( read _ <&3; kill -INT $p 2>/dev/null ) & wait $p; rm -rf "$dir"';
+  const [cmd, args] = asPostgres('/bin/sh', [
+    '-c', guard, 'sh', dir,
+    join(bin, 'postgres'),
     '-D', data,
     '-p', String(port),
     '-c', 'listen_addresses=127.0.0.1',
@@ -79,7 +85,8 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
     '-c', 'full_page_writes=off',
     '-c', 'max_connections=50',
   ]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, detached: true });
+  const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], cwd: dir, detached: true });
+  child.stdin?.on('error', () => {}); // EPIPE when the guard is already gone
   let log = '';
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`postgres did not start within 15 s: ${log.slice(-500)}`)), 15_000);
@@ -98,20 +105,17 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
 
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        // The whole process group: runuser and the postmaster (which then stops its workers).
-        process.kill(-child.pid, 'SIGINT');
-      } catch {
-        child.kill('SIGINT');
-      }
+      const done = exited(child);
+      child.stdin?.end();
       const timer = setTimeout(() => {
         try {
+          // Last resort: the whole process group (guard, runuser, postmaster).
           if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
         } catch {
           /* already gone */
         }
       }, 5000);
-      await exited(child);
+      await done;
       clearTimeout(timer);
     }
     rmSync(dir, { recursive: true, force: true });

@@ -10,7 +10,7 @@ export interface RedisServer {
   /** `redis://127.0.0.1:<port>` */
   url: string;
   port: number;
-  /** Graceful shutdown; resolves when the process has exited. */
+  /** Stop the server (nothing is persisted); resolves when the process has exited. */
   stop(): Promise<void>;
   /** SIGKILL, as a crash would; resolves when the process has exited. */
   kill(): Promise<void>;
@@ -63,6 +63,16 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
+/** Close the guard's stdin: it SIGKILLs redis-server, which ends the guard. */
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = exited(child);
+  child.stdin?.end();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await done;
+  clearTimeout(timer);
+}
+
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
@@ -77,16 +87,21 @@ export async function startRedis(): Promise<RedisServer | undefined> {
   let child: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {
+    // redis-server runs under a small sh guard that SIGKILLs it when our stdin pipe closes: on
+    // kill()/stop(), and also when this test process dies without cleaning up (a killed worker),
+    // so no server is ever orphaned.
     const proc = spawn(
-      bin,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      '/bin/sh',
+      [
+        '-c',
+        'exec 3<&0; "$0" "$@" & p=$!; ( read _ <&3; kill -9 $p 2>/dev/null ) & wait $p',
+        bin,
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
+      ],
+      { stdio: ['pipe', 'ignore', 'pipe'] },
     );
     child = proc;
-    // If the test process ends without stop(), do not leave the server behind.
-    const onExit = (): void => void proc.kill('SIGKILL');
-    process.once('exit', onExit);
-    proc.once('exit', () => process.removeListener('exit', onExit));
+    proc.stdin?.on('error', () => {}); // EPIPE when the guard is already gone
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const deadline = Date.now() + 5000;
@@ -95,7 +110,7 @@ export async function startRedis(): Promise<RedisServer | undefined> {
       if (await canConnect(port)) return;
       await new Promise((r) => setTimeout(r, 25));
     }
-    proc.kill('SIGKILL');
+    await terminate(proc);
     throw new Error('redis-server did not start within 5 s');
   };
 
@@ -113,23 +128,13 @@ export async function startRedis(): Promise<RedisServer | undefined> {
     url: `redis://127.0.0.1:${port}`,
     port,
     async stop() {
-      const c = child;
-      if (c === undefined) return;
-      c.kill('SIGTERM');
-      await exited(c);
+      if (child !== undefined) await terminate(child);
     },
     async kill() {
-      const c = child;
-      if (c === undefined) return;
-      c.kill('SIGKILL');
-      await exited(c);
+      if (child !== undefined) await terminate(child);
     },
     async restart() {
-      const c = child;
-      if (c !== undefined && c.exitCode === null && c.signalCode === null) {
-        c.kill('SIGKILL');
-        await exited(c);
-      }
+      if (child !== undefined) await terminate(child);
       await launch();
     },
   };
