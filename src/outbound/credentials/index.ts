@@ -10,7 +10,8 @@ import type { AgentContext } from '../../context.js';
 import { withTimeout } from '../../lib/async.js';
 import type { AccessTokenResult, TokenSource } from '../../tokens/types.js';
 import type { AwsCredentials, ToolAuth } from '../tools.js';
-import { createSigV4Signer, queryRecord, s3Path } from './sigv4.js';
+import { queryRecord, s3Path } from './aws-request.js';
+import type { SigV4Signer } from './sigv4.js';
 
 /** @internal The request being prepared. */
 export interface OutgoingRequest {
@@ -139,7 +140,11 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
     }
     case 'awsSigV4': {
       const signPayload = auth.signPayload ?? true;
-      const signer = createSigV4Signer({ region: auth.region, service: auth.service, signPayload });
+      // Loaded on first use: apps without an awsSigV4 tool never load @smithy/signature-v4.
+      let signer: Promise<SigV4Signer> | undefined;
+      const config = { region: auth.region, service: auth.service, signPayload };
+      const loadSigner = (): Promise<SigV4Signer> =>
+        (signer ??= import('./sigv4.js').then((m) => m.createSigV4Signer(config)));
       const source = auth.credentials;
       const s3 = auth.service === 's3';
       return {
@@ -177,7 +182,7 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
           if (signPayload && request.hasOpaqueBody) throw unavailable(tool);
           let added: Record<string, string>;
           try {
-            added = await signer.sign(
+            added = await (await loadSigner()).sign(
               {
                 method: request.method,
                 hostname: request.url.hostname,
