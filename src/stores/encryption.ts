@@ -38,7 +38,8 @@ export type EncryptionKeyInput = string | CryptoKey | { id: string; key: string 
 export interface Encryptor {
   /**
    * Encrypt `plaintext`, binding it to `aad` (additional authenticated data, e.g. the store key):
-   * decrypting with any other `aad` fails. Returns a compact, printable string.
+   * decrypting with any other `aad` fails. Returns a compact, printable string. Both strings must be
+   * well-formed Unicode (no lone surrogates; `JSON.stringify` output always is).
    */
   encrypt(plaintext: string, aad: string): Promise<string>;
   /**
@@ -69,6 +70,8 @@ const VERSION = 'v1';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 const encoder = new TextEncoder();
+/** A lone surrogate: TextEncoder would turn it into U+FFFD, so two different strings would encrypt alike. */
+const LONE_SURROGATE = /\p{Cs}/u;
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 function isCryptoKeyLike(value: unknown): value is CryptoKey {
@@ -152,6 +155,9 @@ function buildEncryptor(entries: KeyEntry[]): Encryptor {
   return {
     keyIds,
     async encrypt(plaintext: string, aad: string): Promise<string> {
+      if (typeof plaintext !== 'string' || typeof aad !== 'string' || LONE_SURROGATE.test(plaintext) || LONE_SURROGATE.test(aad)) {
+        throw new AgentIamError('STORE_UNAVAILABLE', 'Value cannot be encrypted: it is not a well-formed string', { reason: 'not_serializable' });
+      }
       const key = await newest.key;
       const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
       const ct = await crypto.subtle.encrypt(
@@ -162,7 +168,7 @@ function buildEncryptor(entries: KeyEntry[]): Encryptor {
       return `${VERSION}.${newest.id}.${toBase64Url(iv)}.${toBase64Url(new Uint8Array(ct))}`;
     },
     async decrypt(ciphertext: string, aad: string): Promise<string> {
-      if (typeof ciphertext !== 'string') throw undecryptable('malformed');
+      if (typeof ciphertext !== 'string' || typeof aad !== 'string' || LONE_SURROGATE.test(aad)) throw undecryptable('malformed');
       const parts = ciphertext.split('.');
       if (parts.length !== 4 || parts[0] !== VERSION) throw undecryptable('malformed');
       const [, kid, ivText, ctText] = parts as [string, string, string, string];

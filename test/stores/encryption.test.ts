@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createEncryptor, generateEncryptionKey, type Encryptor } from '../../src/stores/encryption.js';
 import { fromBase64Url, toBase64Url } from '../../src/lib/encoding.js';
@@ -25,6 +26,28 @@ describe('createEncryptor', () => {
       expect(sealed).not.toContain(text === '' ? '\u0000' : text.slice(0, 50));
       expect(await enc.decrypt(sealed, AAD)).toBe(text);
     }
+  });
+
+  it('round-trips any well-formed string under any AAD, and only under that AAD (property)', async () => {
+    const enc = await createEncryptor(generateEncryptionKey());
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: 'grapheme', maxLength: 64 }), fc.string({ unit: 'grapheme', maxLength: 32 }), fc.string({ unit: 'grapheme', maxLength: 32 }), async (text, aad, other) => {
+        const sealed = await enc.encrypt(text, aad);
+        expect(await enc.decrypt(sealed, aad)).toBe(text);
+        if (other !== aad) await expect(enc.decrypt(sealed, other)).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses strings that TextEncoder would alter (lone surrogates) instead of encrypting them lossily', async () => {
+    const enc = await createEncryptor(generateEncryptionKey());
+    await expectStoreError(enc.encrypt('a\uD800b', AAD), 'not_serializable');
+    await expectStoreError(enc.encrypt('x', 'key-\uDC00'), 'not_serializable');
+    const sealed = await enc.encrypt('x', 'key-\uFFFD');
+    await expectStoreError(enc.decrypt(sealed, 'key-\uD800'), 'malformed');
+    // JSON.stringify escapes lone surrogates, so the secure store never meets them.
+    expect(await enc.decrypt(await enc.encrypt(JSON.stringify('a\uD800b'), AAD), AAD)).toBe('"a\\ud800b"');
   });
 
   it('uses a fresh random IV each time', async () => {
