@@ -174,6 +174,44 @@ describe('createPolicyEngine: properties', () => {
     );
   });
 
+  it('agrees with a naive reference evaluator (same effect and same deciding rule)', () => {
+    const refCap = (c: { method: string; path: string }, m: string, p: string): boolean => {
+      if (c.method !== '*' && c.method.toUpperCase() !== m.toUpperCase()) return false;
+      const ps = c.path.slice(1).split('/');
+      const ss = p.slice(1).split('/');
+      return ps.length === ss.length && ps.every((seg, k) => (seg.startsWith(':') ? ss[k] !== '' : seg === ss[k]));
+    };
+    const reference = (rules: PolicyRule[], i: PolicyInput): { effect: PolicyEffect; index: number } => {
+      let best: { effect: PolicyEffect; index: number } = { effect: 'deny', index: -1 };
+      rules.forEach((r, index) => {
+        const effect = r.effect ?? 'allow';
+        if (r.agent !== '*' && r.agent !== i.agentId) return;
+        if (r.tool !== '*' && r.tool !== i.tool) return;
+        if (r.users && (i.userId === undefined || !r.users.includes(i.userId))) return;
+        if (r.groups && !i.groups.some((g) => r.groups!.includes(g))) return;
+        if (r.domains && (i.domain === undefined || !r.domains.includes(i.domain.toLowerCase()))) return;
+        if (r.actors) {
+          const ok = effect === 'allow' ? i.actorChain.length > 0 && i.actorChain.every((a) => r.actors!.includes(a)) : i.actorChain.some((a) => r.actors!.includes(a));
+          if (!ok) return;
+        }
+        if (r.capabilities && !r.capabilities.some((c) => refCap(c, i.method, i.path))) return;
+        if (best.index === -1 || LEVEL[effect] < LEVEL[best.effect]) best = { effect, index };
+      });
+      return best;
+    };
+    const agentInput = inputArb.chain((i) => fc.constantFrom('ag', 'other').map((agentId) => ({ ...i, agentId })));
+    fc.assert(
+      fc.property(fc.array(ruleArb, { maxLength: 10 }), agentInput, (rules, i) => {
+        const got = createPolicyEngine(rules).evaluate(i);
+        const want = reference(rules, i);
+        expect(got.effect).toBe(want.effect);
+        if (want.index === -1) expect(got).toEqual({ effect: 'deny', reason: 'no_rule' });
+        else expect(got.rule).toEqual({ effect: 'allow', ...rules[want.index] });
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
   it('the result does not depend on the order of rules (except which rule is reported)', () => {
     fc.assert(
       fc.property(fc.array(ruleArb, { maxLength: 8 }), inputArb, (rules, i) => {
