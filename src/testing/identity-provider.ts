@@ -5,6 +5,7 @@ import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
+import { requireSecureUrl } from '../lib/secure-url.js';
 import {
   TOKEN_EXCHANGE_DUPLICATES,
   TOKEN_EXCHANGE_GRANT,
@@ -34,6 +35,12 @@ export interface TestIdentityProviderOptions {
   defaultResource?: string;
   /** Require PKCE (S256) for every authorization request; default true. */
   pkceRequired?: boolean;
+  /**
+   * Accept OAuth Client ID Metadata Documents: advertise `client_id_metadata_document_supported`, and
+   * when an authorization request's `client_id` is a URL (https, or http on loopback), fetch the
+   * document from it, check it, and register the client from it. Default false.
+   */
+  clientIdMetadataDocuments?: boolean;
   /** Users' claims by user id (`sub`). Any user id may log in; these add claims such as `email`. */
   users?: Record<string, { email?: string; email_verified?: boolean; [claim: string]: unknown }>;
 }
@@ -150,6 +157,7 @@ const optionsSchema = z.object({
     .optional(),
   defaultResource: z.string().url().optional(),
   pkceRequired: z.boolean().optional(),
+  clientIdMetadataDocuments: z.boolean().optional(),
   users: z.record(z.string().min(1), z.record(z.string(), z.unknown())).optional(),
 });
 
@@ -429,6 +437,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         ctx.body = out;
       },
       clientBasedCORS: () => true,
+      discovery: opts.clientIdMetadataDocuments === true ? { client_id_metadata_document_supported: true } : {},
     };
 
     const provider = new Provider(issuer, configuration);
@@ -486,6 +495,64 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     const tokenPath = new URL(provider.urlFor('token')).pathname;
     const authPath = new URL(provider.urlFor('authorization')).pathname;
     const registrationPath = new URL(provider.urlFor('registration')).pathname;
+
+    // Client ID Metadata Documents: fetch and register URL client ids at the authorization endpoint.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    provider.use(async function clientIdMetadataDocuments(ctx: any, next: () => Promise<void>) {
+      if (opts.clientIdMetadataDocuments !== true || ctx.path !== authPath) return next();
+      let clientId: string | null = null;
+      if (ctx.method === 'GET') {
+        clientId = new URLSearchParams(ctx.querystring).get('client_id');
+      } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+        const body = Object.fromEntries(new URLSearchParams(await readBody(ctx.req)));
+        ctx.req.body = body;
+        clientId = body.client_id ?? null;
+      }
+      if (clientId === null || !/^https?:\/\//i.test(clientId)) return next();
+      const problem = await registerFromDocument(clientId);
+      if (problem !== undefined) {
+        ctx.status = 400;
+        ctx.set('cache-control', 'no-store');
+        ctx.body = { error: 'invalid_client', error_description: `client metadata document: ${problem}` };
+        return;
+      }
+      return next();
+    });
+
+    /** Fetch, check and register a Client ID Metadata Document; returns what is wrong, if anything. */
+    async function registerFromDocument(clientId: string): Promise<string | undefined> {
+      let url: URL;
+      try {
+        url = requireSecureUrl(clientId, 'client_id');
+      } catch {
+        return 'client_id must be an https URL (http only on loopback)';
+      }
+      if (url.href !== clientId || url.pathname === '/' || url.hash !== '' || url.search !== '') {
+        return 'client_id must be a canonical URL with a path, without query or fragment';
+      }
+      let document: unknown;
+      try {
+        const res = await fetch(url, { redirect: 'manual', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(5000) });
+        if (res.status !== 200) return `fetch answered ${res.status}`;
+        const text = await res.text();
+        if (text.length > 64 * 1024) return 'document too large';
+        document = JSON.parse(text);
+      } catch {
+        return 'fetch failed or the body is not JSON';
+      }
+      if (document === null || typeof document !== 'object' || Array.isArray(document)) return 'not a JSON object';
+      const doc = document as Record<string, unknown>;
+      if (doc.client_id !== clientId) return 'client_id in the document does not match its URL';
+      if ('client_secret' in doc || 'client_secret_expires_at' in doc) return 'must not contain a client secret';
+      const method = doc.token_endpoint_auth_method ?? 'none';
+      if (typeof method !== 'string' || method.startsWith('client_secret_')) return 'shared-secret client authentication is not allowed';
+      try {
+        await registerClient({ ...doc, token_endpoint_auth_method: method });
+      } catch (error) {
+        return error instanceof Error ? error.message : 'invalid client metadata';
+      }
+      return undefined;
+    }
 
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     provider.use(async function registrationScopes(ctx: any, next: () => Promise<void>) {
