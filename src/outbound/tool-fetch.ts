@@ -333,6 +333,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (FORBIDDEN_METHODS.has(method)) throw invalid('Request method not allowed');
       const headers = callerHeaders(headersInit);
       if (body === null) body = undefined;
+      if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw invalid('A GET or HEAD request cannot have a body');
 
       if (timeoutMs !== undefined) {
         const t = AbortSignal.timeout(timeoutMs);

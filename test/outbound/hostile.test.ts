@@ -137,6 +137,8 @@ describe('hostile headers and methods', () => {
     ['CONNECT method', { method: 'CONNECT' }, 'REQUEST_INVALID'],
     ['method with space', { method: 'GET /admin' }, 'REQUEST_INVALID'],
     ['method with CRLF', { method: 'GET\r\n' }, 'REQUEST_INVALID'],
+    ['GET with a body', { method: 'GET', body: 'x' }, 'REQUEST_INVALID'],
+    ['HEAD with a body', { method: 'head', body: 'x' }, 'REQUEST_INVALID'],
   ];
   for (const [label, init, code] of cases) {
     it(label, async () => {
