@@ -49,51 +49,42 @@ export function parseScopes(scopes: string[]): string[] {
 }
 
 /**
- * Drop every client-sent `X-End-User-ID` from a Node `IncomingMessage`-like object (`headers`, and
- * `rawHeaders` which keeps every line) and set the verified one, if any. Anything else is left alone.
+ * Node's `IncomingMessage` builds `headersDistinct` lazily from `rawHeaders`, reading only as many
+ * entries as it parsed (a private `kHeadersCount`), found once by its description.
+ */
+let headersCountKey: symbol | undefined;
+
+/**
+ * Drop every client-sent `X-End-User-ID` from a Node `IncomingMessage`-like object (`headers`,
+ * `rawHeaders` which keeps every line, and `headersDistinct`) and set the verified one, if any.
  */
 export function scrubNodeHeaders(message: unknown, userId: string | undefined): void {
   if (typeof message !== 'object' || message === null) return;
-  const { headers, rawHeaders } = message as { headers?: unknown; rawHeaders?: unknown };
-  if (Array.isArray(rawHeaders)) {
-    for (let i = rawHeaders.length - 2; i >= 0; i -= 2) {
-      const name: unknown = rawHeaders[i];
-      if (typeof name === 'string' && name.length === END_USER_HEADER.length && name.toLowerCase() === END_USER_HEADER) rawHeaders.splice(i, 2);
-    }
-    if (userId !== undefined) rawHeaders.push('X-End-User-ID', userId);
-  }
+  const target = message as { headers?: unknown; rawHeaders?: unknown; headersDistinct?: unknown } & Record<symbol, unknown>;
+  const headers = target.headers; // read first: Node computes it lazily from rawHeaders
+  const rawHeaders = target.rawHeaders;
   if (typeof headers === 'object' && headers !== null) {
     const record = headers as Record<string, unknown>;
-    delete record[END_USER_HEADER];
+    if (record[END_USER_HEADER] !== undefined) delete record[END_USER_HEADER];
     if (userId !== undefined) record[END_USER_HEADER] = userId;
   }
-  // Node derives `headersDistinct` lazily from rawHeaders, but only up to the original line count, so
-  // after the splice above its own getter could read past the end: shadow it with one that reads the
-  // corrected rawHeaders (computed only if a handler asks).
-  if (Array.isArray(rawHeaders) && 'headersDistinct' in message) {
-    let distinct: Record<string, string[]> | undefined;
-    Object.defineProperty(message, 'headersDistinct', {
-      configurable: true,
-      enumerable: true,
-      get: () => (distinct ??= distinctHeaders(rawHeaders as unknown[])),
-      set: (value: Record<string, string[]>) => {
-        distinct = value;
-      },
-    });
+  if (!Array.isArray(rawHeaders)) return;
+  headersCountKey ??= Object.getOwnPropertySymbols(target).find((s) => s.description === 'kHeadersCount');
+  const countKey = headersCountKey !== undefined && typeof target[headersCountKey] === 'number' ? headersCountKey : undefined;
+  // Without the count field, patch a computed headersDistinct instead (built before rawHeaders changes).
+  const distinct = countKey === undefined && 'headersDistinct' in target ? (target.headersDistinct as Record<string, unknown> | undefined) : undefined;
+  for (let i = rawHeaders.length - 2; i >= 0; i -= 2) {
+    const name: unknown = rawHeaders[i];
+    if (typeof name === 'string' && name.length === END_USER_HEADER.length && name.toLowerCase() === END_USER_HEADER) rawHeaders.splice(i, 2);
   }
-}
-
-/** Node's `headersDistinct` shape: lower-cased names, every value kept. */
-function distinctHeaders(rawHeaders: unknown[]): Record<string, string[]> {
-  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i];
-    const value = rawHeaders[i + 1];
-    if (typeof name !== 'string' || typeof value !== 'string') continue;
-    const key = name.toLowerCase();
-    (out[key] ??= []).push(value);
+  if (userId !== undefined) rawHeaders.push('X-End-User-ID', userId);
+  if (countKey !== undefined) {
+    target[countKey] = rawHeaders.length;
+    target.headersDistinct = undefined; // Node's setter drops its cache; rebuilt from rawHeaders on demand
+  } else if (typeof distinct === 'object' && distinct !== null) {
+    delete distinct[END_USER_HEADER];
+    if (userId !== undefined) distinct[END_USER_HEADER] = [userId];
   }
-  return out;
 }
 
 /** Remember which verifier produced `context`. */
