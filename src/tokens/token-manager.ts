@@ -445,6 +445,11 @@ class Manager implements TokenManager {
     if (until > now) this.#cache.set(key, { result, until });
   }
 
+  /** Active with an access token that has not expired (possibly inside the refresh skew). */
+  #usable(r: AccountRecord, now: number): boolean {
+    return r.status === 'active' && r.accessToken !== undefined && (r.expiresAt === undefined || now < r.expiresAt);
+  }
+
   #fresh(r: AccountRecord, now: number): boolean {
     return r.status === 'active' && r.accessToken !== undefined && (r.expiresAt === undefined || now < r.expiresAt - this.#rt.refreshSkewMs);
   }
@@ -485,7 +490,7 @@ class Manager implements TokenManager {
    * only if the generation it read is still current, and stores a rotated refresh token before the
    * new access token is handed out.
    */
-  async #refresh(c: Connection, key: string, seen: AccountRecord, userId: string | undefined, orgId: string | undefined): Promise<AccountRecord> {
+  async #refresh(c: Connection, key: string, seen: AccountRecord, userId: string | undefined, orgId: string | undefined, retried = false): Promise<AccountRecord> {
     let current = (await this.#readRecord(key)) ?? seen;
     if (current.generation !== seen.generation && this.#fresh(current, Date.now())) return current;
     const lock = await this.#lock(key, current);
@@ -527,10 +532,10 @@ class Manager implements TokenManager {
       if (typeof tokens.expires_in === 'number') next.expiresAt = now + tokens.expires_in * 1000;
       else delete next.expiresAt;
       const latest = await this.#readRecord(key);
-      if (latest !== undefined && latest.generation !== current.generation) {
+      if (latest !== undefined && latest.generation !== current.generation && this.#usable(latest, now)) {
         // Someone else wrote meanwhile: their record wins; ours is dropped.
         audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'allow', durationMs: now - started });
-        if (this.#fresh(latest, now)) return latest;
+        return latest;
       }
       await this.#writeAccount(key, next, false); // rotated refresh token stored before the access token is returned
       audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'allow', durationMs: now - started });
@@ -542,7 +547,10 @@ class Manager implements TokenManager {
         // Another process may have rotated the refresh token: use what it stored.
         const latest = await this.#readRecord(key);
         if (latest !== undefined && latest.generation !== current.generation) {
-          if (this.#fresh(latest, Date.now())) return latest;
+          if (this.#usable(latest, Date.now())) return latest;
+          if (retried === false && latest.status === 'active' && latest.refreshToken !== undefined && latest.refreshToken !== refreshToken) {
+            return this.#refresh(c, key, latest, userId, orgId, true);
+          }
         }
         if (latest !== undefined && latest.generation === current.generation) {
           const marked: AccountRecord = { ...latest, status: 'needs_consent', generation: latest.generation + 1, updatedAt: Date.now() };

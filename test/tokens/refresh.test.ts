@@ -1,3 +1,4 @@
+import Keyv from 'keyv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoSecret, connect, expectCode, manager, startIdp, type Setup } from './helpers.js';
 
@@ -111,5 +112,32 @@ describe('refresh', () => {
     const err = await expectCode(tokens.getAccessToken({ connection: 'corp', userId: 'zed' }), 'OAUTH_ERROR');
     expect(err.oauthError).toBe('invalid_client');
     assertNoSecret(err, [s.clientSecret]);
+  });
+  it('invalid_grant first re-reads the store: a token another process just stored is used, nothing is marked', async () => {
+    const store = new Keyv();
+    const other = manager(s, { store }); // "another process" sharing the store
+    let injected = false;
+    const tokens = manager(s, {
+      store,
+      refreshSkewSeconds: ALWAYS_REFRESH,
+      cacheSize: 0,
+      fetch: async (input, init) => {
+        const body = init?.body instanceof URLSearchParams ? init.body : undefined;
+        if (!injected && body?.get('grant_type') === 'refresh_token') {
+          injected = true;
+          // Meanwhile the other process stores a newer account (new generation), and the server
+          // refuses our (now stale) refresh token.
+          const { url } = await other.startAuthorization({ connection: 'corp', userId: 'gus' });
+          await other.completeAuthorization(await s.idp.authorize(url, { userId: 'gus' }));
+          s.idp.setFault({ kind: 'invalid_grant', grantType: 'refresh_token', times: 1 });
+        }
+        return fetch(input, init);
+      },
+    });
+    await connect(tokens, s.idp, 'gus');
+    const t = await tokens.getAccessToken({ connection: 'corp', userId: 'gus' });
+    expect(injected).toBe(true);
+    expect(t.accessToken).toBeTruthy();
+    expect((await tokens.getAccount({ connection: 'corp', userId: 'gus' }))?.status).toBe('active');
   });
 });
