@@ -313,7 +313,6 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     { default: Provider, errors }: OidcModule,
     first: Awaited<ReturnType<typeof newKey>>,
   ): Promise<TestIdentityProvider> {
-
     const providerKid = first.key.kid;
     const privateJwk = first.privateJwk;
     // Published keys, newest first; `signingKey` signs tokenFor(). The provider signs with `first`.
