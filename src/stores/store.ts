@@ -13,7 +13,10 @@ import { sha256Sync } from './sha256.js';
 /** A minimal async key-value store. Values are JSON-serialisable. */
 export interface KeyValueStore {
   get<T = unknown>(key: string): Promise<T | undefined>;
-  /** `ttlMs` undefined keeps the value until deleted. */
+  /**
+   * `ttlMs` undefined keeps the value until deleted; a TTL of zero or less stores a value that has
+   * already expired (Keyv itself would keep it forever).
+   */
   set(key: string, value: unknown, ttlMs?: number): Promise<void>;
   delete(key: string): Promise<boolean>;
 }
@@ -168,6 +171,16 @@ function memoryKeyv(): Keyv {
   return new Keyv({ store: new MemoryAdapter() });
 }
 
+/**
+ * Keyv treats a TTL of 0 as "keep forever" and Redis rejects a fractional PX: a TTL that is zero,
+ * negative or NaN (an expiry already past) becomes 1 ms, fractions round up, Infinity means none.
+ */
+function normalizeTtl(ttlMs: number | undefined): number | undefined {
+  if (ttlMs === undefined || ttlMs === Number.POSITIVE_INFINITY) return undefined;
+  if (!(ttlMs > 0)) return 1;
+  return Math.ceil(ttlMs);
+}
+
 const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_000).optional() });
 
 /**
@@ -232,7 +245,7 @@ export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyVal
     },
     async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
       // Keyv reports a swallowed adapter failure on set/delete as success: any error event fails the call.
-      const ok = await call(() => backend.set(key, value, ttlMs), () => true);
+      const ok = await call(() => backend.set(key, value, normalizeTtl(ttlMs)), () => true);
       if (ok === false) throw unavailable('error');
     },
     async delete(key: string): Promise<boolean> {

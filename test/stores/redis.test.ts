@@ -54,11 +54,15 @@ describe.skipIf(!hasRedis)('secure store over Redis (@keyv/redis)', () => {
     expect(text).toContain('A256GCM');
   });
 
-  it('honours the TTL in Redis', async () => {
+  it('honours the TTL in Redis (fractional and past TTLs included)', async () => {
+    await store.set('fraction', { a: 1 }, 150.5); // Redis refuses a fractional PX: rounded up
+    await store.set('past', { a: 1 }, -1);
     await store.set('ttl', { a: 1 }, 100);
     expect(await store.get('ttl')).toEqual({ a: 1 });
     await new Promise((r) => setTimeout(r, 200));
     expect(await store.get('ttl')).toBeUndefined();
+    expect(await store.get('past')).toBeUndefined();
+    expect(await store.get('fraction')).toBeUndefined();
   });
 
   it('leaves one whole record when concurrent writers race on one key', async () => {

@@ -113,6 +113,21 @@ describe('createKeyValueStore', () => {
     expect(await store.get('k')).toBeUndefined();
   });
 
+  it('never turns a zero or negative TTL into "keep forever", and rounds fractions up', async () => {
+    const store = createKeyValueStore();
+    await store.set('zero', 1, 0);
+    await store.set('negative', 1, -5000);
+    await store.set('nan', 1, Number.NaN);
+    await store.set('forever', 1, Number.POSITIVE_INFINITY);
+    await store.set('fraction', 1, 0.4);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await store.get('zero')).toBeUndefined();
+    expect(await store.get('negative')).toBeUndefined();
+    expect(await store.get('nan')).toBeUndefined();
+    expect(await store.get('fraction')).toBeUndefined();
+    expect(await store.get('forever')).toBe(1);
+  });
+
   it('does not let expired entries pile up in the memory adapter', async () => {
     const adapter = new MemoryAdapter();
     const store = createKeyValueStore(new Keyv({ store: adapter }));
