@@ -7,13 +7,33 @@ import { z } from 'zod';
 import { configError } from '../errors.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 
-/** How the client authenticates at the token endpoint. */
+/**
+ * How the client authenticates at the token endpoint.
+ *
+ * @example
+ * ```ts
+ * { id: 'notion', ...connectionPresets.notion(), tokenEndpointAuthMethod: 'client_secret_basic' }
+ * ```
+ */
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
 
 /**
  * One connection: an OAuth 2.0 authorization server (or an API-key provider) that users connect
  * accounts to. Give explicit endpoints, or `issuer` (RFC 8414 / OpenID discovery), or `resource`
- * (RFC 9728 protected-resource metadata, e.g. an MCP server).
+ * (RFC 9728 protected-resource metadata, e.g. an MCP server). Every URL must be https (http only
+ * for loopback hosts).
+ *
+ * @example
+ * ```ts
+ * const connections: ConnectionConfig[] = [
+ *   { id: 'corp', issuer: 'https://idp.example.com', clientId, clientSecret, redirectUri },
+ *   { id: 'mcp', resource: 'https://mcp.example.com/mcp', registration: 'dynamic', redirectUri },
+ *   { id: 'kaggle', kind: 'apiKey' },
+ * ];
+ * ```
+ * @see https://www.rfc-editor.org/rfc/rfc8414
+ * @see https://www.rfc-editor.org/rfc/rfc9728
+ * @see https://www.rfc-editor.org/rfc/rfc7591
  */
 export interface ConnectionConfig {
   /** Your name for the connection, used in every call (`connection: 'github'`). */

@@ -6,7 +6,14 @@
  */
 import type { ConnectionConfig } from './connections.js';
 
-/** What a preset fills in: endpoints and quirks, never credentials. */
+/**
+ * What a preset fills in: endpoints and quirks, never credentials.
+ *
+ * @example
+ * ```ts
+ * const preset: ConnectionPreset = connectionPresets.google();
+ * ```
+ */
 export type ConnectionPreset = Omit<ConnectionConfig, 'id'>;
 
 /**

@@ -36,7 +36,19 @@ import type {
 } from './types.js';
 import * as oauth from 'oauth4webapi';
 
-/** Options for {@link createTokenManager}. */
+/**
+ * Options for {@link createTokenManager}.
+ *
+ * @example
+ * ```ts
+ * const options: TokenManagerOptions = {
+ *   store: new Keyv(new KeyvRedis('redis://127.0.0.1:6379')),
+ *   encryptionKey: [process.env.KEY_2025!, process.env.KEY_2024!], // newest first
+ *   connections: [{ id: 'corp', issuer: 'https://idp.example.com', clientId, clientSecret, redirectUri }],
+ *   timeoutMs: 5000, retries: 2, refreshSkewSeconds: 60,
+ * };
+ * ```
+ */
 export interface TokenManagerOptions {
   /** Any Keyv instance (Redis, Postgres, SQLite adapters) or a {@link KeyValueStore}; default in-memory. */
   store?: Keyv | KeyValueStore;
@@ -64,13 +76,27 @@ export interface TokenManagerOptions {
   cacheTtlSeconds?: number;
 }
 
-/** Who an account belongs to: a user, or an organisation (with an optional user fallback order). */
+/**
+ * Whose accounts {@link TokenManager.listAccounts} lists: a user's, an organisation's, or both.
+ *
+ * @example
+ * ```ts
+ * await tokens.listAccounts({ userId: 'alice', orgId: 'acme' });
+ * ```
+ */
 export interface ListAccountsFilter {
   userId?: string;
   orgId?: string;
 }
 
-/** Options for {@link TokenManager.setApiKey}. */
+/**
+ * Options for {@link TokenManager.setApiKey}.
+ *
+ * @example
+ * ```ts
+ * await tokens.setApiKey({ connection: 'kaggle', userId: 'alice', key: kaggleKey });
+ * ```
+ */
 export interface SetApiKeyOptions {
   connection: string;
   userId?: string;
@@ -80,7 +106,18 @@ export interface SetApiKeyOptions {
   scopes?: string[];
 }
 
-/** The token manager. Implements {@link TokenSource} for `toolFetch`. */
+/**
+ * The token manager. Implements {@link TokenSource} for `toolFetch`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   const { accessToken } = await tokens.getAccessToken({ connection: 'github', userId, orgId });
+ * } catch (e) {
+ *   if (isAgentIamError(e) && e.code === 'CONSENT_REQUIRED') redirect(e.authorizationUrl);
+ * }
+ * ```
+ */
 export interface TokenManager extends TokenSource {
   /** Begin per-user consent: `{ url, state }` with PKCE S256 and a single-use, expiring state. */
   startAuthorization(options: StartAuthorizationOptions): Promise<StartAuthorizationResult>;
