@@ -403,6 +403,35 @@ describe('createTestIdentityProvider', () => {
     }
   });
 
+  it('can run without refresh-token rotation and without PKCE', async () => {
+    const local = await createTestIdentityProvider({ refreshTokenRotation: false, pkceRequired: false, accessTokenTtl: 60 });
+    try {
+      const localAs = await oauth.processDiscoveryResponse(new URL(local.issuer), await oauth.discoveryRequest(new URL(local.issuer), insecure));
+      const reg = await local.registerClient({ redirect_uris: [REDIRECT] });
+      const client: oauth.Client = { client_id: reg.client_id };
+      const auth = oauth.ClientSecretBasic(reg.client_secret!);
+      const url = new URL(localAs.authorization_endpoint!);
+      url.search = new URLSearchParams({ client_id: reg.client_id, redirect_uri: REDIRECT, response_type: 'code', scope: 'openid', state: 's' }).toString();
+      const params = oauth.validateAuthResponse(localAs, client, new URL(await local.authorize(url, { userId: 'alice' })), 's');
+      const tokens = await oauth.processAuthorizationCodeResponse(
+        localAs,
+        client,
+        await oauth.authorizationCodeGrantRequest(localAs, client, auth, params, REDIRECT, oauth.nopkce, insecure),
+      );
+      expect(tokens.expires_in).toBe(60);
+      for (let i = 0; i < 2; i++) {
+        const r = await oauth.processRefreshTokenResponse(
+          localAs,
+          client,
+          await oauth.refreshTokenGrantRequest(localAs, client, auth, tokens.refresh_token!, insecure),
+        );
+        expect(r.refresh_token ?? tokens.refresh_token).toBe(tokens.refresh_token);
+      }
+    } finally {
+      await local.close();
+    }
+  });
+
   it('rejects invalid options and client metadata with CONFIG_INVALID', async () => {
     await expect(createTestIdentityProvider({ accessTokenTtl: -1 })).rejects.toMatchObject({ code: 'CONFIG_INVALID', field: 'accessTokenTtl' });
     await expect(idp.registerClient({ redirect_uris: ['not a url'] })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
