@@ -100,3 +100,54 @@ describe('approval-required policy with createApprovals', () => {
     expect(up.received.filter((r) => r.method === 'POST')).toHaveLength(3);
   });
 });
+
+describe('service tokens with the real token manager and IdP', () => {
+  const API = 'https://api.example.com';
+  const TE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+  let idp2: TestIdentityProvider;
+  let tokens2: TokenManager;
+  beforeAll(async () => {
+    idp2 = await createTestIdentityProvider({ resources: { [API]: { scopes: ['read', 'write', 'admin'] } } });
+    const reg = await idp2.registerClient({
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials', TE],
+      response_types: ['code'],
+      redirect_uris: [REDIRECT],
+    });
+    tokens2 = createTokenManager({
+      connections: [{ id: 'corp', issuer: idp2.issuer, clientId: reg.client_id, clientSecret: reg.client_secret as string, redirectUri: REDIRECT }],
+    });
+  }, 60_000);
+  afterAll(() => idp2.close());
+
+  it('tokenExchange: the verified caller’s token becomes a downscoped, audience-locked token for the tool', async () => {
+    const { createVerifier } = await import('../../src/index.js');
+    const { decodeJwt } = await import('jose');
+    const verifier = createVerifier({ providers: [{ issuer: idp2.issuer, jwksUri: idp2.jwksUri, audiences: ['agent'] }] });
+    const inbound = await idp2.tokenFor({ userId: 'alice', scopes: ['read', 'write'], audience: 'agent' });
+    const ctx = await verifier.verify(new Request('http://127.0.0.1/agent', { headers: { authorization: `Bearer ${inbound}` } }));
+    const toolFetch = createToolFetch({
+      agent: { id: 'agent-1' },
+      tools: [
+        { name: 'api', baseUrl: `${up.origin}/tx`, auth: { type: 'tokenExchange', connection: 'corp', audience: API, scopes: ['read'] } },
+        { name: 'greedy', baseUrl: `${up.origin}/greedy`, auth: { type: 'tokenExchange', connection: 'corp', audience: API, scopes: ['admin'] } },
+        { name: 'svc', baseUrl: `${up.origin}/svc`, auth: { type: 'clientCredentials', connection: 'corp', scopes: ['read'], resource: API } },
+      ],
+      policies: [{ agent: 'agent-1', tool: '*' }],
+      tokens: tokens2,
+    });
+    await toolFetch(`${up.origin}/tx/items`, { context: ctx });
+    const sent = String(up.received[0]!.headers.authorization).replace(/^Bearer /, '');
+    expect(sent).not.toBe(inbound); // the caller's own token never leaves
+    const claims = decodeJwt(sent);
+    expect(claims).toMatchObject({ sub: 'alice', aud: API, scope: 'read' });
+    expect(claims.act).toBeTruthy();
+
+    // asking for more than the caller holds: refused before anything is sent
+    expect(await codeOf(toolFetch(`${up.origin}/greedy/x`, { context: ctx }))).toBe('SCOPE_ESCALATION');
+    expect(up.received).toHaveLength(1);
+
+    await toolFetch(`${up.origin}/svc/x`);
+    const app = decodeJwt(String(up.received[1]!.headers.authorization).replace(/^Bearer /, ''));
+    expect(app).toMatchObject({ aud: API, scope: 'read' });
+  });
+});
