@@ -34,6 +34,13 @@ export function safeOAuthCode(value: unknown): string {
   return typeof value === 'string' && /^[\x21-\x7e]{1,64}$/.test(value) ? value : 'invalid_response';
 }
 
+/** Provider-specific names for an unusable grant (GitHub, Slack), normalised to `invalid_grant`. */
+const INVALID_GRANT_ALIASES = new Set(['bad_refresh_token', 'bad_verification_code', 'invalid_refresh_token', 'invalid_code', 'token_revoked', 'code_already_used']);
+
+function normalizeProviderError(code: string): string {
+  return INVALID_GRANT_ALIASES.has(code) ? 'invalid_grant' : code;
+}
+
 export function unavailable(what: string): AgentIamError {
   return new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `${what}: the authorization server is unavailable`);
 }
@@ -67,6 +74,9 @@ export function toSafeError(e: unknown, what: string): AgentIamError {
   }
   if (e instanceof oauth.UnsupportedOperationError) return oauthError(what, 'unsupported_response', 'the authorization server answered with something unsupported');
   if (e instanceof oauth.OperationProcessingError) {
+    // GitHub and Slack answer some errors with HTTP 200 and an `error` member in the body.
+    const bodyError = ((e as { cause?: { body?: { error?: unknown } } }).cause?.body as { error?: unknown } | undefined)?.error;
+    if (typeof bodyError === 'string') return oauthError(what, normalizeProviderError(safeOAuthCode(bodyError)));
     const status = statusOf(e);
     if (status !== undefined && (status >= 500 || status === 429)) return unavailable(what);
     if (e.code === oauth.JSON_ATTRIBUTE_COMPARISON) return oauthError(what, 'invalid_response', 'the server metadata or response does not match what was expected');

@@ -88,3 +88,38 @@ describe('options and inputs', () => {
     await expectCode(tokens.getAccessToken({ connection: 'a', userId: 'https://idp-two.example|42' }), 'CONSENT_REQUIRED');
   });
 });
+
+describe('provider quirks on the wire', () => {
+  it('maps GitHub-style HTTP 200 error bodies (bad_refresh_token) to invalid_grant → CONSENT_REQUIRED, without leaking', async () => {
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        const p = new URLSearchParams(body);
+        res.setHeader('content-type', 'application/json');
+        if (p.get('grant_type') === 'authorization_code') {
+          res.end(JSON.stringify({ access_token: 'gho_firsttoken000', token_type: 'bearer', refresh_token: 'ghr_refresh0000000', expires_in: 1, scope: 'repo' }));
+        } else {
+          res.end(JSON.stringify({ error: 'bad_refresh_token', error_description: 'The refresh token passed is incorrect or expired: ghr_refresh0000000' }));
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      const tokens = createTokenManager({
+        refreshSkewSeconds: 3600,
+        connections: [{ id: 'gh', authorizationEndpoint: `${origin}/login/oauth/authorize`, tokenEndpoint: `${origin}/login/oauth/access_token`, ...creds, redirectUri: `${origin}/cb` }],
+      });
+      const { state } = await tokens.startAuthorization({ connection: 'gh', userId: 'u' });
+      const account = await tokens.completeAuthorization(`${origin}/cb?code=abc&state=${state}`);
+      expect(account.scopes).toEqual(['repo']);
+      const e = await expectCode(tokens.getAccessToken({ connection: 'gh', userId: 'u' }), 'CONSENT_REQUIRED');
+      expect(JSON.stringify(e) + String(e) + e.message).not.toMatch(/gho_|ghr_/);
+      expect((await tokens.getAccount({ connection: 'gh', userId: 'u' }))?.status).toBe('needs_consent');
+    } finally {
+      server.close();
+    }
+  });
+});
