@@ -234,6 +234,7 @@ describe('S3 through toolFetch (independent verification on the loopback server)
 
   it('a provider returning garbage is TOKEN_ENDPOINT_UNAVAILABLE and nothing is sent', async () => {
     expect(await codeOf(make(true, async () => ({ accessKeyId: 1 }) as never)(`${s3.origin}/b/k`))).toBe('TOKEN_ENDPOINT_UNAVAILABLE');
+    expect(await codeOf(make(true, async () => ({ ...creds, sessionToken: 'tok\r\nx-evil: 1' }))(`${s3.origin}/b/k`))).toBe('TOKEN_ENDPOINT_UNAVAILABLE');
     expect(s3.received).toHaveLength(0);
   });
 });

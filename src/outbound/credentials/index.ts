@@ -54,9 +54,14 @@ async function fromSource<T>(tool: string, ms: number, run: () => Promise<T>): P
   }
 }
 
+const HEADER_TOKEN = /^[\x21-\x7e]{1,16384}$/;
+function isHeaderToken(value: unknown): value is string {
+  return typeof value === 'string' && HEADER_TOKEN.test(value);
+}
+
 function setBearer(headers: Headers, tool: string, result: AccessTokenResult): void {
   const token = result?.accessToken;
-  if (typeof token !== 'string' || token === '' || !/^[\x21-\x7e]+$/.test(token)) throw unavailable(tool);
+  if (!isHeaderToken(token)) throw unavailable(tool);
   headers.set('authorization', `Bearer ${token}`);
 }
 
@@ -156,9 +161,9 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
               ? await fromSource(tool, ms, async () => {
                   const c = await source();
                   if (
-                    typeof c?.accessKeyId !== 'string' ||
-                    typeof c.secretAccessKey !== 'string' ||
-                    (c.sessionToken !== undefined && typeof c.sessionToken !== 'string')
+                    !isHeaderToken(c?.accessKeyId) ||
+                    !isHeaderToken(c.secretAccessKey) ||
+                    (c.sessionToken !== undefined && !isHeaderToken(c.sessionToken))
                   ) {
                     throw unavailable(tool);
                   }
