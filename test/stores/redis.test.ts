@@ -72,6 +72,28 @@ describe.skipIf(!hasRedis)('secure store over Redis (@keyv/redis)', () => {
     expect(got).toEqual(values[got?.writer ?? -1]);
   });
 
+  it('settles every in-flight call, each with a value or STORE_UNAVAILABLE, when Redis dies mid-burst', async () => {
+    await store.set('burst', { n: 1 });
+    const started = Date.now();
+    const burst = (n: number): Array<Promise<unknown>> =>
+      Array.from({ length: n }, (_, i) => (i % 2 === 0 ? store.get('burst') : store.set(`burst:${i}`, { i })));
+    const before = Promise.allSettled(burst(100)); // handlers attached now, before any call can fail
+    const killed = redis.kill();
+    const during = Promise.allSettled(burst(100));
+    await killed;
+    const after = Promise.allSettled(burst(100));
+    const results = [...(await before), ...(await during), ...(await after)];
+    expect(results.filter((r) => r.status === 'rejected').length).toBeGreaterThanOrEqual(100);
+    expect(Date.now() - started).toBeLessThan(TIMEOUT_MS + 1500);
+    for (const r of results) {
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'STORE_UNAVAILABLE' });
+      else expect([undefined, { n: 1 }]).toContainEqual(r.value);
+    }
+    await redis.restart();
+    const deadline = Date.now() + 8000;
+    while (Date.now() < deadline && !(await store.set('back', 1).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+  });
+
   it('fails fast with STORE_UNAVAILABLE when Redis dies, stays up, and recovers after a restart', async () => {
     await store.set('before', { ok: true });
     await redis.kill();
