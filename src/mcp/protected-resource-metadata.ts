@@ -6,7 +6,11 @@ import { publishDocument, type PublishedDocument } from './well-known.js';
 
 /** Options of {@link protectedResourceMetadata}. */
 export interface ProtectedResourceMetadataOptions {
-  /** The protected resource's identifier, e.g. `https://agent.example.com/mcp` (https; http only on loopback; no fragment). */
+  /**
+   * The protected resource's identifier, e.g. `https://agent.example.com/mcp` (https; http only on
+   * loopback; no fragment). Prefer no trailing slash: the MCP SDK drops one before looking for the
+   * metadata, while RFC 9728's text (and oauth4webapi) keep it.
+   */
   resource: string;
   /** Issuer identifiers of the authorization servers that issue tokens for this resource. */
   authorizationServers: string[];
