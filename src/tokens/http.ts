@@ -63,7 +63,7 @@ function statusOf(e: unknown): number | undefined {
 export function toSafeError(e: unknown, what: string): AgentIamError {
   if (isAgentIamError(e)) return e;
   if (e instanceof oauth.ResponseBodyError) {
-    if (e.status >= 500) return unavailable(what);
+    if (e.status >= 500 || e.status === 429) return unavailable(what);
     return oauthError(what, safeOAuthCode(e.error));
   }
   if (e instanceof oauth.AuthorizationResponseError) return oauthError(what, safeOAuthCode(e.error));
