@@ -7,6 +7,7 @@
  * @module
  */
 import * as oauth from 'oauth4webapi';
+import { actorSubjects } from '../audit/events.js';
 import { rawTokenOf } from '../context.js';
 import { AgentIamError } from '../errors.js';
 import { fromBase64Url } from '../lib/encoding.js';
@@ -32,6 +33,13 @@ export function scopesOfJwt(token: string): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The caller's delegation chain and request id, for the audit event (the chain the new token extends). */
+function chainOf(o: TokenExchangeOptions): { actorChain?: string[]; requestId?: string } {
+  if (o.context === undefined) return {};
+  const actorChain = actorSubjects(o.context.actorChain);
+  return actorChain === undefined ? { requestId: o.context.requestId } : { actorChain, requestId: o.context.requestId };
 }
 
 function escalation(scopes: string[], why: string): AgentIamError {
@@ -81,10 +89,10 @@ export async function exchangeToken(rt: Runtime, c: Connection, o: TokenExchange
     if (extra.length > 0) throw escalation(extra, 'the server granted scopes beyond those asked');
     const result: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: granted };
     if (typeof tokens.expires_in === 'number') result.expiresAt = Date.now() + tokens.expires_in * 1000;
-    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'allow', durationMs: Date.now() - started, ...(o.context ? { requestId: o.context.requestId } : {}) });
+    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'allow', durationMs: Date.now() - started, ...chainOf(o) });
     return result;
   } catch (e) {
-    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started });
+    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started, ...chainOf(o) });
     throw e;
   }
 }
