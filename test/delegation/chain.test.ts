@@ -313,7 +313,7 @@ describe('delegation: client → agent A → (token exchange) → agent B → to
     const [inA, inB] = events('inbound.verify');
     expect(inA).toMatchObject({ decision: 'allow', userId: ALICE, actorChain: ['orchestrator'] });
     expect(inB).toMatchObject({ decision: 'allow', userId: ALICE, actorChain: ['agent-a', 'orchestrator'] });
-    expect(events('token.exchange')[0]).toMatchObject({ decision: 'allow', userId: ALICE, connection: 'idp', requestId: inA!.requestId });
+    expect(events('token.exchange')[0]).toMatchObject({ decision: 'allow', userId: ALICE, actorChain: ['orchestrator'], connection: 'idp', requestId: inA!.requestId });
 
     const [aToB] = events('tool.request', 'agent-a');
     const [bToTool] = events('tool.request', 'agent-b');
