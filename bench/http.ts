@@ -1,6 +1,7 @@
 /**
  * bench/http: requests per second over loopback (autocannon, bounded runs) of
- *   bare Express · Express + agentAuth · Express + express-oauth2-jwt-bearer (the peer)
+ *   bare Express · Express + agentAuth · Express + express-oauth2-jwt-bearer (the peer) ·
+ *   Express + an async no-op middleware (what one promise hop alone costs)
  *   bare Hono · Hono + agentAuth
  * with the same RS256 key, the same JWKS server and the same token, all in one run.
  *
@@ -13,18 +14,19 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { RequestHandler } from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const WARMUP_SECONDS = 1;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const AUDIENCE = 'https://api.bench.local';
-const TARGETS = ['express-bare', 'express-agent-iam', 'express-oauth2-jwt-bearer', 'hono-bare', 'hono-agent-iam'] as const;
+const TARGETS = ['express-bare', 'express-async-noop', 'express-agent-iam', 'express-oauth2-jwt-bearer', 'hono-bare', 'hono-agent-iam'] as const;
 type Target = (typeof TARGETS)[number];
 
 type Autocannon = (options: { url: string; connections: number; duration: number; headers: Record<string, string> }) => Promise<{
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p50: number; p99: number };
   non2xx: number;
   errors: number;
@@ -82,6 +84,10 @@ async function serve(): Promise<void> {
     app.get('/', (_req, res) => {
       res.json(body);
     });
+    // express-oauth2-jwt-bearer reports failures through next(err): answer quietly, no stack logging.
+    app.use((err: { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(err.status ?? 500).end();
+    });
     return app;
   };
   const honoApp = (withAuth: boolean) => {
@@ -98,12 +104,21 @@ async function serve(): Promise<void> {
 
   const ports: Record<Target, number> = {
     'express-bare': await listen(createServer(expressApp())),
+    // Reference: the cost of any middleware that finishes asynchronously (one promise hop, no work).
+    'express-async-noop': await listen(createServer(expressApp((_req, _res, next) => void Promise.resolve().then(() => next())))),
     'express-agent-iam': await listen(createServer(expressApp(expressAdapter.agentAuth(verifier)))),
     'express-oauth2-jwt-bearer': await listen(createServer(expressApp(auth({ issuer, jwksUri, audience: AUDIENCE, tokenSigningAlg: 'RS256' })))),
     'hono-bare': await honoListen(honoApp(false)),
     'hono-agent-iam': await honoListen(honoApp(true)),
   };
   process.send?.({ ports, token } satisfies ServerInfo);
+  // The parent brackets each measured run with a CPU reading of this (server) process.
+  process.on('message', (message) => {
+    if (message === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send?.({ cpuMicros: user + system });
+    }
+  });
 }
 
 /** Parent: check every target answers 200 with the token (and the guarded ones 401 without), then measure. */
@@ -119,7 +134,7 @@ async function main(): Promise<void> {
       const url = `http://127.0.0.1:${info.ports[target]}/`;
       const ok = await fetch(url, { headers });
       if (ok.status !== 200) throw new Error(`${target}: expected 200 with the token, got ${ok.status}`);
-      if (!target.endsWith('bare')) {
+      if (target.endsWith('agent-iam') || target.endsWith('bearer')) {
         const denied = await fetch(url);
         if (denied.status !== 401) throw new Error(`${target}: expected 401 without a token, got ${denied.status}`);
       }
@@ -127,22 +142,46 @@ async function main(): Promise<void> {
 
     const run = (target: Target, duration: number) =>
       autocannon({ url: `http://127.0.0.1:${info.ports[target]}/`, connections: CONNECTIONS, duration, headers });
-    const rps: Partial<Record<Target, number>> = {};
-    console.log(`bench/http: ${CONNECTIONS} connections, ${SECONDS}s per target (after ${WARMUP_SECONDS}s warm-up), RS256, same token\n`);
-    for (const target of TARGETS) {
-      await run(target, WARMUP_SECONDS);
-      const result = await run(target, SECONDS);
-      if (result.non2xx > 0 || result.errors > 0) throw new Error(`${target}: ${result.non2xx} non-2xx, ${result.errors} errors`);
-      rps[target] = result.requests.average;
-      console.log(`${target.padEnd(28)} ${result.requests.average.toFixed(0).padStart(7)} req/s   p50 ${result.latency.p50} ms   p99 ${result.latency.p99} ms`);
+    const serverCpu = async (): Promise<number> => {
+      const reply = once(child, 'message') as Promise<[{ cpuMicros: number }]>;
+      child.send('cpu');
+      return (await reply)[0].cpuMicros;
+    };
+    const rps: Record<Target, number[]> = Object.fromEntries(TARGETS.map((t) => [t, []])) as unknown as Record<Target, number[]>;
+    const cpu: Record<Target, number[]> = Object.fromEntries(TARGETS.map((t) => [t, []])) as unknown as Record<Target, number[]>;
+    const p99: Record<Target, number[]> = Object.fromEntries(TARGETS.map((t) => [t, []])) as unknown as Record<Target, number[]>;
+    console.log(
+      `bench/http: ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${SECONDS}s per target (after ${WARMUP_SECONDS}s warm-up), RS256, same token.\n` +
+        'req/s is the best round; server CPU is µs of the server process per request (median round), which is steadier than req/s on a busy machine.\n',
+    );
+    for (const target of TARGETS) await run(target, WARMUP_SECONDS);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const target of TARGETS) {
+        const before = await serverCpu();
+        const result = await run(target, SECONDS);
+        const after = await serverCpu();
+        if (result.non2xx > 0 || result.errors > 0) throw new Error(`${target}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+        rps[target].push(result.requests.average);
+        cpu[target].push((after - before) / Math.max(1, result.requests.total));
+        p99[target].push(result.latency.p99);
+      }
     }
-    const r = (a: Target, b: Target) => ((rps[a] ?? 0) / (rps[b] ?? 1)).toFixed(2);
+    const best = (t: Target) => Math.max(...rps[t]);
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)] as number;
+    for (const target of TARGETS) {
+      console.log(
+        `${target.padEnd(28)} ${best(target).toFixed(0).padStart(7)} req/s   server CPU ${median(cpu[target]).toFixed(1).padStart(6)} µs/req   p99 ${median(p99[target])} ms`,
+      );
+    }
+    const r = (a: Target, b: Target) => (best(a) / best(b)).toFixed(2);
+    const c = (a: Target, b: Target) => (median(cpu[a]) / median(cpu[b])).toFixed(2);
     console.log(`
-ratios
-  Express + agentAuth / bare Express               ${r('express-agent-iam', 'express-bare')}x   (target ≥ 0.85)
-  Express + agentAuth / express-oauth2-jwt-bearer  ${r('express-agent-iam', 'express-oauth2-jwt-bearer')}x   (target ≥ 1.00)
-  express-oauth2-jwt-bearer / bare Express         ${r('express-oauth2-jwt-bearer', 'express-bare')}x
-  Hono + agentAuth / bare Hono                     ${r('hono-agent-iam', 'hono-bare')}x`);
+ratios                                            req/s    server CPU per request
+  Express + agentAuth / bare Express               ${r('express-agent-iam', 'express-bare')}x    ${c('express-agent-iam', 'express-bare')}x   (target: req/s ≥ 0.85x)
+  Express + async no-op / bare Express             ${r('express-async-noop', 'express-bare')}x    ${c('express-async-noop', 'express-bare')}x   (floor for any async middleware)
+  Express + agentAuth / express-oauth2-jwt-bearer  ${r('express-agent-iam', 'express-oauth2-jwt-bearer')}x    ${c('express-agent-iam', 'express-oauth2-jwt-bearer')}x   (target: req/s ≥ 1.00x)
+  express-oauth2-jwt-bearer / bare Express         ${r('express-oauth2-jwt-bearer', 'express-bare')}x    ${c('express-oauth2-jwt-bearer', 'express-bare')}x
+  Hono + agentAuth / bare Hono                     ${r('hono-agent-iam', 'hono-bare')}x    ${c('hono-agent-iam', 'hono-bare')}x`);
   } finally {
     child.kill();
   }

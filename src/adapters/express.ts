@@ -50,15 +50,20 @@ export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options
       sendError(res, error);
       return;
     }
-    pending.then(
+    // One reaction, no further promise: neither handler can throw (sendError never does).
+    void pending.then(
       (context) => {
-        rememberVerifier(context, verifier);
-        scrubNodeHeaders(req, context.userId);
-        req.agentContext = context;
-        runWithContext(context, next);
+        try {
+          rememberVerifier(context, verifier);
+          scrubNodeHeaders(req, context.userId);
+          req.agentContext = context;
+          runWithContext(context, next);
+        } catch (error) {
+          sendError(res, error); // does nothing once a response has started
+        }
       },
       (error: unknown) => sendError(res, error),
-    ).catch((error: unknown) => sendError(res, error));
+    );
   };
 }
 
