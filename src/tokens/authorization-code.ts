@@ -91,7 +91,7 @@ export interface CompletedAuthorization {
   userId: string;
 }
 
-export async function completeAuthorization(rt: Runtime, callback: string | URL): Promise<CompletedAuthorization> {
+export async function completeAuthorization(rt: Runtime, callback: string | URL, expectedUserId?: string): Promise<CompletedAuthorization> {
   let url: URL;
   try {
     url = callback instanceof URL ? callback : new URL(callback);
@@ -109,6 +109,11 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL)
   // Single use: the state is gone before anything else happens, whatever the outcome.
   await rt.store.delete(key);
   if (pending.expiresAt <= Date.now()) throw mismatch('expired state');
+  // Session binding against consent phishing: only the user who started the flow may finish it.
+  // The state is already spent, so a phished link is useless to the attacker and to the victim.
+  if (expectedUserId !== undefined && pending.userId !== expectedUserId) {
+    throw new AgentIamError('OAUTH_STATE_MISMATCH', 'Authorization callback refused: the flow was started by another user', { status: 403 });
+  }
   const expectedRedirect = new URL(pending.redirectUri);
   if (url.origin !== expectedRedirect.origin || url.pathname !== expectedRedirect.pathname) throw mismatch('callback URL does not match the redirect URI');
   const c = rt.connection(pending.connection);

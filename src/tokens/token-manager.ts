@@ -84,6 +84,16 @@ export interface TokenManagerOptions {
  * await tokens.listAccounts({ userId: 'alice', orgId: 'acme' });
  * ```
  */
+/** Options for {@link TokenManager.completeAuthorization}. */
+export interface CompleteAuthorizationOptions {
+  /**
+   * The authenticated user presenting the callback. When given, a callback for a flow that another
+   * user started is refused (`OAUTH_STATE_MISMATCH`, 403) before any token request: session binding
+   * against consent phishing. The consent routes always pass it.
+   */
+  expectedUserId?: string;
+}
+
 export interface ListAccountsFilter {
   userId?: string;
   orgId?: string;
@@ -122,7 +132,7 @@ export interface TokenManager extends TokenSource {
   /** Begin per-user consent: `{ url, state }` with PKCE S256 and a single-use, expiring state. */
   startAuthorization(options: StartAuthorizationOptions): Promise<StartAuthorizationResult>;
   /** Finish consent from the callback URL: validates state (and `iss`), redeems the code, stores the account. */
-  completeAuthorization(callbackUrl: string | URL): Promise<ConnectedAccount>;
+  completeAuthorization(callbackUrl: string | URL, options?: CompleteAuthorizationOptions): Promise<ConnectedAccount>;
   /** A usable access token for the user's (else the organisation's) account, refreshed when near expiry. */
   getAccessToken(options: AccountRef): Promise<AccessTokenResult>;
   /** The account's public view (never tokens), or undefined. */
@@ -257,7 +267,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     try {
       encryptor = createEncryptor(o.encryptionKey as EncryptionKeyInput | EncryptionKeyInput[]);
     } catch (e) {
-      if (isAgentIamError(e) && e.code === 'CONFIG_INVALID') throw new AgentIamError('CONFIG_INVALID', `Invalid option encryptionKey: ${e.message}`, { field: 'encryptionKey' });
+      if (isAgentIamError(e) && e.code === 'CONFIG_INVALID') throw e;
       throw new AgentIamError('CONFIG_INVALID', 'Invalid option encryptionKey', { field: 'encryptionKey' });
     }
   }
@@ -365,11 +375,11 @@ class Manager implements TokenManager {
     return startAuthorization(this.#rt, c, owner, options.scopes);
   }
 
-  async completeAuthorization(callbackUrl: string | URL): Promise<ConnectedAccount> {
+  async completeAuthorization(callbackUrl: string | URL, options: CompleteAuthorizationOptions = {}): Promise<ConnectedAccount> {
     const started = Date.now();
     let done;
     try {
-      done = await completeAuthorization(this.#rt, callbackUrl);
+      done = await completeAuthorization(this.#rt, callbackUrl, options.expectedUserId);
     } catch (e) {
       const err = toSafeError(e, 'authorization');
       audit(this.#rt, { type: 'consent.complete', decision: err.code === 'OAUTH_ERROR' && err.oauthError === 'access_denied' ? 'deny' : 'error', code: err.code, durationMs: Date.now() - started });

@@ -44,6 +44,20 @@ describe('authorization code + PKCE', () => {
     expect(s.idp.stats.token.authorization_code ?? 0).toBe(before);
   });
 
+  it('with expectedUserId, refuses a callback presented by another user and spends the state (session binding)', async () => {
+    const tokens = manager(s);
+    const { url } = await tokens.startAuthorization({ connection: 'corp', userId: 'victim' });
+    const callback = await s.idp.authorize(url, { userId: 'victim' });
+    const before = s.idp.stats.token.authorization_code ?? 0;
+    const err = await expectCode(tokens.completeAuthorization(callback, { expectedUserId: 'attacker' }), 'OAUTH_STATE_MISMATCH');
+    expect(err.status).toBe(403);
+    assertNoSecret(err, [new URL(callback).searchParams.get('code') as string]);
+    expect(s.idp.stats.token.authorization_code ?? 0).toBe(before);
+    await expectCode(tokens.completeAuthorization(callback, { expectedUserId: 'victim' }), 'OAUTH_STATE_MISMATCH');
+    expect(await tokens.getAccount({ connection: 'corp', userId: 'victim' })).toBeUndefined();
+    expect(await tokens.getAccount({ connection: 'corp', userId: 'attacker' })).toBeUndefined();
+  });
+
   it('refuses an unknown state, a missing state and an expired state', async () => {
     const tokens = manager(s, { stateTtlSeconds: 1 });
     await expectCode(tokens.completeAuthorization(`${REDIRECT}?code=abc&state=nope`), 'OAUTH_STATE_MISMATCH');
