@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
+import { createUnboundedMemoryAdapter } from './memory-adapter.js';
 import {
   TOKEN_EXCHANGE_DUPLICATES,
   TOKEN_EXCHANGE_GRANT,
@@ -111,6 +112,12 @@ export interface TestIdentityProvider {
    * the provider's own key (which also signs ID tokens and resource JWTs, and always stays published).
    */
   rotateSigningKey(options?: { retirePrevious?: boolean }): Promise<{ kid: string }>;
+  /**
+   * Revoke at the server every grant a user gave (optionally only to one client), as when the user
+   * disconnects an app at the provider: its refresh and opaque access tokens stop working and the
+   * next refresh fails with a real `invalid_grant`. Resolves with the number of grants revoked.
+   */
+  revokeGrants(filter: { userId: string; clientId?: string }): Promise<number>;
   /** Stop the server and drop open connections. */
   close(): Promise<void>;
 }
@@ -323,6 +330,8 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
 
     // Resource scopes learned from requests, for resources without configured scopes ("accept any").
     const learnedScopes = new Map<string, Set<string>>();
+    // Grants given through authorize(), so that revokeGrants() can find them.
+    const grants = new Map<string, { userId: string; clientId: string }>();
 
     /** A user's profile claims that may go into access tokens (everything but the registered claims). */
     function profileClaims(sub: string): Record<string, unknown> {
@@ -341,6 +350,8 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
 
     const configuration = {
       clients: [],
+      // Not oidc-provider's default adapter: it forgets the oldest of 1,000 entries (~150 users).
+      adapter: createUnboundedMemoryAdapter(),
       jwks: { keys: [privateJwk] },
       cookies: { keys: [crypto.randomUUID(), crypto.randomUUID()] },
       claims: {
@@ -670,6 +681,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
           }
         }
         const grantId = await grant.save();
+        grants.set(grantId, { userId: String(session.accountId), clientId: String(params.client_id) });
         await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
       } catch (error) {
         if (!res.headersSent) {
@@ -834,6 +846,21 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
           fault = next;
           faultRemaining = next.times ?? Infinity;
         }
+      },
+      async revokeGrants(filter) {
+        let revoked = 0;
+        for (const [grantId, g] of grants) {
+          if (g.userId !== filter.userId || (filter.clientId !== undefined && g.clientId !== filter.clientId)) continue;
+          await Promise.all([
+            provider.AccessToken.revokeByGrantId(grantId),
+            provider.RefreshToken.revokeByGrantId(grantId),
+            provider.AuthorizationCode.revokeByGrantId(grantId),
+            provider.Grant.adapter.destroy(grantId),
+          ]);
+          grants.delete(grantId);
+          revoked += 1;
+        }
+        return revoked;
       },
       async rotateSigningKey(o = {}) {
         const fresh = await newKey();

@@ -403,6 +403,29 @@ describe('createTestIdentityProvider', () => {
     }
   });
 
+  it('revokeGrants() makes a user\'s refresh tokens fail with a real invalid_grant', async () => {
+    const reg = await idp.registerClient({ redirect_uris: [REDIRECT] });
+    const client: oauth.Client = { client_id: reg.client_id };
+    const auth = oauth.ClientSecretBasic(reg.client_secret!);
+    const login = async (userId: string) => {
+      const { url, verifier, state } = await startAuth(client);
+      const params = oauth.validateAuthResponse(as, client, new URL(await idp.authorize(url, { userId })), state);
+      return oauth.processAuthorizationCodeResponse(
+        as,
+        client,
+        await oauth.authorizationCodeGrantRequest(as, client, auth, params, REDIRECT, verifier, insecure),
+      );
+    };
+    const frank = await login('frank');
+    const grace = await login('grace');
+    expect(await idp.revokeGrants({ userId: 'frank', clientId: 'someone-else' })).toBe(0);
+    expect(await idp.revokeGrants({ userId: 'frank' })).toBe(1);
+    const refused = await oauth.refreshTokenGrantRequest(as, client, auth, frank.refresh_token!, insecure);
+    await expect(oauth.processRefreshTokenResponse(as, client, refused)).rejects.toMatchObject({ error: 'invalid_grant' });
+    const still = await oauth.refreshTokenGrantRequest(as, client, auth, grace.refresh_token!, insecure);
+    expect((await oauth.processRefreshTokenResponse(as, client, still)).access_token).toEqual(expect.any(String));
+  });
+
   it('can run without refresh-token rotation and without PKCE', async () => {
     const local = await createTestIdentityProvider({ refreshTokenRotation: false, pkceRequired: false, accessTokenTtl: 60 });
     try {
