@@ -242,11 +242,13 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   return headers;
 }
 
+const NONE: readonly string[] = Object.freeze([]);
+
 function groupsOf(context: AgentContext | undefined, claim: string): readonly string[] {
   const value = context?.claims[claim];
-  if (Array.isArray(value)) return value.filter((g): g is string => typeof g === 'string');
+  if (Array.isArray(value)) return value.every((g) => typeof g === 'string') ? (value as string[]) : value.filter((g): g is string => typeof g === 'string');
   if (typeof value === 'string' && value !== '') return [value];
-  return [];
+  return NONE;
 }
 
 /**
@@ -340,7 +342,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         signal = signal === undefined ? t : AbortSignal.any([signal, t]);
       }
       const groups = groupsOf(context, groupsClaim);
-      const actorChain = context === undefined || context.actorChain.length === 0 ? [] : context.actorChain.map((a) => a.subject);
+      const actorChain = context === undefined || context.actorChain.length === 0 ? NONE : context.actorChain.map((a) => a.subject);
 
       let bodyBytes: Uint8Array | undefined;
       let bodyHash: string | undefined;
@@ -385,9 +387,9 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           effect = engine.evaluate({
             agentId,
             tool: current.name,
-            ...(userId !== undefined ? { userId } : {}),
+            userId,
             groups,
-            ...(context?.domain !== undefined ? { domain: context.domain } : {}),
+            domain: context?.domain,
             actorChain,
             method,
             path: target.pathname,
