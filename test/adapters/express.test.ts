@@ -49,6 +49,7 @@ adapterSuite('express', async (setup) => {
   app.get('/meta/me', me);
   app.get('/meta/write', requireScopes('items:write'), me);
   app.get('/opts/me', agentAuth(setup.options), me);
+  app.get('/hosted/me', agentAuth(setup.hosted), me);
   app.get('/bare/write', requireScopes('items:write'), me);
   app.get('/broken/me', agentAuth(setup.broken), me);
   app.get('/broken-sync/me', agentAuth(setup.brokenSync), me);

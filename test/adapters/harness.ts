@@ -22,6 +22,8 @@ export interface AppSetup {
   open: Verifier;
   /** authenticated, main issuer, with `resourceMetadataUrl`. */
   meta: Verifier;
+  /** authenticated, one provider bound to the host `tenant-a.example` (issuer `<origin>/tenant-a`). */
+  hosted: Verifier;
   /** Options (not a verifier) for the `/opts` routes. */
   options: Parameters<typeof createVerifier>[0];
 }
@@ -35,6 +37,7 @@ export interface AppSetup {
  *   /open/*     agentAuth(open)          GET /open/me · GET /open/write requireScopes('items:write')
  *   /meta/*     agentAuth(meta)          GET /meta/me · GET /meta/write requireScopes('items:write')
  *   /opts/*     agentAuth(options)       GET /opts/me
+ *   /hosted/*   agentAuth(hosted)        GET /hosted/me
  *   /bare/write requireScopes('items:write') without agentAuth
  *   /broken/*   agentAuth(a verifier whose verify throws a plain Error holding 'secret-in-error')
  */
@@ -80,7 +83,8 @@ export function rawRequest(port: number, path: string, headers: [string, string]
         reject(e as Error);
       }
     });
-    const lines = [`${method} ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Connection: close'];
+    const lines = [`${method} ${path} HTTP/1.1`, 'Connection: close'];
+    if (!headers.some(([name]) => name.toLowerCase() === 'host')) lines.push(`Host: 127.0.0.1:${port}`);
     for (const [name, value] of headers) lines.push(`${name}: ${value}`);
     if (body !== undefined) lines.push('Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`);
     // write, not end: a half-closed socket may be torn down before an async response is sent
@@ -177,6 +181,7 @@ export function adapterSuite(name: string, start: (setup: AppSetup & { broken: V
       auth,
       open: createVerifier({ mode: 'open', providers: [main] }),
       meta: createVerifier({ providers: [main], resourceMetadataUrl: RESOURCE_METADATA }),
+      hosted: createVerifier({ providers: [{ issuer: `${issuer}/tenant-a`, jwksUri: jwks.url, audiences: [AUDIENCE], host: 'tenant-a.example' }] }),
       options: { providers: [main] },
       broken: brokenVerifier(false),
       brokenSync: brokenVerifier(true),
@@ -345,6 +350,13 @@ export function adapterSuite(name: string, start: (setup: AppSetup & { broken: V
       const res = await rawRequest(app.port, '/api/echo', [bearer(await token()), ['X-End-User-ID', 'admin']], 'POST', JSON.stringify({ hello: 'world' }));
       expect(res.status).toBe(200);
       expect(res.json).toMatchObject({ userId: 'user-1', endUser: 'user-1', body: { hello: 'world' } });
+    });
+
+    it('a provider bound to a host is chosen by the Host header, never by X-Forwarded-Host', async () => {
+      const t = await token({}, `${issuer}/tenant-a`);
+      expect((await get('/hosted/me', [['Host', 'tenant-a.example'], bearer(t)])).json).toMatchObject({ userId: 'user-1' });
+      const res = await get('/hosted/me', [['X-Forwarded-Host', 'tenant-a.example'], bearer(t)]);
+      expectRejection(res, 401, 'TOKEN_ISSUER_UNKNOWN', invalid, t);
     });
 
     it('agentAuth given options builds its verifier once and works the same', async () => {
