@@ -19,3 +19,4 @@ export * from './stores/index.js';
 export * from './policy/index.js';
 export * from './outbound/index.js';
 export * from './audit/index.js';
+export * from './app/index.js';

@@ -110,3 +110,4 @@ function sendError(res: Response, error: unknown): void {
     res.destroy();
   }
 }
+export * from './express-routes.js';

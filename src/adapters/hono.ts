@@ -102,3 +102,4 @@ function errorResponse(error: unknown): Response {
   const rendered = renderError(error);
   return new Response(JSON.stringify(rendered.body), { status: rendered.status, headers: rendered.headers });
 }
+export * from './hono-routes.js';

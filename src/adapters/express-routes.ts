@@ -1,0 +1,50 @@
+/**
+ * Consent and approval routes for Express (part of `agent-iam/express`). The routes are decided by
+ * the framework-free core in `src/app`; this file only gives them Express types. Nothing here
+ * imports express at run time.
+ *
+ * @module
+ */
+import type { RequestHandler } from 'express';
+import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../app/approval-routes.js';
+import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../app/consent-routes.js';
+import { nodeRoutes } from '../app/node.js';
+
+export type { ApprovalRoutesOptions, ConsentRoutesOptions };
+
+/**
+ * Express middleware serving the consent routes under `basePath` (anything else goes to `next()`):
+ * `GET {base}/connect/:connection` (302 to the authorization URL), `GET {base}/callback` (completes
+ * only for the user who started the flow; 302 to `successRedirect` or JSON `{ account }`),
+ * `GET {base}/accounts`, `DELETE {base}/accounts/:connection`. The caller is `req.agentContext`:
+ * mount it after `agentAuth`. Errors are JSON `{ error, message }` with the error's status.
+ *
+ * @example
+ * ```ts
+ * import { agentAuth, consentRoutes } from 'agent-iam/express';
+ * app.use(agentAuth(verifier));
+ * app.use(consentRoutes(tokens, { basePath: '/oauth', successRedirect: '/settings' }));
+ * // connection redirectUri: 'https://agent.example.com/oauth/callback'
+ * ```
+ */
+export function consentRoutes(tokens: ConsentTokenManager, options: ConsentRoutesOptions): RequestHandler {
+  return nodeRoutes(createConsentRoutes(tokens, options)) as unknown as RequestHandler;
+}
+
+/**
+ * Express middleware serving the approval routes (default base `/approvals`): `GET {base}` (pending
+ * approvals), `GET {base}/:id`, `POST {base}/:id/approve` (JSON `{ ttlSeconds? }`), `POST {base}/:id/deny`.
+ * Only callers whose verified context holds `adminScope` (401 `TOKEN_MISSING` without a context,
+ * 403 `INSUFFICIENT_SCOPE` without the scope); the approver is the caller's user id. Reads the JSON
+ * body itself when no body parser ran.
+ *
+ * @example
+ * ```ts
+ * import { agentAuth, approvalRoutes } from 'agent-iam/express';
+ * app.use(agentAuth(verifier));
+ * app.use(approvalRoutes(approvals, { adminScope: 'approvals:admin' }));
+ * ```
+ */
+export function approvalRoutes(approvals: RouteApprovals, options: ApprovalRoutesOptions): RequestHandler {
+  return nodeRoutes(createApprovalRoutes(approvals, options)) as unknown as RequestHandler;
+}

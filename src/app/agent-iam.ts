@@ -1,0 +1,177 @@
+/**
+ * `createAgentIam`: verifier, token manager, approvals, toolFetch and routes from one validated
+ * configuration object.
+ *
+ * @module
+ */
+import { setupAdapter, type AgentAuthOptions } from '../adapters/shared.js';
+import type { AuditSink } from '../audit/events.js';
+import { createVerifier, type Verifier } from '../inbound/verifier.js';
+import { createToolFetch, type ToolFetch, type ToolFetchOptions } from '../outbound/tool-fetch.js';
+import { createApprovals, type Approvals, type ApprovalsOptions } from '../policy/approvals.js';
+import type { PolicyRule } from '../policy/policies.js';
+import { createTokenManager, type TokenManager } from '../tokens/token-manager.js';
+import { AgentIamError } from '../errors.js';
+import { createApprovalRoutes } from './approval-routes.js';
+import { CONFIG_KEYS, within, type AgentIamConfig } from './config.js';
+import { createConsentRoutes, type ConsentRoutesOptions } from './consent-routes.js';
+import type { RouteHandler } from './http.js';
+import { nodeAgentAuth, nodeRoutes, type NodeMiddleware } from './node.js';
+import { honoAgentAuth, honoRoutes, type HonoMiddleware } from './web.js';
+
+/**
+ * Everything {@link createAgentIam} builds.
+ *
+ * @example
+ * ```ts
+ * app.use('/api', iam.express());
+ * app.get('/api/charges', async (req, res) => res.json(await (await iam.toolFetch('https://api.stripe.com/v1/charges')).json()));
+ * ```
+ */
+export interface AgentIam {
+  /** The agent id from the configuration. */
+  readonly agentId: string;
+  readonly verifier: Verifier;
+  /** The token manager, when `tokens` is configured. */
+  readonly tokens: TokenManager | undefined;
+  /** The approvals, when configured (or needed by a policy or by `approvalRoutes`). */
+  readonly approvals: Approvals | undefined;
+  readonly toolFetch: ToolFetch;
+  /** The audit sink every part reports to. */
+  readonly audit: AuditSink | undefined;
+  /**
+   * `agentAuth` for Express (and any Node `(req, res, next)` server): verifies the bearer token, sets
+   * `req.agentContext` and runs the rest of the chain in the context. Same behaviour as `agentAuth`
+   * from `agent-iam/express`.
+   */
+  express(options?: AgentAuthOptions): NodeMiddleware;
+  /** `agentAuth` for Hono: sets `c.get('agentContext')`. Same behaviour as `agentAuth` from `agent-iam/hono`. */
+  hono(options?: AgentAuthOptions): HonoMiddleware;
+  /** The configured consent and approval routes as Express middleware (mount after `iam.express()`). */
+  expressRoutes(): NodeMiddleware;
+  /** The configured consent and approval routes as Hono middleware (mount after `iam.hono()`). */
+  honoRoutes(): HonoMiddleware;
+}
+
+function needsApprovals(config: AgentIamConfig): boolean {
+  if (config.approvals !== undefined && config.approvals !== false) return true;
+  if (config.approvalRoutes !== undefined) return true;
+  return Array.isArray(config.policies) && config.policies.some((p: PolicyRule | undefined) => p?.effect === 'approval');
+}
+
+/**
+ * Build the verifier, token manager, approvals and toolFetch of an agent from one configuration
+ * object (see {@link loadAgentIamConfig} to read it from JSON with secrets from the environment).
+ * Everything is validated now: a bad option throws `CONFIG_INVALID` whose `field` names its full
+ * path (`tokens.connections.0.redirectUri`).
+ *
+ * The root entry imports neither express nor hono: `iam.express()` and `iam.hono()` are built from
+ * the same framework-free pieces as `agent-iam/express` and `agent-iam/hono` and behave the same.
+ *
+ * @example
+ * ```ts
+ * import express from 'express';
+ * import { createAgentIam, loadAgentIamConfig } from 'agent-iam';
+ *
+ * const iam = createAgentIam(loadAgentIamConfig(await readFile('agent-iam.json', 'utf8')));
+ * const app = express();
+ * app.use(iam.express());
+ * app.use(iam.expressRoutes());   // /oauth/connect/:connection, /oauth/callback, /approvals …
+ * app.get('/charges', async (req, res) => res.json(await (await iam.toolFetch('https://api.stripe.com/v1/charges')).json()));
+ * ```
+ */
+export function createAgentIam(config: AgentIamConfig): AgentIam {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new AgentIamError('CONFIG_INVALID', 'Invalid option (root): must be an object', { field: '(root)' });
+  }
+  for (const k of Object.keys(config)) {
+    if (!CONFIG_KEYS.has(k)) throw new AgentIamError('CONFIG_INVALID', `Invalid option ${k}: unknown option`, { field: k });
+  }
+  const agent = config.agent as { id?: unknown } | undefined;
+  if (typeof agent !== 'object' || agent === null || typeof agent.id !== 'string' || agent.id === '') {
+    throw new AgentIamError('CONFIG_INVALID', 'Invalid option agent.id: must be a non-empty string', { field: 'agent.id' });
+  }
+  const agentId = agent.id;
+  const audit = config.audit;
+  const store = config.store;
+
+  const verifierOptions = config.verifier;
+  if (typeof verifierOptions !== 'object' || verifierOptions === null) {
+    throw new AgentIamError('CONFIG_INVALID', 'Invalid option verifier: required', { field: 'verifier' });
+  }
+  const verifier = within('verifier', () =>
+    createVerifier(audit !== undefined && verifierOptions.audit === undefined ? { ...verifierOptions, audit } : verifierOptions),
+  );
+
+  let tokens: TokenManager | undefined;
+  if (config.tokens !== undefined) {
+    const t = config.tokens;
+    if (typeof t !== 'object' || t === null) throw new AgentIamError('CONFIG_INVALID', 'Invalid option tokens: must be an object', { field: 'tokens' });
+    const options = { ...t };
+    if (options.audit === undefined && audit !== undefined) options.audit = audit;
+    if (options.store === undefined && store !== undefined) options.store = store;
+    tokens = within('tokens', () => createTokenManager(options));
+  }
+
+  let approvals: Approvals | undefined;
+  if (needsApprovals(config)) {
+    const a = config.approvals;
+    const options: ApprovalsOptions = typeof a === 'object' && a !== null ? { ...a } : {};
+    if (options.audit === undefined && audit !== undefined) options.audit = audit;
+    if (options.store === undefined && store !== undefined) options.store = store;
+    approvals = within('approvals', () => createApprovals(options));
+  }
+
+  const fetchOptions: ToolFetchOptions = {
+    ...(config.toolFetch ?? {}),
+    agent: { id: agentId },
+    tools: config.tools ?? [],
+    policies: config.policies ?? [],
+  };
+  if (tokens !== undefined) fetchOptions.tokens = tokens;
+  if (approvals !== undefined) fetchOptions.approvals = approvals;
+  if (audit !== undefined) fetchOptions.audit = audit;
+  const toolFetch = within('toolFetch', () => createToolFetch(fetchOptions));
+
+  const routes: RouteHandler[] = [];
+  if (config.consentRoutes !== undefined) {
+    if (tokens === undefined) throw new AgentIamError('CONFIG_INVALID', 'Invalid option consentRoutes: needs tokens', { field: 'consentRoutes' });
+    const options: ConsentRoutesOptions = { ...config.consentRoutes };
+    if (audit !== undefined) options.audit = audit;
+    if (options.store === undefined && store !== undefined) options.store = store;
+    const manager = tokens;
+    routes.push(within('consentRoutes', () => createConsentRoutes(manager, options)));
+  }
+  if (config.approvalRoutes !== undefined && approvals !== undefined) {
+    const service = approvals;
+    const options = config.approvalRoutes;
+    routes.push(within('approvalRoutes', () => createApprovalRoutes(service, options)));
+  }
+
+  function noRoutes(): AgentIamError {
+    return new AgentIamError('CONFIG_INVALID', 'Invalid option consentRoutes: configure consentRoutes or approvalRoutes to serve routes', { field: 'consentRoutes' });
+  }
+
+  return Object.freeze({
+    agentId,
+    verifier,
+    tokens,
+    approvals,
+    toolFetch,
+    audit,
+    express(options?: AgentAuthOptions): NodeMiddleware {
+      return nodeAgentAuth(setupAdapter(verifier, options));
+    },
+    hono(options?: AgentAuthOptions): HonoMiddleware {
+      return honoAgentAuth(setupAdapter(verifier, options));
+    },
+    expressRoutes(): NodeMiddleware {
+      if (routes.length === 0) throw noRoutes();
+      return nodeRoutes(...routes);
+    },
+    honoRoutes(): HonoMiddleware {
+      if (routes.length === 0) throw noRoutes();
+      return honoRoutes(...routes);
+    },
+  });
+}

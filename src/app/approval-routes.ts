@@ -1,0 +1,146 @@
+/**
+ * The framework-free core of the approval routes: list pending approvals, approve, deny — for
+ * callers holding an admin scope only.
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { checkScopes } from '../adapters/shared.js';
+import { parseOptions } from '../lib/options.js';
+import type { ApprovalRecord, Approvals } from '../policy/approvals.js';
+import {
+  BASE_PATH_RE,
+  badRequest,
+  errorResponse,
+  json,
+  normalizeBasePath,
+  notFound,
+  requireUser,
+  segmentsAfter,
+  type RouteHandler,
+  type RouteRequest,
+  type RouteResponse,
+} from './http.js';
+
+/**
+ * Options of the approval routes.
+ *
+ * @example
+ * ```ts
+ * const options: ApprovalRoutesOptions = { adminScope: 'approvals:admin', basePath: '/approvals' };
+ * ```
+ */
+export interface ApprovalRoutesOptions {
+  /** The scope a caller's verified context must hold (403 `INSUFFICIENT_SCOPE` otherwise). */
+  adminScope: string;
+  /** Path prefix of the routes (default `/approvals`). */
+  basePath?: string;
+}
+
+/** The approvals methods the routes use. */
+export type RouteApprovals = Pick<Approvals, 'list' | 'get' | 'approve' | 'deny'>;
+
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an RFC 6749 scope token');
+const optionsSchema = z.strictObject({
+  adminScope: scopeToken,
+  basePath: z.string().regex(BASE_PATH_RE, 'must be a path such as /approvals').default('/approvals'),
+});
+const approvalsSchema = z.custom<RouteApprovals>(
+  (v) => typeof v === 'object' && v !== null && ['list', 'get', 'approve', 'deny'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
+  'must be an approvals service (createApprovals)',
+);
+const STATUSES = ['pending', 'approved', 'denied', 'consumed', 'expired'] as const;
+const approveBodySchema = z.strictObject({ ttlSeconds: z.number().int().min(1).max(366 * 24 * 3600).optional() });
+const denyBodySchema = z.strictObject({});
+const ID_RE = /^apr_[A-Za-z0-9_-]{1,64}$/;
+
+async function readBody<T>(req: RouteRequest, schema: z.ZodType<T>): Promise<T> {
+  const raw = req.readBody === undefined ? undefined : await req.readBody();
+  const result = schema.safeParse(raw ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = (issue?.path ?? []).map(String).join('.') || '(body)';
+    throw badRequest(`Invalid request body: ${field}: ${issue?.message ?? 'invalid'}`);
+  }
+  return result.data;
+}
+
+/**
+ * Build the framework-free approval routes (the Express and Hono `approvalRoutes` wrap this):
+ *
+ * - `GET {base}`: `{ approvals }`, pending ones (`?status=approved|denied|consumed|expired` for others).
+ * - `GET {base}/:id`: `{ approval }`, or 404.
+ * - `POST {base}/:id/approve` with an optional JSON body `{ ttlSeconds }`: `{ approval }`.
+ * - `POST {base}/:id/deny`: `{ approval }`.
+ *
+ * Every route needs a verified context holding `adminScope`: 401 `TOKEN_MISSING` without one, 403
+ * `INSUFFICIENT_SCOPE` (with `WWW-Authenticate`) when the scope is missing. The approver recorded
+ * is the caller's user id. Records never carry the request's query, body or any credential.
+ *
+ * @example
+ * ```ts
+ * const routes = createApprovalRoutes(approvals, { adminScope: 'approvals:admin' });
+ * const res = await routes.handle({ method: 'GET', path: '/approvals', query: new URLSearchParams(), context });
+ * ```
+ */
+export function createApprovalRoutes(approvals: RouteApprovals, options: ApprovalRoutesOptions): RouteHandler {
+  const service = parseOptions(approvalsSchema, approvals, 'approvals');
+  const o = parseOptions(optionsSchema, options, 'approvalRoutes');
+  const basePath = normalizeBasePath(o.basePath);
+  const required = [o.adminScope];
+
+  function admin(req: RouteRequest): string {
+    checkScopes(req.context, required);
+    return requireUser(req.context);
+  }
+
+  async function existing(id: string): Promise<ApprovalRecord> {
+    if (!ID_RE.test(id)) throw notFound('Approval');
+    const record = await service.get(id);
+    if (record === undefined) throw notFound('Approval');
+    return record;
+  }
+
+  async function list(req: RouteRequest): Promise<RouteResponse> {
+    admin(req);
+    const status = req.query.get('status') ?? 'pending';
+    if (!(STATUSES as readonly string[]).includes(status)) throw badRequest(`Invalid status: use one of ${STATUSES.join(', ')}`);
+    const records = await service.list({ status: status as ApprovalRecord['status'] });
+    return json(200, { approvals: records });
+  }
+
+  async function decide(req: RouteRequest, id: string, action: 'approve' | 'deny' | 'get'): Promise<RouteResponse> {
+    const approver = admin(req);
+    const record = await existing(id);
+    if (action === 'get') return json(200, { approval: record });
+    if (action === 'approve') {
+      const body = await readBody(req, approveBodySchema);
+      const opts: { approver: string; ttlSeconds?: number } = { approver };
+      if (body.ttlSeconds !== undefined) opts.ttlSeconds = body.ttlSeconds;
+      return json(200, { approval: await service.approve(record.id, opts) });
+    }
+    await readBody(req, denyBodySchema);
+    return json(200, { approval: await service.deny(record.id, { approver }) });
+  }
+
+  function route(req: RouteRequest): Promise<RouteResponse> | undefined {
+    const seg = segmentsAfter(req.path, basePath);
+    if (seg === undefined) return undefined;
+    const m = req.method;
+    if (seg.length === 0 && m === 'GET') return list(req);
+    if (seg.length === 1 && m === 'GET') return decide(req, seg[0] as string, 'get');
+    if (seg.length === 2 && m === 'POST' && (seg[1] === 'approve' || seg[1] === 'deny')) return decide(req, seg[0] as string, seg[1]);
+    return undefined;
+  }
+
+  return {
+    basePath,
+    async handle(req: RouteRequest): Promise<RouteResponse | undefined> {
+      try {
+        return await route(req);
+      } catch (e) {
+        return errorResponse(e);
+      }
+    },
+  };
+}
