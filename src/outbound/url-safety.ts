@@ -17,6 +17,7 @@ const ENCODED_SEPARATOR = /%(?:2f|5c)|%25(?:2e|2f|5c|[01][0-9a-f]|7f)/i;
 /** A `%` not followed by two hex digits. */
 const BAD_PERCENT = /%(?![0-9a-f]{2})/i;
 const ENCODED_DOT = /%2e/gi;
+const ENCODED_SEMICOLON = /%3b/gi;
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 
 function invalid(reason: string): AgentIamError {
@@ -28,12 +29,35 @@ function invalid(reason: string): AgentIamError {
  * parameter (`..;` is a dot-segment for Tomcat and others).
  */
 function isDotSegment(segment: string): boolean {
-  if (segment.length === 0 || segment.length > 64) return false;
+  if (segment.length === 0) return false;
   let s = segment;
+  if (s.indexOf('%') !== -1) s = s.replace(ENCODED_DOT, '.').replace(ENCODED_SEMICOLON, ';');
   const semi = s.indexOf(';');
   if (semi !== -1) s = s.slice(0, semi);
-  if (s.indexOf('%') !== -1) s = s.replace(ENCODED_DOT, '.');
   return s === '.' || s === '..';
+}
+
+/**
+ * A percent-encoded path must decode as UTF-8 (which also refuses overlong forms such as `%c0%ae`),
+ * hold no C1 control, and must not turn into a dot-segment or a separator under Unicode NFKC
+ * normalisation (`%EF%BC%8E` is a fullwidth `.`, which some servers normalise).
+ */
+function checkDecodedPath(path: string): void {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    throw invalid('percent-encoding in path is not UTF-8');
+  }
+  if (RAW_CONTROL.test(decoded)) throw invalid('encoded control character in path');
+  // eslint-disable-next-line no-control-regex
+  if (!/[^\u0000-\u007f]/.test(decoded)) return;
+  const normalized = decoded.normalize('NFKC');
+  if (normalized === decoded) return;
+  if (normalized.indexOf('\\') !== -1 || normalized.split('/').length !== decoded.split('/').length) {
+    throw invalid('path holds a character that normalises to a separator');
+  }
+  for (const segment of normalized.split('/')) if (isDotSegment(segment)) throw invalid('dot-segment in path (after normalisation)');
 }
 
 /** Checks that apply to a path, raw or parsed. */
@@ -42,6 +66,7 @@ function checkPath(path: string): void {
     if (BAD_PERCENT.test(path)) throw invalid('malformed percent-encoding in path');
     if (ENCODED_SEPARATOR.test(path)) throw invalid('encoded "/" or "\\" in path');
     if (ENCODED_CONTROL.test(path)) throw invalid('encoded control character in path');
+    checkDecodedPath(path);
   }
   if (path.indexOf('.') === -1 && path.indexOf('%') === -1) return;
   let start = 0;

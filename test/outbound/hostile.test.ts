@@ -30,6 +30,8 @@ afterAll(() => up.close());
 beforeEach(() => up.clear());
 
 const ctx = userContext('alice');
+/** Rows are built once the port is known; this many test slots exist (checked above). */
+const ROWS = 80;
 
 describe('hostile URLs', () => {
   const table = (): [string, string | URL | Request, string][] => [
@@ -100,13 +102,28 @@ describe('hostile URLs', () => {
     ['URL object with dots is normalised before we see it but still checked', new URL(`${O}/api/x/%2e%2e/..%2f`), 'REQUEST_INVALID'],
     ['Request with %2f', new Request(`${O}/api/a%2fb`), 'REQUEST_INVALID'],
     ['Request to another origin', new Request('https://evil.example/api/x'), 'TOOL_NOT_REGISTERED'],
+    // encodings that some servers decode or normalise into separators and dot-segments
+    ['overlong UTF-8 dots %c0%ae', `${O}/api/%c0%ae%c0%ae/admin`, 'REQUEST_INVALID'],
+    ['overlong UTF-8 slash %c0%af', `${O}/api/a%c0%afb`, 'REQUEST_INVALID'],
+    ['fullwidth dots, encoded', `${O}/api/%EF%BC%8E%EF%BC%8E/admin`, 'REQUEST_INVALID'],
+    ['fullwidth dots, raw', `${O}/api/\uFF0E\uFF0E/admin`, 'REQUEST_INVALID'],
+    ['fullwidth solidus', `${O}/api/a%EF%BC%8Fb`, 'REQUEST_INVALID'],
+    ['fullwidth reverse solidus', `${O}/api/a\uFF3Cb`, 'REQUEST_INVALID'],
+    ['..%3b', `${O}/api/..%3b/admin`, 'REQUEST_INVALID'],
+    ['encoded C1 control', `${O}/api/a%C2%85`, 'REQUEST_INVALID'],
+    ['Latin-1 percent-encoding (not UTF-8)', `${O}/api/caf%E9`, 'REQUEST_INVALID'],
+    ['%u IIS encoding', `${O}/api/%u002e%u002e/admin`, 'REQUEST_INVALID'],
+    ['one-dot-leader lookalike', `${O}/api/\u2024\u2024/admin`, 'REQUEST_INVALID'],
   ];
 
-  it('the table is large', () => expect(table().length).toBeGreaterThanOrEqual(55));
+  it('the table is large, and every row is run', () => {
+    expect(table().length).toBeGreaterThanOrEqual(70);
+    expect(table().length).toBeLessThanOrEqual(ROWS);
+  });
 
   it.each(
     // evaluated lazily so that the port is known
-    Array.from({ length: 60 }, (_, i) => i),
+    Array.from({ length: ROWS }, (_, i) => i),
   )('case %i', async (i) => {
     const row = table()[i];
     if (row === undefined) return;
@@ -216,6 +233,8 @@ describe('hostile headers and methods', () => {
   it('the path sent is the path checked (no re-normalisation downstream)', async () => {
     await tf(`${O}/api/a%20b/c;v=1/~x?q=a%20b&r=1`, { context: ctx });
     expect(up.received[0]!.url).toBe('/api/a%20b/c;v=1/~x?q=a%20b&r=1');
+    await tf(`${O}/api/caf%C3%A9/\u1234/\uFF41`, { context: ctx }); // UTF-8, raw non-ASCII, a fullwidth letter
+    expect(up.received[1]!.url).toBe('/api/caf%C3%A9/%E1%88%B4/%EF%BD%81');
   });
 });
 
