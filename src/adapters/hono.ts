@@ -84,8 +84,8 @@ export function requireScopes(...scopes: string[]): MiddlewareHandler {
 function setEndUser(c: Context, userId: string | undefined): void {
   const raw = c.req.raw;
   try {
-    raw.headers.delete(END_USER_HEADER);
     if (userId !== undefined) raw.headers.set(END_USER_HEADER, userId);
+    else if (raw.headers.has(END_USER_HEADER)) raw.headers.delete(END_USER_HEADER);
   } catch {
     const headers = new Headers(raw.headers);
     headers.delete(END_USER_HEADER);
