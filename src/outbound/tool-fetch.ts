@@ -148,7 +148,8 @@ const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'con
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}$/;
 // eslint-disable-next-line no-control-regex
-const BAD_HEADER_VALUE = /[\r\n\u0000]/;
+/** CR, LF, NUL and every other control but tab, and DEL. */
+const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
@@ -181,6 +182,7 @@ function decisionOf(code: AgentIamErrorCode | undefined): AuditDecision {
     case 'POLICY_DENIED':
     case 'CAPABILITY_DENIED':
     case 'REDIRECT_BLOCKED':
+    case 'SCOPE_ESCALATION':
       return 'deny';
     default:
       return 'error';
@@ -222,7 +224,7 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
     for (const entry of entries) {
       const [name, value] = entry;
       if (typeof name !== 'string' || typeof value !== 'string' || BAD_HEADER_VALUE.test(value) || BAD_HEADER_VALUE.test(name)) {
-        throw invalid('Request header rejected: names and values must be strings without CR, LF or NUL');
+        throw invalid('Request header rejected: names and values must be strings without CR, LF, NUL or other controls');
       }
     }
   }
