@@ -215,6 +215,16 @@ function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
   });
 }
 
+/** A form body as an object; a repeated parameter (e.g. `audience`) becomes an array, as oidc-provider expects. */
+function formToObject(raw: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(raw)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
 function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let offset = 0;
@@ -514,9 +524,9 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       if (ctx.method === 'GET') {
         clientId = new URLSearchParams(ctx.querystring).get('client_id');
       } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
-        const body = Object.fromEntries(new URLSearchParams(await readBody(ctx.req)));
+        const body = formToObject(await readBody(ctx.req));
         ctx.req.body = body;
-        clientId = body.client_id ?? null;
+        clientId = typeof body.client_id === 'string' ? body.client_id : null;
       }
       if (clientId === null || !/^https?:\/\//i.test(clientId)) return next();
       const problem = await registerFromDocument(clientId);
@@ -594,7 +604,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       }
       // A fault is set: read the body to learn the grant type (oidc-provider then uses req.body).
       const raw = await readBody(ctx.req);
-      const body = Object.fromEntries(new URLSearchParams(raw));
+      const body = formToObject(raw);
       ctx.req.body = body;
       count(body.grant_type);
       if ((active.grantType !== undefined && active.grantType !== body.grant_type) || faultRemaining <= 0) {

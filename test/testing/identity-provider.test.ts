@@ -246,6 +246,21 @@ describe('createTestIdentityProvider', () => {
     await expect(
       oauth.processGenericTokenEndpointResponse(as, client, await exchange({ audience: AGENT_B, scope: 'read admin' })),
     ).rejects.toMatchObject({ error: 'invalid_scope' });
+    // two audiences, also while a fault for another grant type makes the injector read the body
+    idp.setFault({ kind: '5xx', grantType: 'refresh_token' });
+    try {
+      const body = new URLSearchParams({ subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', scope: 'read' });
+      body.append('audience', AGENT_B);
+      body.append('audience', 'https://agent-c.example.test');
+      const two = await oauth.processGenericTokenEndpointResponse(
+        as,
+        client,
+        await oauth.genericTokenEndpointRequest(as, client, auth, 'urn:ietf:params:oauth:grant-type:token-exchange', body, insecure),
+      );
+      expect(decodeJwt(two.access_token).aud).toEqual([AGENT_B, 'https://agent-c.example.test']);
+    } finally {
+      idp.setFault(null);
+    }
     // may_act (RFC 8693 §4.4) names the only actor allowed
     const restricted = await idp.tokenFor({ userId: 'alice', scopes: ['read'], claims: { may_act: { sub: 'someone-else' } } });
     const refused = await oauth.genericTokenEndpointRequest(
