@@ -131,7 +131,7 @@ export function createAgentIam(config: AgentIamConfig): AgentIam {
   if (tokens !== undefined) fetchOptions.tokens = tokens;
   if (approvals !== undefined) fetchOptions.approvals = approvals;
   if (audit !== undefined) fetchOptions.audit = audit;
-  const toolFetch = within('toolFetch', () => createToolFetch(fetchOptions));
+  const toolFetch = within('toolFetch', () => createToolFetch(fetchOptions), ['tools', 'policies', 'agent']);
 
   const routes: RouteHandler[] = [];
   if (config.consentRoutes !== undefined) {

@@ -149,14 +149,17 @@ export function loadAgentIamConfig(input: string | object, env: Record<string, s
   return resolve(value, '', env, false) as AgentIamConfig;
 }
 
-/** Run a factory; a `CONFIG_INVALID` it throws is re-thrown with its field under `prefix`. */
-export function within<T>(prefix: string, build: () => T): T {
+/**
+ * Run a factory; a `CONFIG_INVALID` it throws is re-thrown with its field under `prefix` (fields that
+ * already start with `prefix` or one of `topLevel`, which are top-level config keys, are kept).
+ */
+export function within<T>(prefix: string, build: () => T, topLevel: readonly string[] = []): T {
   try {
     return build();
   } catch (e) {
     if (!isAgentIamError(e) || e.code !== 'CONFIG_INVALID') throw e;
     const inner = e.field;
-    if (inner !== undefined && (inner === prefix || inner.startsWith(`${prefix}.`))) throw e;
+    if (inner !== undefined && [prefix, ...topLevel].some((p) => inner === p || inner.startsWith(`${p}.`))) throw e;
     const field = inner === undefined || inner === '(root)' ? prefix : `${prefix}.${inner}`;
     const own = inner === undefined ? undefined : `Invalid option ${inner}: `;
     const detail = own !== undefined && e.message.startsWith(own) ? e.message.slice(own.length) : e.message;
