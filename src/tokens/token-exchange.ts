@@ -53,10 +53,15 @@ export async function exchangeToken(rt: Runtime, c: Connection, o: TokenExchange
   }
   const held = o.context !== undefined && o.subjectToken === undefined ? [...o.context.scopes] : scopesOfJwt(subjectToken);
   const asked = [...new Set(o.scopes)];
-  if (held === undefined) throw escalation(asked, 'the subject token is opaque, so its scopes cannot be checked');
-  const heldSet = new Set(held);
-  const beyond = asked.filter((s) => !heldSet.has(s));
-  if (beyond.length > 0) throw escalation(beyond, 'scopes asked that the subject token does not hold');
+  const heldSet = held === undefined ? undefined : new Set(held);
+  const beyond = heldSet === undefined ? asked : asked.filter((s) => !heldSet.has(s));
+  if (heldSet === undefined || beyond.length > 0) {
+    // A refusal is a decision too: record it, although nothing was sent.
+    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'deny', code: 'SCOPE_ESCALATION', ...chainOf(o) });
+    throw heldSet === undefined
+      ? escalation(asked, 'the subject token is opaque, so its scopes cannot be checked')
+      : escalation(beyond, 'scopes asked that the subject token does not hold');
+  }
 
   const started = Date.now();
   try {
