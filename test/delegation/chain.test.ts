@@ -243,7 +243,11 @@ describe('delegation: client → agent A → (token exchange) → agent B → to
     expect(idp.stats.token[EXCHANGE]).toBeUndefined(); // refused before the identity provider is asked
     expect(bRequests).toBe(0);
     expect(received).toHaveLength(0);
-    expect(events('tool.request', 'agent-a')).toEqual([expect.objectContaining({ tool: 'agent-b-admin', userId: ALICE, code: 'SCOPE_ESCALATION' })]);
+    // A refusal, not a failure: recorded as a denial by the token manager and by toolFetch.
+    expect(events('token.exchange')).toEqual([expect.objectContaining({ decision: 'deny', code: 'SCOPE_ESCALATION', userId: ALICE, connection: 'idp' })]);
+    expect(events('tool.request', 'agent-a')).toEqual([
+      expect.objectContaining({ decision: 'deny', tool: 'agent-b-admin', userId: ALICE, code: 'SCOPE_ESCALATION' }),
+    ]);
   });
 
   it('a user without the scope cannot have it delegated either', async () => {
