@@ -83,18 +83,21 @@ export class JwksCache {
    * refetch per cool-down) or when several keys share the token's `kid`.
    */
   async resolve(kid: string | undefined, alg: string): Promise<CryptoKey[]> {
-    if (this.#inflight) await this.#inflight; // join a fetch already under way (single flight)
+    // Join a fetch already under way (single flight). A caller that waited for one does not start
+    // another: one verification waits for at most one JWKS timeout.
+    const joined = this.#inflight !== undefined;
+    if (joined) await this.#inflight;
     const now = Date.now();
     if (this.#keys.length === 0) {
-      if (now - this.#attemptAt >= Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS)) await this.#refresh();
+      if (!joined && now - this.#attemptAt >= Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS)) await this.#refresh();
       if (this.#keys.length === 0) {
         throw this.#s.errors.error('JWKS_UNAVAILABLE', 'The identity provider keys are unavailable');
       }
-    } else if (now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
+    } else if (!joined && now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
       await this.#refresh(); // failures keep the stale keys serving
     }
     let found = this.#select(kid, alg);
-    if (found.length === 0 && Date.now() - this.#attemptAt >= this.#s.cooldownMs) {
+    if (found.length === 0 && !joined && Date.now() - this.#attemptAt >= this.#s.cooldownMs) {
       await this.#refresh();
       found = this.#select(kid, alg);
     }
