@@ -139,6 +139,8 @@ export function createAgentIam(config: AgentIamConfig): AgentIam {
     const options: ConsentRoutesOptions = { ...config.consentRoutes };
     if (audit !== undefined) options.audit = audit;
     if (options.store === undefined && store !== undefined) options.store = store;
+    const ttl = config.tokens?.stateTtlSeconds;
+    if (options.stateTtlSeconds === undefined && typeof ttl === 'number') options.stateTtlSeconds = ttl;
     const manager = tokens;
     routes.push(within('consentRoutes', () => createConsentRoutes(manager, options)));
   }
