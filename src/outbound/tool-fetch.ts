@@ -466,11 +466,10 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           bodyBytes,
           hasOpaqueBody: sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody),
         };
+        // ---- 7. identity (set before the credential step so that a SigV4 signature covers it) ----
+        if (forwardUser) headers.set('x-end-user-id', userId as string);
         const injected = current.injector.inject(outgoing, context);
         if (injected !== undefined) await injected;
-
-        // ---- 7. identity ------------------------------------------------------------------------
-        if (forwardUser) headers.set('x-end-user-id', userId as string);
 
         // ---- send -------------------------------------------------------------------------------
         const requestInit: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'manual' };

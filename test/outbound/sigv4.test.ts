@@ -268,3 +268,61 @@ describe('S3 query and path edge cases', () => {
     return verifyS3({ ...r, url }, c, 'us-east-1').ok;
   }
 });
+
+describe('a non-S3 service through toolFetch (double-encoded canonical path, independent verifier)', () => {
+  let api: Upstream;
+  const creds: AwsCredentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'sess-token' };
+  beforeAll(async () => {
+    api = await startUpstream();
+  });
+  afterAll(() => api.close());
+
+  function verifyGeneric(r: Received, c: AwsCredentials, region: string, service: string): boolean {
+    const auth = String(r.headers.authorization ?? '');
+    const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(auth);
+    if (!m || m[1] !== c.accessKeyId || m[3] !== region || m[4] !== service) return false;
+    const [, , day, , , signedHeaders, signature] = m;
+    const amzDate = String(r.headers['x-amz-date']);
+    const [rawPath, rawQuery = ''] = r.url.split('?');
+    // non-S3: each segment of the path as received is URI-encoded again
+    const path = rawPath!.split('/').map(awsEncode).join('/');
+    const query = rawQuery
+      .split('&')
+      .filter(Boolean)
+      .map((p) => p.split('=').map((x) => awsEncode(decodeURIComponent(x))))
+      .map(([k, v = '']) => `${k}=${v}`)
+      .sort()
+      .join('&');
+    const names = signedHeaders!.split(';');
+    if (c.sessionToken && !names.includes('x-amz-security-token')) return false;
+    const canonicalHeaders = names.map((n) => `${n}:${String(r.headers[n] ?? '').trim().replace(/\s+/g, ' ')}\n`).join('');
+    const payloadHash = createHash('sha256').update(r.body).digest('hex');
+    const creq = [r.method, path, query, canonicalHeaders, signedHeaders, payloadHash].join('\n');
+    const scope = `${day}/${region}/${service}/aws4_request`;
+    const sts = ['AWS4-HMAC-SHA256', amzDate, scope, createHash('sha256').update(creq).digest('hex')].join('\n');
+    let key: Buffer = createHmac('sha256', `AWS4${c.secretAccessKey}`).update(day!).digest();
+    for (const part of [region, service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+    return createHmac('sha256', key).update(sts).digest('hex') === signature;
+  }
+
+  it('execute-api: POST with a body, an encoded path and a query verifies', async () => {
+    const tf = createToolFetch({
+      agent: { id: 'a' },
+      tools: [{ name: 'apigw', baseUrl: `${api.origin}/prod`, auth: { type: 'awsSigV4', region: 'eu-central-1', service: 'execute-api', credentials: creds } }],
+      policies: [{ agent: 'a', tool: 'apigw' }],
+    });
+    await tf(`${api.origin}/prod/items/a%20b(1)?b=2&a=1&a=0`, {
+      method: 'POST',
+      body: JSON.stringify({ n: 1 }),
+      headers: { 'content-type': 'application/json', 'x-amz-date': '19990101T000000Z' },
+      context: userContext('alice'),
+    });
+    const r = api.received[0]!;
+    expect(r.headers['x-amz-content-sha256']).toBeUndefined();
+    expect(r.headers['x-amz-security-token']).toBe('sess-token');
+    expect(r.headers['x-end-user-id']).toBe('alice'); // signed along with the rest
+    expect(String(r.headers.authorization)).toContain('x-end-user-id');
+    expect(verifyGeneric(r, creds, 'eu-central-1', 'execute-api')).toBe(true);
+    expect(verifyGeneric({ ...r, headers: { ...r.headers, 'x-end-user-id': 'mallory' } }, creds, 'eu-central-1', 'execute-api')).toBe(false);
+  });
+});

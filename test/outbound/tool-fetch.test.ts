@@ -510,3 +510,29 @@ describe('ordering', () => {
     expect(approvals.checks).toHaveLength(1);
   });
 });
+
+describe('concurrency', () => {
+  it('200 concurrent calls for 5 users: each request carries its own user and that user’s token only', async () => {
+    const users = ['u1', 'u2', 'u3', 'u4', 'u5'];
+    ts.accounts.set('gh', new Set(users));
+    const tf = make([{ name: 'gh', baseUrl: up.origin, auth: { type: 'oauth2', connection: 'gh' } }], [{ agent: 'agent-1', tool: 'gh' }], {
+      tokens: ts.source,
+    });
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => {
+        const user = users[i % users.length]!;
+        return runWithContext(userContext(user), async () => {
+          await new Promise((r) => setTimeout(r, i % 7));
+          const res = await tf(`${up.origin}/who/${user}`);
+          await res.arrayBuffer();
+        });
+      }),
+    );
+    expect(up.received).toHaveLength(200);
+    for (const r of up.received) {
+      const user = r.url.split('/').at(-1)!;
+      expect(r.headers['x-end-user-id']).toBe(user);
+      expect(r.headers.authorization).toBe(`Bearer at.refresh_token.gh.${user}.`);
+    }
+  });
+});
