@@ -393,6 +393,13 @@ describe('configuration', () => {
     ['apiKey with newline', { tools: [{ name: 'a', baseUrl: 'https://a.com', auth: { type: 'apiKey', key: 'k\n' } }] }, 'tools.0.auth.key'],
     ['bad header', { tools: [{ name: 'a', baseUrl: 'https://a.com', auth: { type: 'apiKey', key: 'k', header: 'X Bad' } }] }, 'tools.0.auth.header'],
     ['no agent', { agent: {} }, 'agent.id'],
+    ['policy without tool', { policies: [{ agent: 'agent-1' }] }, 'policies.0.tool'],
+    ['capability with dot-segment', { tools: [{ name: 'a', baseUrl: 'https://a.com', capabilities: [{ method: 'GET', path: '/x/../y' }] }] }, 'tools.0.capabilities.0.path'],
+    ['bad maxRedirects', { maxRedirects: 100 }, 'maxRedirects'],
+    ['bad timeout', { timeoutMs: -1 }, 'timeoutMs'],
+    ['base URL with dot-segment', { tools: [{ name: 'a', baseUrl: 'https://a.com/x/%2e%2e/y' }] }, 'tools.0.baseUrl'],
+    ['awsSigV4 bad region', { tools: [{ name: 'a', baseUrl: 'https://a.com', auth: { type: 'awsSigV4', region: 'US EAST', service: 's3', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } } }] }, 'tools.0.auth.region'],
+    ['unknown auth type', { tools: [{ name: 'a', baseUrl: 'https://a.com', auth: { type: 'basic' } }] }, 'tools.0.auth.type'],
   ];
   for (const [label, patch, field] of bad) {
     it(`CONFIG_INVALID: ${label}`, () => {
