@@ -1,9 +1,12 @@
 /**
  * toolFetch: the egress gate. Every request (and every redirect hop) goes through URL safety →
- * tool identification → policy → capability → approval → credential injection → identity
- * forwarding, and only then is sent. Capability comes before approval so that no approval is ever
- * created for, or consumed by, a request that could not be sent anyway. Any failure is an {@link AgentIamError} plus an audit event,
+ * tool identification → policy → capability → approval → credential injection and identity
+ * forwarding, and only then is sent. Any failure is an {@link AgentIamError} plus an audit event,
  * and nothing is sent.
+ *
+ * Capability comes before approval so that no approval is ever created for, or consumed by, a
+ * request that could not be sent anyway. `X-End-User-ID` is set just before the credential so that
+ * a SigV4 signature covers it.
  *
  * @module
  */
