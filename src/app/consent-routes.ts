@@ -126,6 +126,14 @@ export function publicAccount(a: ConnectedAccount): ConnectedAccount {
   return out;
 }
 
+/** `target` with `connection=<id>` added to its query (before any fragment). */
+function withConnection(target: string, connection: string): string {
+  const relative = target.startsWith('/');
+  const url = new URL(target, 'https://relative.invalid');
+  url.searchParams.set('connection', connection);
+  return relative ? `${url.pathname}${url.search}${url.hash}` : url.href;
+}
+
 function stateMismatch(why: string, status?: number): AgentIamError {
   return new AgentIamError('OAUTH_STATE_MISMATCH', `Authorization callback refused: ${why}`, status === undefined ? {} : { status });
 }
@@ -211,8 +219,7 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
       throw stateMismatch('the callback does not match the flow');
     }
     if (o.successRedirect !== undefined) {
-      const sep = o.successRedirect.includes('?') ? '&' : '?';
-      return redirect(`${o.successRedirect}${sep}connection=${encodeURIComponent(account.connection)}`);
+      return redirect(withConnection(o.successRedirect, account.connection));
     }
     return json(200, { account: publicAccount(account) });
   }

@@ -96,6 +96,11 @@ export function requireUser(context: AgentContext | undefined): string {
   return context.userId;
 }
 
+/** True when `path` is `basePath` or below it (a cheap test before any parsing). */
+export function isUnder(path: string, basePath: string): boolean {
+  return basePath === '' || (path.startsWith(basePath) && (path.length === basePath.length || path.charCodeAt(basePath.length) === 47 /* / */));
+}
+
 /** A base path: `''` or `/x(/y)*` without a trailing slash; `/` counts as `''`. */
 export function normalizeBasePath(basePath: string): string {
   return basePath === '/' ? '' : basePath;

@@ -9,7 +9,7 @@ import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
 import { checkScopes, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
 import type { VerifyRequest } from '../inbound/verifier.js';
-import { MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
+import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
 
 /**
  * The parts of a Node/Express request the middleware reads.
@@ -129,11 +129,11 @@ function headerValue(v: string | string[] | undefined): string | undefined {
 }
 
 /** The request path (percent-encoded) relative to the mount point, without the query. */
-function nodePath(req: NodeRequestLike): { path: string; query: URLSearchParams } {
+function nodeRequestPath(req: NodeRequestLike): string {
+  if (req.path !== undefined) return req.path;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
-  return { path: req.path ?? (q === -1 ? url : url.slice(0, q)), query };
+  return q === -1 ? url : url.slice(0, q);
 }
 
 /** Read the body: what a body parser left on `req.body`, else the stream (at most 16 KiB). */
@@ -167,7 +167,11 @@ async function readNodeBody(req: NodeRequestLike): Promise<unknown> {
  */
 export function nodeRoutes(...handlers: RouteHandler[]): NodeMiddleware {
   return function agentIamRoutes(req, res, next): void {
-    const { path, query } = nodePath(req);
+    const path = nodeRequestPath(req);
+    if (!handlers.some((h) => isUnder(path, h.basePath))) return next();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
     const request = { method: (req.method ?? 'GET').toUpperCase(), path, query, context: req.agentContext, readBody: () => readNodeBody(req) };
     void (async () => {
       for (const h of handlers) {

@@ -7,7 +7,7 @@
 import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
 import { checkScopes, END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
-import { MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
+import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
 
 /**
  * The parts of a Hono `Context` the middleware uses.
@@ -121,6 +121,7 @@ export async function readWebBody(request: Request): Promise<unknown> {
  */
 export function honoRoutes(...handlers: RouteHandler[]): HonoMiddleware {
   return async function agentIamRoutes(c: HonoContextLike, next: () => Promise<void>): Promise<Response | void> {
+    if (!handlers.some((h) => isUnder(c.req.path, h.basePath))) return next();
     const url = new URL(c.req.raw.url);
     const request = {
       method: c.req.method.toUpperCase(),

@@ -107,7 +107,7 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
       a.use(iam.expressRoutes());
       a.get('/charges', async (req, res) => {
         const r = await iam.toolFetch(`${upstream.base}/v1/charges`);
-        res.json({ status: r.status, user: req.agentContext?.userId, current: currentContext()?.userId });
+        res.json({ status: r.status, user: req.agentContext?.userId, current: currentContext()?.userId, header: req.headers['x-end-user-id'] });
       });
       listener = a;
     } else {
@@ -116,7 +116,7 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
       h.use('*', iam.honoRoutes());
       h.get('/charges', async (c) => {
         const r = await iam.toolFetch(`${upstream.base}/v1/charges`);
-        return c.json({ status: r.status, user: c.get('agentContext')?.userId, current: currentContext()?.userId });
+        return c.json({ status: r.status, user: c.get('agentContext')?.userId, current: currentContext()?.userId, header: c.req.header('x-end-user-id') });
       });
       listener = getRequestListener(h.fetch);
     }
@@ -132,7 +132,7 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
     const before = seen.length;
     const res = await fetch(`${app.base}/charges`, { headers: { ...(await bearer('alice')), 'x-end-user-id': 'mallory' } });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 200, user: 'alice', current: 'alice' });
+    expect(await res.json()).toEqual({ status: 200, user: 'alice', current: 'alice', header: 'alice' });
     expect(seen.slice(before)).toEqual([{ authorization: `Bearer ${SECRET_KEY}`, user: 'alice', path: '/v1/charges' }]);
     expect(events.some((e) => e.type === 'inbound.verify' && e.userId === 'alice')).toBe(true);
     expect(events.some((e) => e.type === 'tool.request' && e.decision === 'allow')).toBe(true);
