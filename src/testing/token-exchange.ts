@@ -81,6 +81,7 @@ export function tokenExchangeHandler(settings: TokenExchangeSettings) {
       const { payload } = await jwtVerify(token, resolve, {
         issuer: settings.issuer,
         algorithms: ['RS256'],
+        requiredClaims: ['exp', 'sub'],
       });
       return payload as Record<string, unknown>;
     } catch {

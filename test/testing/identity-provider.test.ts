@@ -272,6 +272,21 @@ describe('createTestIdentityProvider', () => {
       insecure,
     );
     await expect(oauth.processGenericTokenEndpointResponse(as, client, refused)).rejects.toMatchObject({ error: 'invalid_grant' });
+    // an expired subject token, and one without exp, are refused
+    for (const bad of [
+      await idp.tokenFor({ userId: 'alice', scopes: ['read'], expiresIn: -5 }),
+      await idp.tokenFor({ userId: 'alice', scopes: ['read'], claims: { exp: undefined } }),
+    ]) {
+      const res = await oauth.genericTokenEndpointRequest(
+        as,
+        client,
+        auth,
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+        new URLSearchParams({ subject_token: bad, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: AGENT_B }),
+        insecure,
+      );
+      await expect(oauth.processGenericTokenEndpointResponse(as, client, res)).rejects.toMatchObject({ error: 'invalid_grant' });
+    }
     // a subject token signed by someone else is refused
     const foreign = await createTestIdentityProvider();
     try {
