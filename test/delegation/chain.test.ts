@@ -94,11 +94,16 @@ beforeAll(async () => {
     policies: [{ agent: 'agent-b', tool: 'search-index', actors: ['agent-a', 'orchestrator'] }],
     audit,
   });
+  // Listen first: B also accepts tokens whose audience is its own URL (RFC 8707 resource).
+  let b: Hono | undefined;
+  agentB = serve({ fetch: (request, env) => (b as Hono).fetch(request, env), port: 0, hostname: '127.0.0.1' });
+  await new Promise<void>((resolve) => agentB.once('listening', resolve));
+  bUrl = `http://127.0.0.1:${(agentB.address() as AddressInfo).port}`;
   const bVerifier = createVerifier({
-    providers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri, audiences: [B_AUD], maxDelegationDepth: 2 }],
+    providers: [{ issuer: idp.issuer, jwksUri: idp.jwksUri, audiences: [B_AUD, bUrl], maxDelegationDepth: 2 }],
     audit,
   });
-  const b = new Hono();
+  b = new Hono();
   b.use('*', async (_c, next) => {
     bRequests++;
     await next();
@@ -123,9 +128,8 @@ beforeAll(async () => {
   };
   b.get('/search', search);
   b.get('/admin/reindex', search);
-  agentB = serve({ fetch: b.fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise<void>((resolve) => agentB.once('listening', resolve));
-  bUrl = `http://127.0.0.1:${(agentB.address() as AddressInfo).port}`;
+  b.get('/by-resource/search', search);
+  b.get('/notes/search', search);
 
   // ---- agent A (Express): calls B with a token exchanged for B's audience --------------------------
   const tokensA = createTokenManager({
@@ -141,6 +145,10 @@ beforeAll(async () => {
         baseUrl: `${bUrl}/admin`,
         auth: { type: 'tokenExchange', connection: 'idp', audience: B_AUD, scopes: ['search:read', 'search:admin'] },
       },
+      // RFC 8707: name B by its URL instead of an audience string.
+      { name: 'agent-b-resource', baseUrl: `${bUrl}/by-resource`, auth: { type: 'tokenExchange', connection: 'idp', resource: bUrl, scopes: ['search:read'] } },
+      // A delegation that narrows to a scope B does not accept.
+      { name: 'agent-b-notes', baseUrl: `${bUrl}/notes`, auth: { type: 'tokenExchange', connection: 'idp', audience: B_AUD, scopes: ['notes:write'] } },
     ],
     policies: [{ agent: 'agent-a', tool: '*' }],
     tokens: tokensA,
@@ -159,6 +167,8 @@ beforeAll(async () => {
   };
   a.get('/ask', ask('/search'));
   a.get('/ask-admin', ask('/admin/reindex'));
+  a.get('/ask-by-resource', ask('/by-resource/search'));
+  a.get('/ask-notes', ask('/notes/search'));
   agentA = createServer(a);
   aUrl = await listen(agentA);
 
@@ -187,8 +197,14 @@ beforeEach(() => {
   idp.resetStats();
 });
 
-function userToken(options: { scopes?: string[]; act?: Record<string, unknown> } = {}): Promise<string> {
-  return idp.tokenFor({ userId: ALICE, scopes: options.scopes ?? ['search:read', 'notes:write'], audience: A_AUD, ...(options.act ? { act: options.act } : {}) });
+function userToken(options: { scopes?: string[]; act?: Record<string, unknown>; claims?: Record<string, unknown> } = {}): Promise<string> {
+  return idp.tokenFor({
+    userId: ALICE,
+    scopes: options.scopes ?? ['search:read', 'notes:write'],
+    audience: A_AUD,
+    ...(options.act ? { act: options.act } : {}),
+    ...(options.claims ? { claims: options.claims } : {}),
+  });
 }
 
 async function ask(token: string, path = '/ask', extra: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -248,6 +264,33 @@ describe('delegation: client → agent A → (token exchange) → agent B → to
     expect(events('tool.request', 'agent-a')).toEqual([
       expect.objectContaining({ decision: 'deny', tool: 'agent-b-admin', userId: ALICE, code: 'SCOPE_ESCALATION' }),
     ]);
+  });
+
+  it('RFC 8707: a tool that names B by resource gets a token whose aud is B’s URL', async () => {
+    const { status } = await ask(await userToken(), '/ask-by-resource');
+    expect(status).toBe(200);
+    const claims = decodeJwt(seenByB[0]!.rawToken);
+    expect(claims).toMatchObject({ sub: ALICE, aud: bUrl, scope: 'search:read', act: { sub: 'agent-a' } });
+    expect(received).toHaveLength(1);
+  });
+
+  it('a narrowed token is only as good as what it kept: B refuses one without its required scope', async () => {
+    const { status, body } = await ask(await userToken(), '/ask-notes');
+    expect(status).toBe(403);
+    expect(body.error).toBe('INSUFFICIENT_SCOPE');
+    expect(idp.stats.token[EXCHANGE]).toBe(1);
+    expect(seenByB).toHaveLength(0);
+    expect(received).toHaveLength(0);
+  });
+
+  it('a user token whose may_act names another agent cannot be exchanged by A (RFC 8693 §4.4)', async () => {
+    const { status, body } = await ask(await userToken({ claims: { may_act: { sub: 'agent-z' } } }));
+    expect(status).toBe(502);
+    expect(body).toMatchObject({ error: 'OAUTH_ERROR', oauthError: 'invalid_grant' });
+    expect(bRequests).toBe(0);
+    expect(events('token.exchange')).toEqual([expect.objectContaining({ decision: 'error', code: 'OAUTH_ERROR', userId: ALICE })]);
+    // ...while one that names agent-a goes through.
+    expect((await ask(await userToken({ claims: { may_act: { sub: 'agent-a' } } }))).status).toBe(200);
   });
 
   it('a user without the scope cannot have it delegated either', async () => {
