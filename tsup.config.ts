@@ -16,5 +16,7 @@ export default defineConfig({
   platform: 'neutral',
   splitting: true,
   treeshake: true,
+  // Keep `node:async_hooks` as written: Deno and Workers resolve only the prefixed form.
+  removeNodeProtocol: false,
   external: ['express', 'hono', 'oidc-provider', /^node:/, /^@modelcontextprotocol\//],
 });

@@ -42,7 +42,21 @@ export interface AgentContext {
   readonly authenticated: boolean;
 }
 
-const rawTokens = new WeakMap<AgentContext, string>();
+/**
+ * Process-wide singletons, shared by the ESM and CJS builds (the dual-package hazard: a context set
+ * through `require('agent-iam/express')` must be visible to `import { currentContext } from 'agent-iam'`).
+ */
+interface SharedState {
+  storage: AsyncLocalStorage<AgentContext>;
+  rawTokens: WeakMap<AgentContext, string>;
+}
+const SHARED = Symbol.for('agent-iam.context.v1');
+const shared: SharedState = ((globalThis as Record<symbol, unknown>)[SHARED] as SharedState | undefined) ??
+  ((globalThis as Record<symbol, unknown>)[SHARED] = {
+    storage: new AsyncLocalStorage<AgentContext>(),
+    rawTokens: new WeakMap<AgentContext, string>(),
+  } satisfies SharedState) as SharedState;
+const rawTokens = shared.rawTokens;
 
 /**
  * @internal Attach the raw bearer token to a context without making it a property. Only the SDK's
@@ -84,7 +98,7 @@ export function anonymousContext(requestId: string = newRequestId()): AgentConte
   });
 }
 
-const storage = new AsyncLocalStorage<AgentContext>();
+const storage = shared.storage;
 
 /**
  * The context of the request being handled, set by the Express/Hono adapters or {@link runWithContext}.
