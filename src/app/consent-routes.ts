@@ -25,6 +25,7 @@ import {
   type RouteHandler,
   type RouteRequest,
   type RouteResponse,
+  wantsJson,
 } from './http.js';
 
 /**
@@ -142,11 +143,17 @@ function stateMismatch(why: string, status?: number): AgentIamError {
  * Build the framework-free consent routes (the Express and Hono `consentRoutes` wrap this):
  *
  * - `GET {base}/connect/:connection`: 302 to the authorization URL (PKCE, single-use state) for the
- *   authenticated user; 401 `TOKEN_MISSING` without one; 404 for an unknown connection.
+ *   authenticated user, or 200 `{ authorizationUrl }` when the client sends `Accept: application/json`
+ *   (a single-page app calling with its bearer token, which then navigates there itself); 401
+ *   `TOKEN_MISSING` without a user; 404 for an unknown connection.
  * - `GET {base}/callback`: completes the flow only for the same authenticated user who started it
  *   (session binding against consent phishing); then 302 to `successRedirect`, or 200 JSON
  *   `{ account }`. A callback presented by another user is refused (403 `OAUTH_STATE_MISMATCH`) and
- *   the flow is discarded: its URL has been seen by someone else, so nobody may complete it.
+ *   the flow is discarded: its URL has been seen by someone else, so nobody may complete it. An
+ *   unauthenticated callback is refused (401) and leaves the flow alone. The code is redeemed against
+ *   the connection's `redirectUri` as recorded when the flow started, so the connection's redirect URI
+ *   may be a page of your front end that forwards its query string to `{base}/callback` with the
+ *   user's bearer token, and a proxy's Host header does not matter.
  * - `GET {base}/accounts`: `{ accounts }`, the user's connected accounts (no token material).
  * - `DELETE {base}/accounts/:connection`: revokes the account; `{ account }`, or 404.
  *
@@ -182,7 +189,7 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
     if (redirectUri === null) throw new AgentIamError('CONFIG_INVALID', `connection ${connection} has no redirectUri`, { field: 'redirectUri' });
     const binding: FlowBinding = { v: 1, userId, connection, redirectUri, expiresAt: Date.now() + ttlMs };
     await store.set(bindingKey(state), binding, ttlMs);
-    return redirect(url);
+    return wantsJson(req.accept) ? json(200, { authorizationUrl: url }) : redirect(url);
   }
 
   async function callback(req: RouteRequest): Promise<RouteResponse> {

@@ -28,6 +28,15 @@ export interface RouteRequest {
   context: AgentContext | undefined;
   /** Reads the JSON body, only when a route needs one (`undefined` when the body is empty). */
   readBody?: () => Promise<unknown>;
+  /** The `Accept` header: `application/json` makes `connect` answer `{ authorizationUrl }` instead of a 302. */
+  accept?: string | undefined;
+}
+
+/** True when the client asked for JSON rather than a redirect (`Accept: application/json`, not `text/html`). */
+export function wantsJson(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  const a = accept.toLowerCase();
+  return a.includes('application/json') && !a.includes('text/html');
 }
 
 /**

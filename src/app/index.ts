@@ -10,5 +10,6 @@ export { createApprovalRoutes } from './approval-routes.js';
 export type { ApprovalRoutesOptions, RouteApprovals } from './approval-routes.js';
 export type { RouteHandler, RouteRequest, RouteResponse } from './http.js';
 export type { NodeMiddleware, NodeRequestLike, NodeResponseLike } from './node.js';
+export { handleWebRequest } from './web.js';
 export type { HonoMiddleware, HonoContextLike } from './web.js';
 export type { AgentAuthOptions } from '../adapters/shared.js';

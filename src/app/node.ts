@@ -172,7 +172,7 @@ export function nodeRoutes(...handlers: RouteHandler[]): NodeMiddleware {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
-    const request = { method: (req.method ?? 'GET').toUpperCase(), path, query, context: req.agentContext, readBody: () => readNodeBody(req) };
+    const request = { method: (req.method ?? 'GET').toUpperCase(), path, query, context: req.agentContext, readBody: () => readNodeBody(req), accept: headerValue(req.headers.accept) };
     void (async () => {
       for (const h of handlers) {
         const r = await h.handle(request);

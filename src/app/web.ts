@@ -122,22 +122,48 @@ export async function readWebBody(request: Request): Promise<unknown> {
 export function honoRoutes(...handlers: RouteHandler[]): HonoMiddleware {
   return async function agentIamRoutes(c: HonoContextLike, next: () => Promise<void>): Promise<Response | void> {
     if (!handlers.some((h) => isUnder(c.req.path, h.basePath))) return next();
-    const url = new URL(c.req.raw.url);
-    const request = {
-      method: c.req.method.toUpperCase(),
-      path: url.pathname,
-      query: url.searchParams,
-      context: c.get('agentContext') as AgentContext | undefined,
-      readBody: () => readWebBody(c.req.raw),
-    };
-    try {
-      for (const h of handlers) {
-        const r = await h.handle(request);
-        if (r !== undefined) return webResponse(r);
-      }
-    } catch (error) {
-      return webError(error);
-    }
+    const response = await handleWebRequest(handlers, c.req.raw, c.get('agentContext') as AgentContext | undefined);
+    if (response !== undefined) return response;
     await next();
   };
+}
+
+/**
+ * Serve route handlers (`createConsentRoutes`, `createApprovalRoutes`) from any Web-API
+ * server (Workers, Deno, Bun, `fetch` handlers): resolves to the response for the routes' own
+ * requests, or `undefined` for any other. `context` is the caller as your own auth step verified it
+ * (e.g. `await verifier.verify(request)`).
+ *
+ * @example
+ * ```ts
+ * const routes = [createConsentRoutes(tokens, { basePath: '/oauth' })];
+ * export default {
+ *   async fetch(request: Request): Promise<Response> {
+ *     const context = await verifier.verify(request);
+ *     return (await handleWebRequest(routes, request, context)) ?? new Response('Not found', { status: 404 });
+ *   },
+ * };
+ * ```
+ */
+export async function handleWebRequest(handlers: RouteHandler | readonly RouteHandler[], request: Request, context: AgentContext | undefined): Promise<Response | undefined> {
+  const list: readonly RouteHandler[] = Array.isArray(handlers) ? handlers : [handlers as RouteHandler];
+  const url = new URL(request.url);
+  if (!list.some((h) => isUnder(url.pathname, h.basePath))) return undefined;
+  const routeRequest = {
+    method: request.method.toUpperCase(),
+    path: url.pathname,
+    query: url.searchParams,
+    context,
+    readBody: () => readWebBody(request),
+    accept: request.headers.get('accept') ?? undefined,
+  };
+  try {
+    for (const h of list) {
+      const r = await h.handle(routeRequest);
+      if (r !== undefined) return webResponse(r);
+    }
+  } catch (error) {
+    return webError(error);
+  }
+  return undefined;
 }

@@ -4,7 +4,7 @@
  * themselves are in test/adapters/routes-*.test.ts and test/app/agent-iam.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { anonymousContext, createApprovalRoutes, createApprovals, createConsentRoutes, createTokenManager, type AgentContext, type ConsentTokenManager } from '../../src/index.js';
+import { anonymousContext, createApprovalRoutes, createApprovals, createConsentRoutes, createTokenManager, handleWebRequest, type AgentContext, type ConsentTokenManager } from '../../src/index.js';
 
 const tokens = createTokenManager({
   connections: [
@@ -106,5 +106,21 @@ describe('failures are rendered, never thrown', () => {
     const approvals = createApprovalRoutes(createApprovals({ store: failing }), { adminScope: 'admin' });
     expect(await approvals.handle(req('GET', '/approvals', user('alice')))).toMatchObject({ status: 403, body: { error: 'INSUFFICIENT_SCOPE' } });
     expect(await approvals.handle(req('GET', '/approvals', user('boss', ['admin'])))).toMatchObject({ status: 503, body: { error: 'STORE_UNAVAILABLE' } });
+  });
+});
+
+describe('handleWebRequest (any Web-API server)', () => {
+  it('answers its own routes from a Request and leaves the rest', async () => {
+    const routes = [createConsentRoutes(tokens, { basePath: '/oauth' }), createApprovalRoutes(createApprovals(), { adminScope: 'admin' })];
+    let res = await handleWebRequest(routes, new Request('https://agent.example.com/oauth/connect/corp', { headers: { accept: 'application/json' } }), user('alice'));
+    expect(res?.status).toBe(200);
+    const body = (await res?.json()) as { authorizationUrl: string };
+    expect(new URL(body.authorizationUrl).searchParams.get('code_challenge_method')).toBe('S256');
+    res = await handleWebRequest(routes, new Request('https://agent.example.com/oauth/connect/corp', { headers: { accept: 'text/html,application/json' } }), user('alice'));
+    expect(res?.status).toBe(302);
+    res = await handleWebRequest(routes, new Request('https://agent.example.com/approvals/apr_x/deny', { method: 'POST', body: '{}' }), user('boss', ['admin']));
+    expect(res?.status).toBe(404);
+    expect(await handleWebRequest(routes, new Request('https://agent.example.com/elsewhere'), user('alice'))).toBeUndefined();
+    expect(await handleWebRequest(routes[0]!, new Request('https://agent.example.com/oauth/nothing'), user('alice'))).toBeUndefined();
   });
 });

@@ -101,6 +101,15 @@ export function routeSuite(name: string, build: BuildApp): void {
       expect(location.searchParams.get('state')).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     });
 
+    it('connect with Accept: application/json answers { authorizationUrl } for a single-page app', async () => {
+      const res = await get('/oauth/connect/corp', { ...(await bearer('hank')), accept: 'application/json' });
+      expect(res.status).toBe(200);
+      const { authorizationUrl } = (await res.json()) as { authorizationUrl: string };
+      const callback = new URL(await idp.authorize(authorizationUrl, { userId: 'hank' }));
+      const done = await get(`/oauth/callback${callback.search}`, await bearer('hank'));
+      expect(done.status).toBe(200);
+    });
+
     it('callback by the same user connects the account and answers JSON without token material', async () => {
       const search = await startAndConsent('alice');
       const res = await get(`/oauth/callback${search}`, await bearer('alice'));
