@@ -37,7 +37,14 @@ export interface ApprovalRoutesOptions {
   basePath?: string;
 }
 
-/** The approvals methods the routes use. */
+/**
+ * The approvals methods the routes use (an `Approvals` from `createApprovals`).
+ *
+ * @example
+ * ```ts
+ * const service: RouteApprovals = createApprovals({ store });
+ * ```
+ */
 export type RouteApprovals = Pick<Approvals, 'list' | 'get' | 'approve' | 'deny'>;
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an RFC 6749 scope token');
