@@ -11,13 +11,13 @@
  * account encrypted, and hands out access tokens, refreshing them when they near expiry.
  * It prints each step and exits 0.
  *
- * In your own code, import from 'agent-iam' and 'agent-iam/testing' instead of the source paths below.
+ * It imports the package by name, exactly as your own code would (`npm run build` makes dist/).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { createTokenManager, generateEncryptionKey, isAgentIamError, type AuditEvent } from '../../src/index.js';
-import { createTestIdentityProvider } from '../../src/testing/index.js';
+import { createTokenManager, generateEncryptionKey, isAgentIamError, type AuditEvent } from 'agent-iam';
+import { createTestIdentityProvider } from 'agent-iam/testing';
 
 async function listen(server: ReturnType<typeof createServer>): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -7,15 +7,14 @@
  * that wants an API key, and the agent. The script makes one request with a real access token,
  * prints what came back, and exits 0.
  *
- * In your own code, import from 'agent-iam', 'agent-iam/express' and 'agent-iam/testing' instead of
- * the source paths below.
+ * It imports the package by name, exactly as your own code would (`npm run build` makes dist/).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { createToolFetch, createVerifier, isAgentIamError, renderError, type AuditEvent } from '../../src/index.js';
-import { agentAuth } from '../../src/adapters/express.js';
-import { createTestIdentityProvider } from '../../src/testing/index.js';
+import { createToolFetch, createVerifier, isAgentIamError, renderError, type AuditEvent } from 'agent-iam';
+import { agentAuth } from 'agent-iam/express';
+import { createTestIdentityProvider } from 'agent-iam/testing';
 
 const WEATHER_KEY = 'wk_demo_0123456789';
 
