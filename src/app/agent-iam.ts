@@ -11,7 +11,9 @@ import { createToolFetch, type ToolFetch, type ToolFetchOptions } from '../outbo
 import { createApprovals, type Approvals, type ApprovalsOptions } from '../policy/approvals.js';
 import type { PolicyRule } from '../policy/policies.js';
 import { createTokenManager, type TokenManager } from '../tokens/token-manager.js';
+import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
+import { parseOptions } from '../lib/options.js';
 import { createApprovalRoutes } from './approval-routes.js';
 import { CONFIG_KEYS, within, type AgentIamConfig } from './config.js';
 import { createConsentRoutes, type ConsentRoutesOptions } from './consent-routes.js';
@@ -53,6 +55,21 @@ export interface AgentIam {
   honoRoutes(): HonoMiddleware;
 }
 
+const section = z.custom<object>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be an object');
+const configSchema = z.object({
+  agent: z.object({ id: z.string().min(1, 'must be a non-empty string') }),
+  verifier: section,
+  tokens: section.optional(),
+  tools: z.array(z.unknown()).optional(),
+  policies: z.array(z.unknown()).optional(),
+  approvals: z.union([z.boolean(), section]).optional(),
+  toolFetch: section.optional(),
+  store: section.optional(),
+  audit: z.custom<AuditSink>((v) => typeof v === 'function' || typeof (v as { write?: unknown })?.write === 'function', 'must be a function or have write()').optional(),
+  consentRoutes: section.optional(),
+  approvalRoutes: section.optional(),
+});
+
 function needsApprovals(config: AgentIamConfig): boolean {
   if (config.approvals !== undefined && config.approvals !== false) return true;
   if (config.approvalRoutes !== undefined) return true;
@@ -81,33 +98,25 @@ function needsApprovals(config: AgentIamConfig): boolean {
  * ```
  */
 export function createAgentIam(config: AgentIamConfig): AgentIam {
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-    throw new AgentIamError('CONFIG_INVALID', 'Invalid option (root): must be an object', { field: '(root)' });
+  if (typeof config === 'object' && config !== null && !Array.isArray(config)) {
+    for (const k of Object.keys(config)) {
+      if (!CONFIG_KEYS.has(k)) throw new AgentIamError('CONFIG_INVALID', `Invalid option ${k}: unknown option`, { field: k });
+    }
   }
-  for (const k of Object.keys(config)) {
-    if (!CONFIG_KEYS.has(k)) throw new AgentIamError('CONFIG_INVALID', `Invalid option ${k}: unknown option`, { field: k });
-  }
-  const agent = config.agent as { id?: unknown } | undefined;
-  if (typeof agent !== 'object' || agent === null || typeof agent.id !== 'string' || agent.id === '') {
-    throw new AgentIamError('CONFIG_INVALID', 'Invalid option agent.id: must be a non-empty string', { field: 'agent.id' });
-  }
-  const agentId = agent.id;
+  // The shape of each section here; each factory then validates its own section in full.
+  const checked = parseOptions(configSchema, config);
+  const agentId = checked.agent.id;
   const audit = config.audit;
   const store = config.store;
 
   const verifierOptions = config.verifier;
-  if (typeof verifierOptions !== 'object' || verifierOptions === null) {
-    throw new AgentIamError('CONFIG_INVALID', 'Invalid option verifier: required', { field: 'verifier' });
-  }
   const verifier = within('verifier', () =>
     createVerifier(audit !== undefined && verifierOptions.audit === undefined ? { ...verifierOptions, audit } : verifierOptions),
   );
 
   let tokens: TokenManager | undefined;
   if (config.tokens !== undefined) {
-    const t = config.tokens;
-    if (typeof t !== 'object' || t === null) throw new AgentIamError('CONFIG_INVALID', 'Invalid option tokens: must be an object', { field: 'tokens' });
-    const options = { ...t };
+    const options = { ...config.tokens };
     if (options.audit === undefined && audit !== undefined) options.audit = audit;
     if (options.store === undefined && store !== undefined) options.store = store;
     tokens = within('tokens', () => createTokenManager(options));

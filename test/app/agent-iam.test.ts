@@ -220,6 +220,10 @@ describe('createAgentIam: invalid configuration fails at construction, naming th
 
   it('names the field in every section', () => {
     expectConfigError(() => createAgentIam({ ...ok(), agent: { id: '' } }), 'agent.id');
+    expectConfigError(() => createAgentIam(null as never), '(root)');
+    expectConfigError(() => createAgentIam({ agent: { id: 'a' } } as never), 'verifier');
+    expectConfigError(() => createAgentIam({ ...ok(), tools: 'x' } as never), 'tools');
+    expectConfigError(() => createAgentIam({ ...ok(), audit: 'stdout' } as never), 'audit');
     expectConfigError(() => createAgentIam({ ...ok(), verifier: { providers: [{ issuer: 'https://idp.example.com', jwksUri: 'http://idp.example.com/jwks' }] } }), 'verifier.providers.0.jwksUri');
     expectConfigError(() => createAgentIam({ ...ok(), tokens: { connections: [{ id: 'c', issuer: 'http://idp.example.com', clientId: 'x' }] } }), 'tokens.connections.0.issuer');
     expectConfigError(() => createAgentIam({ ...ok(), tools: [{ name: 't', baseUrl: 'ftp://x.example', auth: { type: 'none' } }] }), 'tools.0.baseUrl');
