@@ -5,25 +5,18 @@
  * @module
  */
 import * as oauth from 'oauth4webapi';
-import { SingleFlight } from '../lib/async.js';
-import { LruCache } from '../lib/lru.js';
 import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
 import { recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
+import { ExpiringCache } from './token-cache.js';
 import type { AccessTokenResult, ClientCredentialsOptions } from './types.js';
 
-interface Cached {
-  result: AccessTokenResult;
-  refreshAt: number;
-}
-
 export class ClientCredentialsCache {
-  readonly #cache: LruCache<string, Cached>;
-  readonly #flight = new SingleFlight<AccessTokenResult>();
+  readonly #cache: ExpiringCache<AccessTokenResult>;
 
   constructor(size: number) {
-    this.#cache = new LruCache(size);
+    this.#cache = new ExpiringCache(size);
   }
 
   async get(rt: Runtime, c: Connection, o: ClientCredentialsOptions): Promise<AccessTokenResult> {
@@ -32,8 +25,8 @@ export class ClientCredentialsCache {
     const audience = o.audience ?? c.audience;
     const key = JSON.stringify([c.id, scopes, resource ?? null, audience ?? null]);
     const hit = this.#cache.get(key);
-    if (hit !== undefined && Date.now() < hit.refreshAt) return hit.result;
-    return this.#flight.run(key, async () => {
+    if (hit !== undefined) return hit;
+    return this.#cache.load(key, async () => {
       const started = Date.now();
       try {
         const tokens = await rt.withClient(c, (server, client) =>
@@ -53,13 +46,13 @@ export class ClientCredentialsCache {
           tokenType: tokens.token_type,
           scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? scopes,
         };
+        let until: number | undefined;
         if (typeof tokens.expires_in === 'number') {
           result.expiresAt = now + tokens.expires_in * 1000;
-          const refreshAt = result.expiresAt - Math.min(rt.refreshSkewMs, (tokens.expires_in * 1000) / 2);
-          this.#cache.set(key, { result: Object.freeze(result), refreshAt });
+          until = result.expiresAt - Math.min(rt.refreshSkewMs, (tokens.expires_in * 1000) / 2);
         }
         audit(rt, { type: 'token.issue', connection: c.id, decision: 'allow', durationMs: now - started });
-        return result;
+        return { value: Object.freeze(result), until };
       } catch (e) {
         audit(rt, { type: 'token.issue', connection: c.id, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started });
         throw e;

@@ -1,38 +1,56 @@
 /**
  * Internal: RFC 8693 token exchange. Delegated tokens only narrow: asking for a scope the subject
  * token does not hold fails before any request, and an answer without `issued_token_type` or with
- * scopes beyond those asked is refused.
+ * scopes beyond those asked is refused. Issued tokens are cached (see {@link TokenExchanger}), so that
+ * repeated calls for one user through one delegation hop cost one exchange per token lifetime.
  *
  * @see https://www.rfc-editor.org/rfc/rfc8693
  * @module
  */
 import * as oauth from 'oauth4webapi';
 import { actorSubjects } from '../audit/events.js';
-import { rawTokenOf } from '../context.js';
+import { type AgentContext, rawTokenOf } from '../context.js';
 import { AgentIamError } from '../errors.js';
-import { fromBase64Url } from '../lib/encoding.js';
+import { fromBase64Url, sha256Hex } from '../lib/encoding.js';
 import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
 import { oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
+import { ExpiringCache } from './token-cache.js';
 import type { AccessTokenResult, TokenExchangeOptions } from './types.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
-/** The scopes a JWT's payload holds (`scope` string or `scp` array/string); undefined when not a JWT. */
-export function scopesOfJwt(token: string): string[] | undefined {
+/** The payload of a compact JWT, decoded without verification; undefined when the token is not one. */
+function jwtPayload(token: string): Record<string, unknown> | undefined {
   const parts = token.split('.');
   if (parts.length !== 3 || (parts[1] as string).length > 65536) return undefined;
   try {
-    const payload = JSON.parse(new TextDecoder().decode(fromBase64Url(parts[1] as string))) as Record<string, unknown>;
-    const s = payload.scope ?? payload.scp;
-    if (typeof s === 'string') return s.split(' ').filter((x) => x !== '');
-    if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string');
-    return [];
+    const payload: unknown = JSON.parse(new TextDecoder().decode(fromBase64Url(parts[1] as string)));
+    return payload !== null && typeof payload === 'object' && !Array.isArray(payload) ? (payload as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+function scopesOfPayload(payload: Record<string, unknown>): string[] {
+  const s = payload.scope ?? payload.scp;
+  if (typeof s === 'string') return s.split(' ').filter((x) => x !== '');
+  if (Array.isArray(s)) return s.filter((x): x is string => typeof x === 'string');
+  return [];
+}
+
+/** `exp` of a JWT payload as epoch ms; undefined when absent or not a finite number. */
+function expiryOf(payload: Record<string, unknown> | undefined | Readonly<Record<string, unknown>>): number | undefined {
+  const exp = payload?.exp;
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+}
+
+/** The scopes a JWT's payload holds (`scope` string or `scp` array/string); undefined when not a JWT. */
+export function scopesOfJwt(token: string): string[] | undefined {
+  const payload = jwtPayload(token);
+  return payload === undefined ? undefined : scopesOfPayload(payload);
 }
 
 /** The caller's delegation chain and request id, for the audit event (the chain the new token extends). */
@@ -46,39 +64,108 @@ function escalation(scopes: string[], why: string): AgentIamError {
   return new AgentIamError('SCOPE_ESCALATION', `Token exchange refused: ${why}`, { scopes });
 }
 
-export async function exchangeToken(rt: Runtime, c: Connection, o: TokenExchangeOptions): Promise<AccessTokenResult> {
-  const subjectToken = o.subjectToken ?? (o.context ? rawTokenOf(o.context) : undefined);
-  if (subjectToken === undefined || subjectToken === '') {
-    throw new AgentIamError('TOKEN_MISSING', 'Token exchange needs a subject token: pass subjectToken or a context verified from a bearer token');
-  }
-  const held = o.context !== undefined && o.subjectToken === undefined ? [...o.context.scopes] : scopesOfJwt(subjectToken);
-  const asked = [...new Set(o.scopes)];
-  const heldSet = held === undefined ? undefined : new Set(held);
-  const beyond = heldSet === undefined ? asked : asked.filter((s) => !heldSet.has(s));
-  if (heldSet === undefined || beyond.length > 0) {
-    // A refusal is a decision too: record it, although nothing was sent.
-    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'deny', code: 'SCOPE_ESCALATION', ...chainOf(o) });
-    throw heldSet === undefined
-      ? escalation(asked, 'the subject token is opaque, so its scopes cannot be checked')
-      : escalation(beyond, 'scopes asked that the subject token does not hold');
+/** What one exchange sends, resolved from the options and the connection. */
+interface ExchangeRequest {
+  subjectToken: string;
+  subjectTokenType: string;
+  actorToken: string | undefined;
+  actorTokenType: string;
+  audience: string | undefined;
+  resource: string | undefined;
+  /** Deduplicated, in the caller's order (the order sent). */
+  scopes: string[];
+}
+
+/**
+ * RFC 8693 token exchange, with an optional bounded cache of the issued tokens.
+ *
+ * A cache entry is keyed by the SHA-256 of the subject token and of the actor token (never the
+ * tokens themselves), the connection, audience, resource, sorted scope set and token types. It is
+ * served until `refreshSkew` before the issued token expires (capped at half its lifetime), and never
+ * after the subject token's (or a JWT actor token's) own `exp`. A subject token without a readable
+ * `exp`, or an answer without expiry, is not cached. Concurrent identical exchanges share one request.
+ * The scope check runs on every call, before the cache. A cache hit sends nothing and emits no
+ * `token.exchange` audit event: that event records an exchange at the authorization server.
+ */
+export class TokenExchanger {
+  readonly #cache: ExpiringCache<AccessTokenResult> | undefined;
+
+  /** `maxEntries` 0 turns the cache (and single flight) off: every call is an exchange. */
+  constructor(maxEntries: number) {
+    this.#cache = maxEntries > 0 ? new ExpiringCache(maxEntries) : undefined;
   }
 
+  async exchange(rt: Runtime, c: Connection, o: TokenExchangeOptions): Promise<AccessTokenResult> {
+    const fromContext = o.subjectToken === undefined && o.context !== undefined;
+    const subjectToken = o.subjectToken ?? (o.context ? rawTokenOf(o.context) : undefined);
+    if (subjectToken === undefined || subjectToken === '') {
+      throw new AgentIamError('TOKEN_MISSING', 'Token exchange needs a subject token: pass subjectToken or a context verified from a bearer token');
+    }
+    const payload = fromContext ? undefined : jwtPayload(subjectToken);
+    const held = fromContext ? (o.context as AgentContext).scopes : payload === undefined ? undefined : scopesOfPayload(payload);
+    const asked = [...new Set(o.scopes)];
+    const heldSet = held === undefined ? undefined : new Set(held);
+    const beyond = heldSet === undefined ? asked : asked.filter((s) => !heldSet.has(s));
+    if (heldSet === undefined || beyond.length > 0) {
+      // A refusal is a decision too: record it, although nothing was sent.
+      audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'deny', code: 'SCOPE_ESCALATION', ...chainOf(o) });
+      throw heldSet === undefined
+        ? escalation(asked, 'the subject token is opaque, so its scopes cannot be checked')
+        : escalation(beyond, 'scopes asked that the subject token does not hold');
+    }
+    const request: ExchangeRequest = {
+      subjectToken,
+      subjectTokenType: o.subjectTokenType ?? ACCESS_TOKEN_TYPE,
+      actorToken: o.actorToken,
+      actorTokenType: o.actorTokenType ?? ACCESS_TOKEN_TYPE,
+      audience: o.audience ?? c.audience,
+      resource: resourceParam(c, o.resource),
+      scopes: asked,
+    };
+    const cache = this.#cache;
+    // The verified context's claims hold the subject token's exp; a token passed as is gets decoded.
+    let notAfter = fromContext ? expiryOf((o.context as AgentContext).claims) : expiryOf(payload);
+    if (cache === undefined || notAfter === undefined || notAfter <= Date.now()) return exchangeAtServer(rt, c, o, request);
+    if (request.actorToken !== undefined) {
+      const actorExp = expiryOf(jwtPayload(request.actorToken));
+      if (actorExp !== undefined) notAfter = Math.min(notAfter, actorExp);
+    }
+    const [subjectHash, actorHash] = await Promise.all([sha256Hex(subjectToken), request.actorToken === undefined ? null : sha256Hex(request.actorToken)]);
+    const key = JSON.stringify([
+      c.id, subjectHash, request.subjectTokenType, actorHash, request.actorTokenType, request.audience ?? null, request.resource ?? null,
+      [...asked].sort(), ACCESS_TOKEN_TYPE,
+    ]);
+    const hit = cache.get(key);
+    if (hit !== undefined) return hit;
+    const bound = notAfter;
+    return cache.load(key, async () => {
+      const result = await exchangeAtServer(rt, c, o, request);
+      let expiresAt = result.expiresAt ?? expiryOf(jwtPayload(result.accessToken));
+      if (expiresAt === undefined) return { value: result, until: undefined };
+      const lifetime = expiresAt - Date.now();
+      expiresAt -= Math.min(rt.refreshSkewMs, Math.max(0, lifetime) / 2);
+      Object.freeze(result.scopes);
+      return { value: Object.freeze(result), until: Math.min(expiresAt, bound) };
+    });
+  }
+}
+
+/** One exchange at the authorization server, audited. */
+async function exchangeAtServer(rt: Runtime, c: Connection, o: TokenExchangeOptions, r: ExchangeRequest): Promise<AccessTokenResult> {
   const started = Date.now();
   try {
     const tokens = await rt.withClient(c, (server, client) =>
       withRetry(rt.http, 'token exchange', async (signal) => {
         const params = new URLSearchParams(c.tokenParams);
-        params.set('subject_token', subjectToken);
-        params.set('subject_token_type', o.subjectTokenType ?? ACCESS_TOKEN_TYPE);
-        if (o.actorToken !== undefined) {
-          params.set('actor_token', o.actorToken);
-          params.set('actor_token_type', o.actorTokenType ?? ACCESS_TOKEN_TYPE);
+        params.set('subject_token', r.subjectToken);
+        params.set('subject_token_type', r.subjectTokenType);
+        if (r.actorToken !== undefined) {
+          params.set('actor_token', r.actorToken);
+          params.set('actor_token_type', r.actorTokenType);
         }
-        const audience = o.audience ?? c.audience;
-        if (audience !== undefined) params.set('audience', audience);
-        const resource = resourceParam(c, o.resource);
-        if (resource !== undefined) params.set('resource', resource);
-        if (asked.length > 0) params.set('scope', asked.join(c.scopeSeparator));
+        if (r.audience !== undefined) params.set('audience', r.audience);
+        if (r.resource !== undefined) params.set('resource', r.resource);
+        if (r.scopes.length > 0) params.set('scope', r.scopes.join(c.scopeSeparator));
         params.set('requested_token_type', ACCESS_TOKEN_TYPE);
         const res = await oauth.genericTokenEndpointRequest(server.as, client.client, client.auth, TOKEN_EXCHANGE_GRANT, params, requestOptions(rt.http, signal, server.insecure));
         const types = recognizedTokenTypes(['n_a', ...(c.tokenTypes ?? [])]);
@@ -88,8 +175,8 @@ export async function exchangeToken(rt: Runtime, c: Connection, o: TokenExchange
     if (typeof tokens.issued_token_type !== 'string' || tokens.issued_token_type === '') {
       throw oauthError('token exchange', 'invalid_response', 'the answer has no issued_token_type');
     }
-    const granted = splitScopes(tokens.scope, c.scopeSeparator) ?? asked;
-    const askedSet = new Set(asked);
+    const granted = splitScopes(tokens.scope, c.scopeSeparator) ?? r.scopes;
+    const askedSet = new Set(r.scopes);
     const extra = granted.filter((s) => !askedSet.has(s));
     if (extra.length > 0) throw escalation(extra, 'the server granted scopes beyond those asked');
     const result: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: granted };

@@ -23,7 +23,7 @@ import { resolveServer, type ServerInfo } from './discovery.js';
 import { type HttpSettings, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
 import { type ClientInfo, resolveClient } from './registration.js';
 import { audit, type Runtime } from './runtime.js';
-import { exchangeToken } from './token-exchange.js';
+import { TokenExchanger } from './token-exchange.js';
 import type {
   AccessTokenResult,
   AccountRef,
@@ -74,6 +74,17 @@ export interface TokenManagerOptions {
   cacheSize?: number;
   /** Longest time a cached access token is served without re-reading the store, seconds (default 30). */
   cacheTtlSeconds?: number;
+  /**
+   * Cache tokens obtained by {@link TokenManager.exchange} (default: on, 1000 entries, unless
+   * `cacheSize` is 0). An entry is keyed by SHA-256 hashes of the subject and actor tokens plus the
+   * connection, audience, resource, scope set and token types; it is served until `refreshSkewSeconds`
+   * before the issued token expires and never after the subject token's own `exp` (a subject token
+   * without a readable `exp` is not cached). Concurrent identical exchanges share one request.
+   * `SCOPE_ESCALATION` is still checked on every call. A cache hit emits no `token.exchange` event
+   * (that event records an exchange at the server). `false` turns caching off; a number sets the
+   * maximum number of entries.
+   */
+  exchangeCache?: boolean | number;
 }
 
 /**
@@ -143,7 +154,7 @@ export interface TokenManager extends TokenSource {
   revoke(options: AccountRef): Promise<ConnectedAccount | undefined>;
   /** A service-account token (client credentials), cached per connection, scope set and resource/audience. */
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
-  /** RFC 8693 token exchange; never widens scopes. */
+  /** RFC 8693 token exchange; never widens scopes. The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */
   exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
   /** Store an API key as a connected account (non-OAuth providers). */
   setApiKey(options: SetApiKeyOptions): Promise<ConnectedAccount>;
@@ -164,6 +175,7 @@ const optionsSchema = z.object({
   storeTimeoutMs: z.number().int().min(1).max(300_000).default(5000),
   cacheSize: z.number().int().min(0).max(1_000_000).default(1000),
   cacheTtlSeconds: z.number().min(0).max(3600).default(30),
+  exchangeCache: z.union([z.boolean(), z.number().int().min(0).max(1_000_000)]).optional(),
 });
 
 const USER_ID_MAX = 1024;
@@ -289,6 +301,7 @@ class Manager implements TokenManager {
   readonly #refreshFlight = new SingleFlight<AccountRecord>();
   readonly #readFlight = new SingleFlight<AccessTokenResult | undefined>();
   readonly #cc: ClientCredentialsCache;
+  readonly #exchanger: TokenExchanger;
   readonly #instance = randomToken(9);
 
   constructor(o: ParsedOptions, connections: Connection[], store: KeyValueStore) {
@@ -299,6 +312,8 @@ class Manager implements TokenManager {
     this.#cache = o.cacheSize > 0 ? new HotCache(o.cacheSize) : undefined;
     this.#cacheTtlMs = o.cacheTtlSeconds * 1000;
     this.#cc = new ClientCredentialsCache(Math.max(1, Math.min(o.cacheSize, 1000)));
+    const ex = o.exchangeCache;
+    this.#exchanger = new TokenExchanger(ex === undefined ? (o.cacheSize > 0 ? 1000 : 0) : ex === true ? 1000 : ex === false ? 0 : ex);
     const self = this;
     this.#rt = {
       http,
@@ -773,6 +788,6 @@ class Manager implements TokenManager {
   async exchange(options: TokenExchangeOptions): Promise<AccessTokenResult> {
     const c = this.#oauthConnection(options?.connection);
     if (!Array.isArray(options.scopes)) throw badRequest('scopes', 'must be an array');
-    return exchangeToken(this.#rt, c, options);
+    return this.#exchanger.exchange(this.#rt, c, options);
   }
 }
