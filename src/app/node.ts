@@ -7,7 +7,7 @@
  */
 import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
-import { checkScopes, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
+import { rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
 import type { VerifyRequest } from '../inbound/verifier.js';
 import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
 
@@ -108,19 +108,6 @@ export function nodeAgentAuth(setup: AdapterSetup): NodeMiddleware {
         (error: unknown) => sendNodeError(res, error),
       )
       .catch((error: unknown) => sendNodeError(res, error));
-  };
-}
-
-/** `requireScopes` for Node/Express. */
-export function nodeRequireScopes(scopes: string[]): NodeMiddleware {
-  return function requireScopesMiddleware(req, res, next): void {
-    try {
-      checkScopes(req.agentContext, scopes);
-    } catch (error) {
-      sendNodeError(res, error);
-      return;
-    }
-    next();
   };
 }
 

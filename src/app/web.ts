@@ -6,7 +6,7 @@
  */
 import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
-import { checkScopes, END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
+import { END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
 import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
 
 /**
@@ -77,18 +77,6 @@ export function honoAgentAuth(setup: AdapterSetup): HonoMiddleware {
     }
     c.set('agentContext', context);
     await runWithContext(context, next);
-  };
-}
-
-/** `requireScopes` for Hono. */
-export function honoRequireScopes(scopes: string[]): HonoMiddleware {
-  return async function requireScopesMiddleware(c: HonoContextLike, next: () => Promise<void>): Promise<Response | void> {
-    try {
-      checkScopes(c.get('agentContext') as AgentContext | undefined, scopes);
-    } catch (error) {
-      return webError(error);
-    }
-    await next();
   };
 }
 

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { getRequestListener } from '@hono/node-server';
 import express from 'express';
 import { Hono } from 'hono';
+import { requireScopes as expressRequireScopes } from '../../src/adapters/express.js';
+import { requireScopes as honoRequireScopes } from '../../src/adapters/hono.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgentIam, currentContext, loadAgentIamConfig, type AgentIam, type AgentIamConfig, type AuditEvent } from '../../src/index.js';
 import { createTestIdentityProvider, type TestIdentityProvider } from '../../src/testing/index.js';
@@ -105,6 +107,7 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
       const a = express();
       a.use(iam.express());
       a.use(iam.expressRoutes());
+      a.get('/admin', expressRequireScopes('admin'), (_req, res) => void res.json({ ok: true }));
       a.get('/charges', async (req, res) => {
         const r = await iam.toolFetch(`${upstream.base}/v1/charges`);
         res.json({ status: r.status, user: req.agentContext?.userId, current: currentContext()?.userId, header: req.headers['x-end-user-id'] });
@@ -114,6 +117,7 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
       const h = new Hono();
       h.use('*', iam.hono());
       h.use('*', iam.honoRoutes());
+      h.get('/admin', honoRequireScopes('admin'), (c) => c.json({ ok: true }));
       h.get('/charges', async (c) => {
         const r = await iam.toolFetch(`${upstream.base}/v1/charges`);
         return c.json({ status: r.status, user: c.get('agentContext')?.userId, current: currentContext()?.userId, header: c.req.header('x-end-user-id') });
@@ -137,6 +141,16 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
     expect(events.some((e) => e.type === 'inbound.verify' && e.userId === 'alice')).toBe(true);
     expect(events.some((e) => e.type === 'tool.request' && e.decision === 'allow')).toBe(true);
     expect(JSON.stringify(events)).not.toContain(SECRET_KEY);
+  });
+
+  it("the adapters' requireScopes works behind iam middleware", async () => {
+    let res = await fetch(`${app.base}/admin`, { headers: await bearer('alice', ['read']) });
+    expect(res.status).toBe(403);
+    expect(res.headers.get('www-authenticate')).toMatch(/error="insufficient_scope", scope="admin"/);
+    res = await fetch(`${app.base}/admin`);
+    expect(res.status).toBe(401);
+    res = await fetch(`${app.base}/admin`, { headers: await bearer('alice', ['admin']) });
+    expect(res.status).toBe(200);
   });
 
   it('rejects a bad token with 401 and WWW-Authenticate', async () => {
