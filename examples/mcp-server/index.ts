@@ -128,14 +128,19 @@ class InMemoryOAuthClient implements OAuthClientProvider {
   }
 }
 
-/** A fetch that prints each request the SDK client makes (method, URL without query, status). */
+/** A fetch that prints each request the SDK client makes (method, URL without query, status), and our metadata once. */
 function tracingFetch(label: string): typeof fetch {
+  let shownMetadata = false;
   return async (input, init) => {
     const res = await fetch(input, init);
     const url = new URL(input instanceof Request ? input.url : input);
     console.log(`   ${label} ${init?.method ?? (input instanceof Request ? input.method : 'GET')} ${url.origin}${url.pathname} → ${res.status}`);
     const challenge = res.headers.get('www-authenticate');
     if (challenge !== null) console.log(`     WWW-Authenticate: ${challenge}`);
+    if (url.pathname.startsWith('/.well-known/oauth-protected-resource') && res.ok && !shownMetadata) {
+      shownMetadata = true;
+      console.log(`     ${await res.clone().text()}`);
+    }
     return res;
   };
 }

@@ -34,6 +34,14 @@ describe('examples/mcp-server', () => {
     expect(out).toContain(`client POST ${origin}/mcp → 401`);
     expect(out).toContain(`WWW-Authenticate: Bearer resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`);
     expect(out).toContain(`client GET ${origin}/.well-known/oauth-protected-resource/mcp → 200`);
+    const document = /^\s+(\{"resource".*)$/m.exec(out)?.[1];
+    expect(JSON.parse(document ?? '{}')).toEqual({
+      resource: `${origin}/mcp`,
+      authorization_servers: [issuer],
+      bearer_methods_supported: ['header'],
+      scopes_supported: ['mcp:tools'],
+      resource_name: 'Notes MCP server',
+    });
     expect(out).toContain(`client POST ${issuer}/reg → 201`);
     expect(out).toContain(`→ refused; the user must authorize at ${issuer}/auth (resource=${origin}/mcp, code_challenge_method=S256)`);
 
