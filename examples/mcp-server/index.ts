@@ -145,10 +145,13 @@ function tracingFetch(label: string): typeof fetch {
   };
 }
 
-/** Connect with a given bearer token and list the tools; returns the HTTP status the server refused with. */
+/** Connect with a given bearer token; returns the status and agent-iam error code the server refused with. */
 async function refusalWith(resource: string, token: string): Promise<string> {
   const client = new Client({ name: 'example', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(resource), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+  const transport = new StreamableHTTPClientTransport(new URL(resource), {
+    requestInit: { headers: { authorization: `Bearer ${token}` } },
+    fetch: tracingFetch('client'),
+  });
   try {
     await client.connect(transport);
     await client.close();

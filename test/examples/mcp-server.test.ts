@@ -53,6 +53,8 @@ describe('examples/mcp-server', () => {
     // 4. Refusals.
     expect(out).toContain('token for another resource → 401 TOKEN_AUDIENCE_MISMATCH');
     expect(out).toContain('token without mcp:tools → 403 INSUFFICIENT_SCOPE');
+    expect(out).toContain(`WWW-Authenticate: Bearer error="invalid_token", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`);
+    expect(out).toContain(`WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`);
 
     // Nothing secret is printed: no JWT, no authorization code or PKCE verifier in a URL.
     expect(out + err).not.toMatch(/eyJ[\w-]+\.[\w-]+\./);
