@@ -6,7 +6,7 @@ import Keyv from 'keyv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEncryptionKey } from '../../src/stores/encryption.js';
 import { hasRedis, startRedis, type RedisServer } from '../helpers/redis.js';
-import { hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
+import { ContainedPgClient, hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 import { connect, expectCode, manager, startIdp, type Setup } from './helpers.js';
 import type { TokenManager } from '../../src/index.js';
 
@@ -173,7 +173,8 @@ describe.skipIf(!hasPostgres)('PostgreSQL store', () => {
   });
 
   it('stores accounts encrypted; the raw table holds no token in plain text', async () => {
-    const adapter = new KeyvPostgres({ uri: server.url });
+    // ContainedPgClient: @keyv/postgres's pool has no 'error' listener; stopping the server must not crash the run.
+    const adapter = new KeyvPostgres({ uri: server.url, Client: ContainedPgClient } as ConstructorParameters<typeof KeyvPostgres>[0]);
     const tokens = manager(s, { store: new Keyv({ store: adapter }), encryptionKey: generateEncryptionKey() });
     try {
       const secrets = await populate(tokens);
