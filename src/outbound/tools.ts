@@ -57,6 +57,15 @@ export type ToolAuth =
       resource?: string;
       /** The scopes asked for: only a subset of the inbound token's scopes can be granted. */
       scopes: string[];
+      /**
+       * The acting agent's own token, sent as the RFC 8693 `actor_token` so the authorization server
+       * names this agent in `act` from a token rather than from the client that authenticates. Called
+       * on every request (bounded by the credential timeout); return a cached token, e.g.
+       * `() => tokens.clientCredentials({ connection: 'idp', resource: AGENT_A })`.
+       */
+      actorToken?: () => string | { accessToken: string } | Promise<string | { accessToken: string }>;
+      /** `actor_token_type` (default `urn:ietf:params:oauth:token-type:access_token`). */
+      actorTokenType?: string;
     }
   | {
       type: 'awsSigV4';
@@ -145,6 +154,8 @@ const authSchema = z.discriminatedUnion('type', [
     audience: nonEmpty.optional(),
     resource: nonEmpty.optional(),
     scopes: z.array(nonEmpty),
+    actorToken: z.custom<() => string | { accessToken: string } | Promise<string | { accessToken: string }>>((v) => typeof v === 'function', 'must be a function').optional(),
+    actorTokenType: nonEmpty.optional(),
   }),
   z.object({
     type: z.literal('awsSigV4'),

@@ -65,6 +65,13 @@ function setBearer(headers: Headers, tool: string, result: AccessTokenResult): v
   headers.set('authorization', `Bearer ${token}`);
 }
 
+/** The agent's own token from an `actorToken` source: a visible-ASCII string, else the credential is unavailable. */
+function actorTokenOf(tool: string, value: unknown): string {
+  const token = typeof value === 'string' ? value : (value as { accessToken?: unknown } | null | undefined)?.accessToken;
+  if (!isHeaderToken(token)) throw unavailable(tool);
+  return token;
+}
+
 function requireUser(tool: string, context: AgentContext | undefined): string {
   const userId = context?.userId;
   if (typeof userId !== 'string' || userId === '') {
@@ -132,14 +139,18 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
         scopes: auth.scopes,
         ...(auth.audience !== undefined ? { audience: auth.audience } : {}),
         ...(auth.resource !== undefined ? { resource: auth.resource } : {}),
+        ...(auth.actorTokenType !== undefined ? { actorTokenType: auth.actorTokenType } : {}),
       };
+      const actorSource = auth.actorToken;
       return {
         needsBody: false,
         ownedHeaders: ['authorization'],
         async inject(request, context) {
           requireUser(tool, context);
           const ctx = context as AgentContext;
-          setBearer(request.headers, tool, await fromSource(tool, ms, () => tokens.exchange({ ...base, context: ctx })));
+          const actorToken = actorSource === undefined ? undefined : await fromSource(tool, ms, async () => actorTokenOf(tool, await actorSource()));
+          const options = actorToken === undefined ? { ...base, context: ctx } : { ...base, context: ctx, actorToken };
+          setBearer(request.headers, tool, await fromSource(tool, ms, () => tokens.exchange(options)));
         },
       };
     }
