@@ -1,31 +1,9 @@
 /**
  * Runs examples/hono-agent as a user would: a child `tsx` process importing the package by name
- * (`agent-iam`, `agent-iam/hono`, `agent-iam/testing`), which resolves to the built dist/.
+ * (`agent-iam`, `agent-iam/hono`, `agent-iam/testing`), which resolves to src/ through tsconfig paths.
  */
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-
-beforeAll(async () => {
-  // `npm test` builds first (pretest); a lone run of this file builds when dist/ is missing.
-  if (!existsSync(join(root, 'dist', 'index.js'))) await promisify(execFile)('npx', ['tsup', '--silent'], { cwd: root, timeout: 120_000 });
-}, 150_000);
-
-function runExample(file: string): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], timeout: 45_000 });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+import { describe, expect, it } from 'vitest';
+import { runExample } from './run-example.js';
 
 describe('examples/hono-agent', () => {
   it('runs against the built package, forwards the verified user (not the client-sent one), refuses the rest, exits 0', async () => {

@@ -3,26 +3,12 @@
  * importing the package by name (`agent-iam`, `agent-iam/express`, `agent-iam/mcp`,
  * `agent-iam/testing`), which tsconfig `paths` map to src/ for tsx.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-
-function runExample(file: string): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('npx', ['tsx', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], timeout: 55_000 });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+import { runExample } from './run-example.js';
 
 describe('examples/mcp-server', () => {
   it('protected MCP server: the SDK client is refused, discovers the metadata, authorizes, and whoami sees the verified user; exits 0', async () => {
-    const { code, out, err } = await runExample('examples/mcp-server/index.ts');
+    const { code, out, err } = await runExample('examples/mcp-server/index.ts', 55_000);
     expect(code, `${err}\n${out}`).toBe(0);
 
     const server = /^MCP server (http:\/\/127\.0\.0\.1:\d+)\/mcp, authorization server (http:\/\/127\.0\.0\.1:\d+)$/m.exec(out);

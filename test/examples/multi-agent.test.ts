@@ -2,34 +2,12 @@
  * Runs examples/multi-agent as a user would: a child `tsx` process importing the package by name
  * (`agent-iam`, `agent-iam/express`, `agent-iam/hono`, `agent-iam/testing`), resolved to dist/.
  */
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
-
-beforeAll(async () => {
-  // `npm test` builds first (pretest); a lone run of this file builds when dist/ is missing.
-  if (!existsSync(join(root, 'dist', 'index.js'))) await promisify(execFile)('npx', ['tsup', '--silent'], { cwd: root, timeout: 120_000 });
-}, 150_000);
-
-function runExample(file: string): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], timeout: 55_000 });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+import { describe, expect, it } from 'vitest';
+import { runExample } from './run-example.js';
 
 describe('examples/multi-agent', () => {
   it('orchestrator → search agent → summarizer: delegated, narrowed, refused where it must be, audited with the chain; exits 0', async () => {
-    const { code, out, err } = await runExample('examples/multi-agent/index.ts');
+    const { code, out, err } = await runExample('examples/multi-agent/index.ts', 55_000);
     expect(code, `${err}\n${out}`).toBe(0);
 
     // The summarizer, two hops away, knows the user and both agents from its own verified token.
