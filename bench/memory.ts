@@ -130,6 +130,7 @@ console.log(`  ops: ${JSON.stringify(ops)}`);
 console.log(`  heap after GC: warmed up ${mb(before)}; samples ${samples.join(', ')}; end ${mb(after)}`);
 const growth = after - before;
 console.log(`  growth ${mb(growth)} over ${during} rounds (${during * 5} operations) = ${((growth / Math.max(1, during * 5)) * 10_000 / 1024).toFixed(1)} KB per 10,000 operations`);
+console.log(`  end / warmed-up heap: ${(after / before).toFixed(2)}x`);
 const bounded = growth < 16 * 1024 * 1024;
 console.log(bounded ? 'PASS: bounded (growth under 16 MB while the number of unique users and tokens kept rising)' : 'FAIL: heap keeps growing');
 jwksServer.closeAllConnections();
