@@ -11,8 +11,8 @@ describe('toolFetch under load with expiring per-user tokens', () => {
       users: 100,
       calls: 1000,
       concurrency: 100,
-      accessTokenTtl: 3,
-      refreshSkewSeconds: 2, // IdP expires_in is whole seconds: keep ≥ 1 s between use and the JWT exp
+      accessTokenTtl: 4,
+      refreshSkewSeconds: 3, // refreshed 1 s after issue; IdP expires_in is whole seconds: ≥ 2 s left at use
       minDurationMs: 2500, // token usable 1 s: every account expires at least once while traffic flows
     });
     console.log(`[load] ${JSON.stringify(r)}`);
