@@ -11,12 +11,12 @@ import * as oauth from 'oauth4webapi';
 import { actorSubjects } from '../audit/events.js';
 import { type AgentContext, rawTokenOf } from '../context.js';
 import { AgentIamError } from '../errors.js';
-import { fromBase64Url, sha256Hex } from '../lib/encoding.js';
+import { fromBase64Url } from '../lib/encoding.js';
 import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
 import { oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
-import { ExpiringCache } from './token-cache.js';
+import { ExpiringCache, sha256HexSync } from './token-cache.js';
 import type { AccessTokenResult, TokenExchangeOptions } from './types.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -130,9 +130,8 @@ export class TokenExchanger {
       const actorExp = expiryOf(jwtPayload(request.actorToken));
       if (actorExp !== undefined) notAfter = Math.min(notAfter, actorExp);
     }
-    const [subjectHash, actorHash] = await Promise.all([sha256Hex(subjectToken), request.actorToken === undefined ? null : sha256Hex(request.actorToken)]);
     const key = JSON.stringify([
-      c.id, subjectHash, request.subjectTokenType, actorHash, request.actorTokenType, request.audience ?? null, request.resource ?? null,
+      c.id, sha256HexSync(subjectToken), request.subjectTokenType, request.actorToken === undefined ? null : sha256HexSync(request.actorToken), request.actorTokenType, request.audience ?? null, request.resource ?? null,
       [...asked].sort(), ACCESS_TOKEN_TYPE,
     ]);
     const hit = cache.get(key);

@@ -8,11 +8,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { attachRawToken, type AgentContext } from '../../src/context.js';
 import { createTokenManager, createToolFetch, createVerifier, memoryAudit, type TokenManager, type TokenManagerOptions, type ToolDefinition } from '../../src/index.js';
 import { createTestIdentityProvider, type RegisteredClient, type TestIdentityProvider } from '../../src/testing/index.js';
+import { sha256Hex } from '../../src/lib/encoding.js';
+import { sha256HexSync } from '../../src/tokens/token-cache.js';
 import { expectCode } from './helpers.js';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -366,5 +369,18 @@ describe('actor token from toolFetch', () => {
         tokens: manager(),
       }),
     ).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+  });
+});
+
+describe('cache-key hash', () => {
+  it('sha256HexSync equals WebCrypto SHA-256 (block boundaries, Unicode, long inputs)', async () => {
+    expect(sha256HexSync('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    for (const n of [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 4096, 70_000]) expect(sha256HexSync('a'.repeat(n))).toBe(await sha256Hex('a'.repeat(n)));
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: 'binary', maxLength: 600 }), async (text) => {
+        expect(sha256HexSync(text)).toBe(await sha256Hex(text));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
