@@ -234,6 +234,34 @@ describe('token exchange cache through toolFetch', () => {
     expect(seen).toHaveLength(2);
   });
 
+  it('a failed exchange is shared by its concurrent callers and never cached', async () => {
+    const audit = memoryAudit();
+    const tokens = manager({ audit });
+    const { ctx } = await userContext('alice');
+    idp.setFault({ kind: 'invalid_grant', grantType: EXCHANGE, times: 1 });
+    const settled = await Promise.allSettled(Array.from({ length: 20 }, () => tokens.exchange({ connection: 'idp', context: ctx, audience: B_AUD, scopes: ['search:read'] })));
+    expect(settled.every((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'OAUTH_ERROR')).toBe(true);
+    expect(exchanges()).toBe(1);
+    const ok = await tokens.exchange({ connection: 'idp', context: ctx, audience: B_AUD, scopes: ['search:read'] });
+    expect(decodeJwt(ok.accessToken).sub).toBe('alice');
+    expect(exchanges()).toBe(2);
+    expect(audit.events.filter((e) => e.type === 'token.exchange').map((e) => e.decision)).toEqual(['error', 'allow']);
+  });
+
+  it('a JWT actor token bounds the entry too: not served past the actor token’s exp', async () => {
+    const tokens = manager();
+    const { ctx } = await userContext('alice');
+    const actorToken = await idp.tokenFor({ userId: 'agent-one', audience: A_AUD, expiresIn: 2 });
+    const ex = () => tokens.exchange({ connection: 'idp', context: ctx, actorToken, audience: B_AUD, scopes: ['search:read'] });
+    await ex();
+    await ex();
+    expect(exchanges()).toBe(1);
+    await sleep(Math.max(0, (decodeJwt(actorToken).exp as number) * 1000 - Date.now()) + 50);
+    const err = await expectCode(ex(), 'OAUTH_ERROR'); // the IdP is asked again and refuses the expired actor token
+    expect(err.oauthError).toBe('invalid_grant');
+    expect(exchanges()).toBe(2);
+  });
+
   it('an issued token is re-exchanged shortly before its own expiry (skew capped at half its lifetime)', async () => {
     const tokens = manager({ refreshSkewSeconds: 60 });
     const { ctx } = await userContext('alice');
