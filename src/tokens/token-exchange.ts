@@ -81,7 +81,7 @@ interface ExchangeRequest {
  *
  * A cache entry is keyed by the SHA-256 of the subject token and of the actor token (never the
  * tokens themselves), the connection, audience, resource, sorted scope set and token types. It is
- * served until `refreshSkew` before the issued token expires (capped at half its lifetime), and never
+ * served until `refreshSkewSeconds` before the issued token expires (capped at half its lifetime), and never
  * after the subject token's (or a JWT actor token's) own `exp`. A subject token without a readable
  * `exp`, or an answer without expiry, is not cached. Concurrent identical exchanges share one request.
  * The scope check runs on every call, before the cache. A cache hit sends nothing and emits no
@@ -124,27 +124,32 @@ export class TokenExchanger {
     };
     const cache = this.#cache;
     // The verified context's claims hold the subject token's exp; a token passed as is gets decoded.
-    let notAfter = fromContext ? expiryOf((o.context as AgentContext).claims) : expiryOf(payload);
-    if (cache === undefined || notAfter === undefined || notAfter <= Date.now()) return exchangeAtServer(rt, c, o, request);
-    if (request.actorToken !== undefined) {
-      const actorExp = expiryOf(jwtPayload(request.actorToken));
-      if (actorExp !== undefined) notAfter = Math.min(notAfter, actorExp);
-    }
+    const subjectExp = fromContext ? expiryOf((o.context as AgentContext).claims) : expiryOf(payload);
+    if (cache === undefined || subjectExp === undefined || subjectExp <= Date.now()) return exchangeAtServer(rt, c, o, request);
     const key = JSON.stringify([
-      c.id, sha256HexSync(subjectToken), request.subjectTokenType, request.actorToken === undefined ? null : sha256HexSync(request.actorToken), request.actorTokenType, request.audience ?? null, request.resource ?? null,
-      [...asked].sort(), ACCESS_TOKEN_TYPE,
+      c.id,
+      sha256HexSync(subjectToken),
+      request.subjectTokenType,
+      request.actorToken === undefined ? null : sha256HexSync(request.actorToken),
+      request.actorTokenType,
+      request.audience ?? null,
+      request.resource ?? null,
+      [...asked].sort(),
+      ACCESS_TOKEN_TYPE,
     ]);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
-    const bound = notAfter;
     return cache.load(key, async () => {
       const result = await exchangeAtServer(rt, c, o, request);
-      let expiresAt = result.expiresAt ?? expiryOf(jwtPayload(result.accessToken));
-      if (expiresAt === undefined) return { value: result, until: undefined };
-      const lifetime = expiresAt - Date.now();
-      expiresAt -= Math.min(rt.refreshSkewMs, Math.max(0, lifetime) / 2);
       Object.freeze(result.scopes);
-      return { value: Object.freeze(result), until: Math.min(expiresAt, bound) };
+      Object.freeze(result); // shared by every caller of this flight and every later hit
+      const expiresAt = result.expiresAt ?? expiryOf(jwtPayload(result.accessToken));
+      if (expiresAt === undefined) return { value: result, until: undefined };
+      const lifetime = Math.max(0, expiresAt - Date.now());
+      let until = Math.min(expiresAt - Math.min(rt.refreshSkewMs, lifetime / 2), subjectExp);
+      const actorExp = request.actorToken === undefined ? undefined : expiryOf(jwtPayload(request.actorToken));
+      if (actorExp !== undefined) until = Math.min(until, actorExp);
+      return { value: result, until };
     });
   }
 }
