@@ -35,6 +35,9 @@ export interface AwsCredentials {
  * const weather: ToolAuth = { type: 'apiKey', key: env.WEATHER_KEY, header: 'X-API-Key' }; // X-API-Key: …
  * const github: ToolAuth = { type: 'oauth2', connection: 'github' };                       // the user's own token
  * const s3: ToolAuth = { type: 'awsSigV4', region: 'eu-west-1', service: 's3', credentials: async () => loadCreds() };
+ * // Agent B gets the user's token narrowed to B (RFC 8693), with this agent's own token as actor_token:
+ * const agentB: ToolAuth = { type: 'tokenExchange', connection: 'idp', audience: 'https://agent-b.example.com', scopes: ['search:read'],
+ *   actorToken: () => tokens.clientCredentials({ connection: 'idp' }) };
  * ```
  */
 export type ToolAuth =
