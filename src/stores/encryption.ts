@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { AgentIamError, configError } from '../errors.js';
 import { fromBase64Url, toBase64Url, toHex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
-import { sha256Sync } from './sha256.js';
+import { sha256Sync } from '../lib/sha256.js';
 
 /**
  * An encryption key: a base64 or base64url string of exactly 32 random bytes (see

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { AgentIamError, isAgentIamError } from '../errors.js';
 import { toBase64Url } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
-import { sha256Sync } from './sha256.js';
+import { sha256Sync } from '../lib/sha256.js';
 
 /** A minimal async key-value store. Values are JSON-serialisable. */
 export interface KeyValueStore {

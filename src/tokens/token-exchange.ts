@@ -16,7 +16,8 @@ import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
 import { oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
-import { ExpiringCache, sha256HexSync } from './token-cache.js';
+import { sha256HexSync } from '../lib/sha256.js';
+import { ExpiringCache } from './token-cache.js';
 import type { AccessTokenResult, TokenExchangeOptions } from './types.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';

@@ -15,7 +15,7 @@ import { attachRawToken, type AgentContext } from '../../src/context.js';
 import { createTokenManager, createToolFetch, createVerifier, memoryAudit, type TokenManager, type TokenManagerOptions, type ToolDefinition } from '../../src/index.js';
 import { createTestIdentityProvider, type RegisteredClient, type TestIdentityProvider } from '../../src/testing/index.js';
 import { sha256Hex } from '../../src/lib/encoding.js';
-import { sha256HexSync } from '../../src/tokens/token-cache.js';
+import { sha256HexSync } from '../../src/lib/sha256.js';
 import { expectCode } from './helpers.js';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
