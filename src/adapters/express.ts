@@ -7,7 +7,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
-import type { Verifier, VerifierOptions, VerifyRequest } from '../inbound/verifier.js';
+import { verifyNow, type Verifier, type VerifierOptions, type VerifyRequest } from '../inbound/verifier.js';
 import { checkScopes, parseScopes, rememberVerifier, scrubNodeHeaders, setupAdapter, type AgentAuthOptions } from './shared.js';
 
 export type { AgentAuthOptions } from './shared.js';
@@ -42,26 +42,33 @@ declare global {
  */
 export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): RequestHandler {
   const { verifier, verifyOptions } = setupAdapter(verifierOrOptions, options);
-  return function agentAuthMiddleware(req: Request, res: Response, next: NextFunction): void {
-    let pending: Promise<AgentContext>;
+  /** The verified request goes on inside its context; anything that throws here becomes the answer. */
+  const proceed = (req: Request, res: Response, next: NextFunction, context: AgentContext): void => {
     try {
-      pending = verifier.verify(toVerifyRequest(req), verifyOptions);
+      rememberVerifier(context, verifier);
+      scrubNodeHeaders(req, context.userId);
+      req.agentContext = context;
+      runWithContext(context, next);
+    } catch (error) {
+      sendError(res, error); // does nothing once a response has started
+    }
+  };
+  return function agentAuthMiddleware(req: Request, res: Response, next: NextFunction): void {
+    let result: AgentContext | Promise<AgentContext>;
+    try {
+      result = verifyNow(verifier, toVerifyRequest(req), verifyOptions);
     } catch (error) {
       sendError(res, error);
       return;
     }
-    // One reaction, no further promise: neither handler can throw (sendError never does).
-    void pending.then(
-      (context) => {
-        try {
-          rememberVerifier(context, verifier);
-          scrubNodeHeaders(req, context.userId);
-          req.agentContext = context;
-          runWithContext(context, next);
-        } catch (error) {
-          sendError(res, error); // does nothing once a response has started
-        }
-      },
+    // A remembered token is answered synchronously: no promise hop before the route runs.
+    if (!(result instanceof Promise)) {
+      proceed(req, res, next, result);
+      return;
+    }
+    // One reaction, no further promise: neither handler can throw (proceed and sendError never do).
+    void result.then(
+      (context) => proceed(req, res, next, context),
       (error: unknown) => sendError(res, error),
     );
   };

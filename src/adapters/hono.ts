@@ -7,7 +7,7 @@
 import type { Context, MiddlewareHandler, Next } from 'hono';
 import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
-import type { Verifier, VerifierOptions } from '../inbound/verifier.js';
+import { verifyNow, type Verifier, type VerifierOptions } from '../inbound/verifier.js';
 import { checkScopes, END_USER_HEADER, parseScopes, rememberVerifier, scrubNodeHeaders, setupAdapter, type AgentAuthOptions } from './shared.js';
 
 export type { AgentAuthOptions } from './shared.js';
@@ -40,17 +40,31 @@ declare module 'hono' {
  */
 export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): MiddlewareHandler {
   const { verifier, verifyOptions } = setupAdapter(verifierOrOptions, options);
-  return async function agentAuthMiddleware(c: Context, next: Next): Promise<Response | void> {
-    let context: AgentContext;
+  /** The verified request goes on inside its context, or the setup failure is the answer. */
+  const proceed = (c: Context, next: Next, context: AgentContext): Promise<Response | void> => {
     try {
-      context = await verifier.verify(c.req.raw, verifyOptions);
       rememberVerifier(context, verifier);
       setEndUser(c, context.userId);
     } catch (error) {
-      return errorResponse(error);
+      return Promise.resolve(errorResponse(error));
     }
     c.set('agentContext', context);
-    await runWithContext(context, next);
+    // Resolve to nothing: what `next()` resolves to (Hono's context) is not this middleware's answer.
+    return runWithContext(context, next).then(toVoid);
+  };
+  // Not an async function: a remembered token goes straight on to `next`, with no promise of its own.
+  return function agentAuthMiddleware(c: Context, next: Next): Promise<Response | void> {
+    let result: AgentContext | Promise<AgentContext>;
+    try {
+      result = verifyNow(verifier, c.req.raw, verifyOptions);
+    } catch (error) {
+      return Promise.resolve(errorResponse(error));
+    }
+    if (!(result instanceof Promise)) return proceed(c, next, result);
+    return result.then(
+      (context) => proceed(c, next, context),
+      (error: unknown) => errorResponse(error),
+    );
   };
 }
 
@@ -97,6 +111,8 @@ function setEndUser(c: Context, userId: string | undefined): void {
   const env: unknown = c.env;
   if (typeof env === 'object' && env !== null && 'incoming' in env) scrubNodeHeaders(env.incoming, userId);
 }
+
+function toVoid(): void {}
 
 function errorResponse(error: unknown): Response {
   const rendered = renderError(error);

@@ -25,8 +25,12 @@ const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an R
 const agentAuthOptionsSchema = z.strictObject({ requiredScopes: z.array(scopeToken).optional() });
 const scopeListSchema = z.array(scopeToken).min(1, 'name at least one scope');
 
-/** The verifier each context was produced by, so `requireScopes` can build that verifier's challenge. */
-const verifierOfContext = new WeakMap<AgentContext, Verifier>();
+/**
+ * The verifier each context was produced by, so `requireScopes` can build that verifier's challenge.
+ * Keyed by the context's `claims` object, which the verified-token cache shares across every request
+ * that presents the same token: a cache hit then costs a lookup, not a new weak entry.
+ */
+const verifierOfContext = new WeakMap<object, Verifier>();
 
 /** A verifier, or options to build one, and the adapter options; all checked here, at construction. */
 export interface AdapterSetup {
@@ -89,7 +93,8 @@ export function scrubNodeHeaders(message: unknown, userId: string | undefined): 
 
 /** Remember which verifier produced `context`. */
 export function rememberVerifier(context: AgentContext, verifier: Verifier): void {
-  verifierOfContext.set(context, verifier);
+  const key = context.claims;
+  if (verifierOfContext.get(key) !== verifier) verifierOfContext.set(key, verifier);
 }
 
 /**
@@ -98,7 +103,7 @@ export function rememberVerifier(context: AgentContext, verifier: Verifier): voi
  * of the verifier that produced the context.
  */
 export function checkScopes(context: AgentContext | undefined, scopes: string[]): void {
-  const verifier = context === undefined ? undefined : verifierOfContext.get(context);
+  const verifier = context === undefined ? undefined : verifierOfContext.get(context.claims);
   if (context === undefined || !context.authenticated) {
     // RFC 6750 §3.1: no `error` when the request carried no token; keep the verifier's realm and
     // resource_metadata (taken from its insufficient-scope challenge) so the client can find the AS.

@@ -254,6 +254,8 @@ interface CachedToken {
 }
 
 const VERIFIER = Symbol.for('agent-iam.verifier');
+/** The synchronous entry the adapters use (shared by the ESM and CJS builds, hence `Symbol.for`). */
+const VERIFY_NOW = Symbol.for('agent-iam.verifier.verifyNow');
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const EMBEDDED_KEY_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'] as const;
@@ -386,24 +388,30 @@ export function createVerifier(options: VerifierOptions): Verifier {
     });
   }
 
-  async function verifyToken(token: string, request: Request | VerifyRequest, requestId: string): Promise<AgentContext> {
-    if (cache !== undefined) {
-      const entry = cache.get(token);
-      if (entry !== undefined) {
-        const now = Date.now() / 1000;
-        if (
-          entry.generation === entry.provider.jwks.generation &&
-          now < entry.exp &&
-          now >= entry.nbf &&
-          selectProvider(entry.issuer, request) === entry.provider
-        ) {
-          entry.provider.jwks.touch(); // a key set past its max age is re-read in the background
-          return fromCache(entry, requestId);
-        }
-        cache.delete(token);
-      }
+  /**
+   * The verified-token cache, synchronously: a fresh context for a remembered token that is still
+   * inside its `exp`/`nbf` window, whose provider's key set has not changed since, and whose provider
+   * is still the one this request's host selects; else undefined (and a stale entry is dropped).
+   */
+  function fromCacheIfValid(token: string, request: Request | VerifyRequest, requestId: string): AgentContext | undefined {
+    const entry = (cache as LruCache<string, CachedToken>).get(token);
+    if (entry === undefined) return undefined;
+    const now = Date.now() / 1000;
+    const provider = entry.provider;
+    if (
+      entry.generation === provider.jwks.generation &&
+      now < entry.exp &&
+      now >= entry.nbf &&
+      (!hostsUsed || selectProvider(entry.issuer, request) === provider)
+    ) {
+      provider.jwks.touch(); // a key set past its max age is re-read in the background
+      return fromCache(entry, requestId);
     }
+    (cache as LruCache<string, CachedToken>).delete(token);
+    return undefined;
+  }
 
+  async function verifyToken(token: string, request: Request | VerifyRequest, requestId: string): Promise<AgentContext> {
     if (!JWS_SHAPE.test(token)) throw errors.error('TOKEN_MALFORMED', 'The bearer token is not a compact JWS');
     const dot1 = token.indexOf('.');
     const dot2 = token.indexOf('.', dot1 + 1);
@@ -503,7 +511,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
       provider,
       generation,
       exp,
-      nbf: typeof nbf === 'number' ? nbf : Number.NEGATIVE_INFINITY,
+      // Served from the cache only from nbf on, and never while iat is ahead of the clock (a clock moved back).
+      nbf: Math.max(typeof nbf === 'number' ? nbf : Number.NEGATIVE_INFINITY, typeof iat === 'number' ? iat - tol : Number.NEGATIVE_INFINITY),
       userId,
       subject: sub,
       issuer: iss,
@@ -523,61 +532,107 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (missingScopes(context.scopes, scopes).length > 0) throw errors.insufficientScope(scopes);
   }
 
-  async function verifyInner(request: Request | VerifyRequest, requestId: string, options?: VerifyOptions): Promise<AgentContext> {
+  /** A cache miss: verify the signature and claims, then the per-request checks. */
+  async function verifyMiss(
+    token: string,
+    request: Request | VerifyRequest,
+    requestId: string,
+    options: VerifyOptions | undefined,
+  ): Promise<AgentContext> {
+    const context = await verifyToken(token, request, requestId);
+    attachRawToken(context, token);
+    if (options?.requiredScopes !== undefined) requireScopes(context, options.requiredScopes);
+    return context;
+  }
+
+  /**
+   * Every check, synchronously as far as it goes: header hygiene, length cap, then the verified-token
+   * cache (with its exp/nbf, key-set and host checks) and the required scopes. Returns the context
+   * itself when no I/O or crypto is needed, a promise on a cache miss; throws synchronously.
+   */
+  function verifyCore(request: Request | VerifyRequest, requestId: string, options: VerifyOptions | undefined): AgentContext | Promise<AgentContext> {
     const auth = readAuthorization(request, errors);
     let token: string | undefined;
     if (auth !== undefined && auth !== '') {
       if (auth.length > maxTokenLength + 32) throw errors.error('TOKEN_MALFORMED', 'The bearer token is too long');
       if (auth.includes(',')) throw errors.invalidRequest('The request carries more than one Authorization header');
-      if (auth.length >= 6 && auth.slice(0, 6).toLowerCase() === 'bearer' && (auth.length === 6 || auth[6] === ' ')) {
+      if (isBearer(auth)) {
         token = auth.slice(7).trim();
         if (token === '') throw errors.error('TOKEN_MALFORMED', 'The bearer token is empty');
         if (token.length > maxTokenLength) throw errors.error('TOKEN_MALFORMED', 'The bearer token is too long');
       }
     }
-    let context: AgentContext;
+    let context: AgentContext | undefined;
     if (token === undefined) {
       if (mode === 'authenticated') throw errors.error('TOKEN_MISSING', 'A bearer token is required');
       context = anonymousContext(requestId);
     } else {
-      context = await verifyToken(token, request, requestId);
+      if (cache !== undefined) context = fromCacheIfValid(token, request, requestId);
+      if (context === undefined) return verifyMiss(token, request, requestId, options);
       attachRawToken(context, token);
     }
     if (options?.requiredScopes !== undefined) requireScopes(context, options.requiredScopes);
     return context;
   }
 
-  const verifier: Verifier & { [VERIFIER]: true } = {
+  function audited(request: Request | VerifyRequest, requestId: string, started: number, context: AgentContext): AgentContext {
+    emitAudit(audit, {
+      type: 'inbound.verify',
+      time: new Date().toISOString(),
+      ...(context.userId !== undefined ? { userId: context.userId } : {}),
+      ...(context.actorChain.length > 0 ? { actorChain: actorSubjects(context.actorChain) } : {}),
+      ...requestLine(request),
+      decision: 'allow',
+      durationMs: Date.now() - started,
+      requestId,
+    });
+    return context;
+  }
+
+  function auditedFailure(request: Request | VerifyRequest, requestId: string, started: number, error: unknown): never {
+    emitAudit(audit, {
+      type: 'inbound.verify',
+      time: new Date().toISOString(),
+      ...requestLine(request),
+      decision: 'deny',
+      code: isAgentIamError(error) ? error.code : 'INTERNAL_ERROR',
+      durationMs: Date.now() - started,
+      requestId,
+    });
+    throw error;
+  }
+
+  /** {@link verifyCore} with the request id and the audit event; a context, a promise of one, or a throw. */
+  function verifyNow(request: Request | VerifyRequest, options: VerifyOptions | undefined): AgentContext | Promise<AgentContext> {
+    const requestId = requestIdOf(request);
+    if (audit === undefined) return verifyCore(request, requestId, options);
+    const started = Date.now();
+    let result: AgentContext | Promise<AgentContext>;
+    try {
+      result = verifyCore(request, requestId, options);
+    } catch (error) {
+      return auditedFailure(request, requestId, started, error);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (context) => audited(request, requestId, started, context),
+        (error: unknown) => auditedFailure(request, requestId, started, error),
+      );
+    }
+    return audited(request, requestId, started, result);
+  }
+
+  const verifier: Verifier & { [VERIFIER]: true; [VERIFY_NOW]: typeof verifyNow } = {
     [VERIFIER]: true,
+    [VERIFY_NOW]: verifyNow,
     mode,
-    async verify(request, options) {
-      const requestId = requestIdOf(request);
-      if (audit === undefined) return verifyInner(request, requestId, options);
-      const started = Date.now();
+    verify(request, options) {
+      // Not an async function: a cache hit costs one resolved promise, not three nested ones.
       try {
-        const context = await verifyInner(request, requestId, options);
-        emitAudit(audit, {
-          type: 'inbound.verify',
-          time: new Date().toISOString(),
-          ...(context.userId !== undefined ? { userId: context.userId } : {}),
-          ...(context.actorChain.length > 0 ? { actorChain: actorSubjects(context.actorChain) } : {}),
-          ...requestLine(request),
-          decision: 'allow',
-          durationMs: Date.now() - started,
-          requestId,
-        });
-        return context;
+        const result = verifyNow(request, options);
+        return result instanceof Promise ? result : Promise.resolve(result);
       } catch (error) {
-        emitAudit(audit, {
-          type: 'inbound.verify',
-          time: new Date().toISOString(),
-          ...requestLine(request),
-          decision: 'deny',
-          code: isAgentIamError(error) ? error.code : 'INTERNAL_ERROR',
-          durationMs: Date.now() - started,
-          requestId,
-        });
-        throw error;
+        return Promise.reject(error as Error);
       }
     },
     requireScopes(context, scopes) {
@@ -597,6 +652,31 @@ export function createVerifier(options: VerifierOptions): Verifier {
  */
 export function isVerifier(value: unknown): value is Verifier {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[VERIFIER] === true;
+}
+
+/**
+ * @internal For the adapters: verify without a promise when the verified-token cache answers. Returns
+ * the context itself on a cache hit (or an anonymous request), a promise on a miss, and throws
+ * synchronously on a failure found before any I/O. Falls back to `verifier.verify` for a verifier
+ * object that lacks the internal entry.
+ */
+export function verifyNow(verifier: Verifier, request: Request | VerifyRequest, options?: VerifyOptions): AgentContext | Promise<AgentContext> {
+  const fn = (verifier as { [VERIFY_NOW]?: (r: Request | VerifyRequest, o: VerifyOptions | undefined) => AgentContext | Promise<AgentContext> })[VERIFY_NOW];
+  return fn === undefined ? verifier.verify(request, options) : fn(request, options);
+}
+
+/** `Bearer` (any case) alone or followed by a space, without allocating. */
+function isBearer(auth: string): boolean {
+  if (auth.length < 6 || (auth.length > 6 && auth.charCodeAt(6) !== 0x20)) return false;
+  // b e a r e r, with the ASCII case bit forced on
+  return (
+    (auth.charCodeAt(0) | 0x20) === 0x62 &&
+    (auth.charCodeAt(1) | 0x20) === 0x65 &&
+    (auth.charCodeAt(2) | 0x20) === 0x61 &&
+    (auth.charCodeAt(3) | 0x20) === 0x72 &&
+    (auth.charCodeAt(4) | 0x20) === 0x65 &&
+    (auth.charCodeAt(5) | 0x20) === 0x72
+  );
 }
 
 async function verifySignature(params: AlgorithmIdentifier, key: CryptoKey, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
