@@ -222,7 +222,8 @@ function toolEvent(
 
 /** Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away. */
 function callerHeaders(init: HeadersInit | undefined | null): Headers {
-  if (init !== undefined && init !== null && !(init instanceof Headers)) {
+  if (init === undefined || init === null) return new Headers(); // the common case: nothing to check or strip
+  if (!(init instanceof Headers)) {
     const entries: Iterable<readonly unknown[]> = Array.isArray(init) ? init : Object.entries(init);
     for (const entry of entries) {
       const [name, value] = entry;
@@ -233,7 +234,7 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   }
   let headers: Headers;
   try {
-    headers = new Headers(init ?? undefined);
+    headers = new Headers(init);
   } catch {
     throw invalid('Request header rejected: invalid name or value');
   }
@@ -352,13 +353,6 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       let bodyBytes: Uint8Array | undefined;
       let bodyHash: string | undefined;
       let defaultContentType: string | null = null;
-      const readBody = async (): Promise<Uint8Array | undefined> => {
-        if (bodyBytes !== undefined || body === undefined) return bodyBytes;
-        const read = await bodyToBytes(body);
-        bodyBytes = read.bytes;
-        defaultContentType = read.contentType;
-        return bodyBytes;
-      };
 
       let url: URL | undefined;
       let tool: CompiledTool | undefined;
@@ -384,6 +378,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         }
         const current = tool as CompiledTool;
         const target = url as URL;
+        const pathname = path as string; // read once: each URL getter call builds a new string
         toolName = current.name;
 
         // ---- 3. policy --------------------------------------------------------------------------
@@ -397,7 +392,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
             domain: context?.domain,
             actorChain,
             method,
-            path: target.pathname,
+            path: pathname,
           }).effect;
         } catch {
           throw new AgentIamError('POLICY_DENIED', 'Policy evaluation failed');
@@ -405,7 +400,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (effect === 'deny') throw new AgentIamError('POLICY_DENIED', `Policy does not allow ${agentId} to use tool ${current.name}`);
 
         // ---- 4. capability ----------------------------------------------------------------------
-        if (!current.matcher.all && current.matcher.match(method, target.pathname) === undefined) {
+        if (!current.matcher.all && current.matcher.match(method, pathname) === undefined) {
           throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
         }
 
@@ -417,9 +412,16 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         const forwardUser = current.forwardUser && userId !== undefined;
         if (forwardUser && (typeof userId !== 'string' || !USER_ID.test(userId))) throw invalid('User id cannot be sent as a header');
 
+        // The body is read into memory only when an approval (its hash) or the credential (a
+        // signature) needs it; a plain request sends the caller's body as given.
+        if (body !== undefined && bodyBytes === undefined && (effect === 'approval' || current.injector.needsBody)) {
+          const read = await bodyToBytes(body);
+          bodyBytes = read.bytes;
+          defaultContentType = read.contentType;
+        }
+
         // ---- 5. approval ------------------------------------------------------------------------
         if (effect === 'approval') {
-          await readBody();
           bodyHash ??= bodyBytes === undefined ? EMPTY_SHA256 : await sha256Hex(bodyBytes);
           let result: Awaited<ReturnType<ToolFetchApprovals['check']>>;
           try {
@@ -428,7 +430,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               ...(userId !== undefined ? { userId } : {}),
               tool: current.name,
               method,
-              path: target.pathname,
+              path: pathname,
               query: target.search,
               bodySha256: bodyHash,
               ...(actorChain.length > 0 ? { actorChain } : {}),
@@ -447,14 +449,13 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
                 ...(userId !== undefined ? { userId } : {}),
                 tool: current.name,
                 method,
-                path: target.pathname,
+                path: pathname,
               },
             });
           }
         }
 
         // ---- 6. credential ----------------------------------------------------------------------
-        if (current.injector.needsBody) await readBody();
         const sendBody: unknown = bodyBytes ?? body;
         if (sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody) && hop > 0) {
           throw new AgentIamError('REDIRECT_BLOCKED', 'A streamed body cannot be sent again on a redirect');
