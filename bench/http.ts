@@ -1,9 +1,16 @@
 /**
  * bench/http: requests per second over loopback (autocannon, bounded runs) of
  *   bare Express · Express + agentAuth · Express + express-oauth2-jwt-bearer (the peer) ·
- *   Express + an async no-op middleware (what one promise hop alone costs)
- *   bare Hono · Hono + agentAuth
+ *   Express + an async no-op middleware (what one promise hop alone costs) ·
+ *   Express + a middleware that only runs the route inside an AgentContext (runWithContext)
+ *   bare Hono · Hono + agentAuth · Hono + an async no-op middleware · Hono + runWithContext only
  * with the same RS256 key, the same JWKS server and the same token, all in one run.
+ *
+ * The "context only" rows are the floor for any middleware that keeps the contract (the handler runs
+ * inside the context, across awaits): on Node 20 AsyncLocalStorage works through promise hooks, which
+ * make every later promise of the request dearer. All servers share one process, so once any of them
+ * has used the context the hooks are on for the bare servers too (as in an app that uses agent-iam on
+ * some routes only); a bare app that never uses AsyncLocalStorage is faster still.
  *
  * The servers run in a child process so that autocannon (this process) does not share an event loop
  * with them. Prints req/s and the ratios; targets: Express + agentAuth ≥ the peer, and ≥ 0.85x bare
@@ -15,6 +22,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { MiddlewareHandler } from 'hono';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -22,7 +30,17 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const WARMUP_SECONDS = 1;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const AUDIENCE = 'https://api.bench.local';
-const TARGETS = ['express-bare', 'express-async-noop', 'express-agent-iam', 'express-oauth2-jwt-bearer', 'hono-bare', 'hono-agent-iam'] as const;
+const TARGETS = [
+  'express-bare',
+  'express-async-noop',
+  'express-context-only',
+  'express-agent-iam',
+  'express-oauth2-jwt-bearer',
+  'hono-bare',
+  'hono-async-noop',
+  'hono-context-only',
+  'hono-agent-iam',
+] as const;
 type Target = (typeof TARGETS)[number];
 
 type Autocannon = (options: { url: string; connections: number; duration: number; headers: Record<string, string> }) => Promise<{
@@ -54,6 +72,7 @@ async function serve(): Promise<void> {
     import('../src/adapters/hono.js'),
     import('../src/inbound/verifier.js'),
   ]);
+  const { anonymousContext, runWithContext } = await import('../src/context.js');
 
   const { publicKey, privateKey } = await generateKeyPair('RS256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'bench-1', alg: 'RS256', use: 'sig' };
@@ -90,9 +109,9 @@ async function serve(): Promise<void> {
     });
     return app;
   };
-  const honoApp = (withAuth: boolean) => {
+  const honoApp = (middleware?: MiddlewareHandler) => {
     const app = new Hono();
-    if (withAuth) app.use(honoAdapter.agentAuth(verifier));
+    if (middleware !== undefined) app.use(middleware);
     app.get('/', (c) => c.json(body));
     return app;
   };
@@ -106,10 +125,19 @@ async function serve(): Promise<void> {
     'express-bare': await listen(createServer(expressApp())),
     // Reference: the cost of any middleware that finishes asynchronously (one promise hop, no work).
     'express-async-noop': await listen(createServer(expressApp((_req, _res, next) => void Promise.resolve().then(() => next())))),
+    // Reference: only run the route inside a context, as agentAuth must (AsyncLocalStorage).
+    'express-context-only': await listen(createServer(expressApp((_req, _res, next) => runWithContext(anonymousContext(), next)))),
     'express-agent-iam': await listen(createServer(expressApp(expressAdapter.agentAuth(verifier)))),
     'express-oauth2-jwt-bearer': await listen(createServer(expressApp(auth({ issuer, jwksUri, audience: AUDIENCE, tokenSigningAlg: 'RS256' })))),
-    'hono-bare': await honoListen(honoApp(false)),
-    'hono-agent-iam': await honoListen(honoApp(true)),
+    'hono-bare': await honoListen(honoApp()),
+    // Hono answers a route with one handler without its middleware chain: any middleware loses that.
+    'hono-async-noop': await honoListen(
+      honoApp(async (_c, next) => {
+        await next();
+      }),
+    ),
+    'hono-context-only': await honoListen(honoApp((_c, next) => runWithContext(anonymousContext(), next))),
+    'hono-agent-iam': await honoListen(honoApp(honoAdapter.agentAuth(verifier))),
   };
   process.send?.({ ports, token } satisfies ServerInfo);
   // The parent brackets each measured run with a CPU reading of this (server) process.
@@ -179,9 +207,14 @@ async function main(): Promise<void> {
 ratios                                            req/s    server CPU per request
   Express + agentAuth / bare Express               ${r('express-agent-iam', 'express-bare')}x    ${c('express-agent-iam', 'express-bare')}x   (target: req/s ≥ 0.85x)
   Express + async no-op / bare Express             ${r('express-async-noop', 'express-bare')}x    ${c('express-async-noop', 'express-bare')}x   (floor for any async middleware)
+  Express + context only / bare Express            ${r('express-context-only', 'express-bare')}x    ${c('express-context-only', 'express-bare')}x   (floor for a middleware that sets the context)
   Express + agentAuth / express-oauth2-jwt-bearer  ${r('express-agent-iam', 'express-oauth2-jwt-bearer')}x    ${c('express-agent-iam', 'express-oauth2-jwt-bearer')}x   (target: req/s ≥ 1.00x)
   express-oauth2-jwt-bearer / bare Express         ${r('express-oauth2-jwt-bearer', 'express-bare')}x    ${c('express-oauth2-jwt-bearer', 'express-bare')}x
-  Hono + agentAuth / bare Hono                     ${r('hono-agent-iam', 'hono-bare')}x    ${c('hono-agent-iam', 'hono-bare')}x`);
+  Hono + agentAuth / bare Hono                     ${r('hono-agent-iam', 'hono-bare')}x    ${c('hono-agent-iam', 'hono-bare')}x
+  Hono + async no-op / bare Hono                   ${r('hono-async-noop', 'hono-bare')}x    ${c('hono-async-noop', 'hono-bare')}x   (floor for any middleware)
+  Hono + context only / bare Hono                  ${r('hono-context-only', 'hono-bare')}x    ${c('hono-context-only', 'hono-bare')}x   (floor for a middleware that sets the context)
+  Hono + agentAuth / Hono + context only           ${r('hono-agent-iam', 'hono-context-only')}x    ${c('hono-agent-iam', 'hono-context-only')}x   (what agentAuth itself costs)
+  Express + agentAuth / Express + context only     ${r('express-agent-iam', 'express-context-only')}x    ${c('express-agent-iam', 'express-context-only')}x`);
   } finally {
     child.kill();
   }

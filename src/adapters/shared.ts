@@ -94,17 +94,26 @@ export function scrubNodeHeaders(message: unknown, userId: string | undefined): 
   }
 }
 
-/** Node's private `kHeadersDistinct`, learnt from the first request that has built its headersDistinct. */
-let headersDistinctKey: symbol | undefined;
+/**
+ * Node's private `kHeadersDistinct`, learnt once; `null` when this runtime has none (then the cache
+ * is always reset).
+ */
+let headersDistinctKey: symbol | null | undefined;
 
 /** Whether Node has built (cached) `headersDistinct` on this message. */
-function headersDistinctBuilt(target: Record<symbol, unknown>): boolean {
+function headersDistinctBuilt(target: Record<symbol, unknown> & { headersDistinct?: unknown }): boolean {
   if (headersDistinctKey === undefined) {
-    // Not learnt yet: if this message had built it, its own symbol would be here.
-    headersDistinctKey = Object.getOwnPropertySymbols(target).find((s) => s.description === 'kHeadersDistinct');
-    if (headersDistinctKey === undefined) return false;
+    const find = () => Object.getOwnPropertySymbols(target).find((s) => s.description === 'kHeadersDistinct');
+    let key = find();
+    if (key === undefined) {
+      void target.headersDistinct; // build it once, on this first message, so that its private key shows
+      key = find();
+    }
+    headersDistinctKey = key ?? null;
   }
-  return target[headersDistinctKey] !== undefined && target[headersDistinctKey] !== null;
+  if (headersDistinctKey === null) return true;
+  const built = target[headersDistinctKey];
+  return built !== undefined && built !== null;
 }
 
 /** Remember which verifier produced `context`. */
