@@ -11,7 +11,7 @@ import type { ApprovalRecord, Approvals } from '../policy/approvals.js';
 import {
   BASE_PATH_RE,
   badRequest,
-  errorResponse,
+  routeHandler,
   json,
   normalizeBasePath,
   notFound,
@@ -140,14 +140,5 @@ export function createApprovalRoutes(approvals: RouteApprovals, options: Approva
     return undefined;
   }
 
-  return {
-    basePath,
-    async handle(req: RouteRequest): Promise<RouteResponse | undefined> {
-      try {
-        return await route(req);
-      } catch (e) {
-        return errorResponse(e);
-      }
-    },
-  };
+  return routeHandler(basePath, route);
 }

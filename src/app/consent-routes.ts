@@ -15,7 +15,7 @@ import type { TokenManager } from '../tokens/token-manager.js';
 import type { ConnectedAccount } from '../tokens/types.js';
 import {
   BASE_PATH_RE,
-  errorResponse,
+  routeHandler,
   json,
   normalizeBasePath,
   notFound,
@@ -256,14 +256,5 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
     return undefined;
   }
 
-  return {
-    basePath,
-    async handle(req: RouteRequest): Promise<RouteResponse | undefined> {
-      try {
-        return await route(req);
-      } catch (e) {
-        return errorResponse(e);
-      }
-    },
-  };
+  return routeHandler(basePath, route);
 }

@@ -89,6 +89,20 @@ export function errorResponse(error: unknown): RouteResponse {
   return { status: r.status, headers: r.headers, body: r.body };
 }
 
+/** A {@link RouteHandler} whose failures become rendered error responses (it never rejects). */
+export function routeHandler(basePath: string, route: (request: RouteRequest) => Promise<RouteResponse | undefined> | undefined): RouteHandler {
+  return {
+    basePath,
+    async handle(request: RouteRequest): Promise<RouteResponse | undefined> {
+      try {
+        return await route(request);
+      } catch (e) {
+        return errorResponse(e);
+      }
+    },
+  };
+}
+
 export function notFound(what: string): AgentIamError {
   return new AgentIamError('REQUEST_INVALID', `${what} not found`, { status: 404 });
 }
