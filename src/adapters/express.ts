@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { runWithContext, type AgentContext } from '../context.js';
-import { renderError } from '../errors.js';
-import { verifyNow, type Verifier, type VerifierOptions, type VerifyRequest } from '../inbound/verifier.js';
-import { checkScopes, parseScopes, rememberVerifier, scrubNodeHeaders, setupAdapter, type AgentAuthOptions } from './shared.js';
+import type { RequestHandler } from 'express';
+import type { AgentContext } from '../context.js';
+import type { Verifier, VerifierOptions } from '../inbound/verifier.js';
+import { nodeAgentAuth, nodeRequireScopes } from './node-middleware.js';
+import { parseScopes, setupAdapter, type AgentAuthOptions } from './shared.js';
 
 export type { AgentAuthOptions } from './shared.js';
 
@@ -41,37 +41,7 @@ declare global {
  * ```
  */
 export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): RequestHandler {
-  const { verifier, verifyOptions } = setupAdapter(verifierOrOptions, options);
-  /** The verified request goes on inside its context; anything that throws here becomes the answer. */
-  const proceed = (req: Request, res: Response, next: NextFunction, context: AgentContext): void => {
-    try {
-      rememberVerifier(context, verifier);
-      scrubNodeHeaders(req, context.userId);
-      req.agentContext = context;
-      runWithContext(context, next);
-    } catch (error) {
-      sendError(res, error); // does nothing once a response has started
-    }
-  };
-  return function agentAuthMiddleware(req: Request, res: Response, next: NextFunction): void {
-    let result: AgentContext | Promise<AgentContext>;
-    try {
-      result = verifyNow(verifier, toVerifyRequest(req), verifyOptions);
-    } catch (error) {
-      sendError(res, error);
-      return;
-    }
-    // A remembered token is answered synchronously: no promise hop before the route runs.
-    if (!(result instanceof Promise)) {
-      proceed(req, res, next, result);
-      return;
-    }
-    // One reaction, no further promise: neither handler can throw (proceed and sendError never do).
-    void result.then(
-      (context) => proceed(req, res, next, context),
-      (error: unknown) => sendError(res, error),
-    );
-  };
+  return nodeAgentAuth(setupAdapter(verifierOrOptions, options)) as unknown as RequestHandler;
 }
 
 /**
@@ -85,36 +55,7 @@ export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options
  * ```
  */
 export function requireScopes(...scopes: string[]): RequestHandler {
-  const required = parseScopes(scopes);
-  return function requireScopesMiddleware(req: Request, res: Response, next: NextFunction): void {
-    try {
-      checkScopes(req.agentContext, required);
-    } catch (error) {
-      sendError(res, error);
-      return;
-    }
-    next();
-  };
+  return nodeRequireScopes(parseScopes(scopes)) as unknown as RequestHandler;
 }
 
-/**
- * The request as the verifier sees it. Node keeps one of several `Authorization` lines in
- * `req.headers`; `req.rawHeaders` has them all, and the verifier refuses more than one.
- */
-function toVerifyRequest(req: Request): VerifyRequest {
-  return { headers: req.headers, rawHeaders: req.rawHeaders, host: req.headers.host, method: req.method, url: req.originalUrl };
-}
-
-/** Answer with the rendered error; never throws (a response that cannot be written is destroyed). */
-function sendError(res: Response, error: unknown): void {
-  try {
-    if (res.headersSent) return;
-    const rendered = renderError(error);
-    res.status(rendered.status);
-    for (const name in rendered.headers) res.setHeader(name, rendered.headers[name] as string);
-    res.json(rendered.body);
-  } catch {
-    res.destroy();
-  }
-}
 export * from './express-routes.js';

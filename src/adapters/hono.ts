@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { Context, MiddlewareHandler, Next } from 'hono';
-import { runWithContext, type AgentContext } from '../context.js';
-import { renderError } from '../errors.js';
-import { verifyNow, type Verifier, type VerifierOptions, type VerifyRequest } from '../inbound/verifier.js';
-import { checkScopes, END_USER_HEADER, parseScopes, rememberVerifier, scrubNodeHeaders, setupAdapter, type AgentAuthOptions } from './shared.js';
+import type { MiddlewareHandler } from 'hono';
+import type { AgentContext } from '../context.js';
+import type { Verifier, VerifierOptions } from '../inbound/verifier.js';
+import { parseScopes, setupAdapter, type AgentAuthOptions } from './shared.js';
+import { honoAgentAuth, honoRequireScopes } from './web-middleware.js';
 
 export type { AgentAuthOptions } from './shared.js';
 
@@ -39,35 +39,7 @@ declare module 'hono' {
  * ```
  */
 export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): MiddlewareHandler {
-  const { verifier, verifyOptions } = setupAdapter(verifierOrOptions, options);
-  /** The verified request goes on inside its context, or the setup failure is the answer. */
-  const proceed = (c: Context, next: Next, context: AgentContext, lazy: NodeRequest | undefined): Promise<Response | void> => {
-    try {
-      rememberVerifier(context, verifier);
-      if (lazy !== undefined) setEndUserLazy(c, lazy, context.userId);
-      else setEndUser(c, context.userId);
-    } catch (error) {
-      return Promise.resolve(errorResponse(error));
-    }
-    c.set('agentContext', context);
-    // Resolve to nothing: what `next()` resolves to (Hono's context) is not this middleware's answer.
-    return runWithContext(context, next).then(toVoid);
-  };
-  // Not an async function: a remembered token goes straight on to `next`, with no promise of its own.
-  return function agentAuthMiddleware(c: Context, next: Next): Promise<Response | void> {
-    let result: AgentContext | Promise<AgentContext>;
-    const lazy = untouchedNodeRequest(c);
-    try {
-      result = verifyNow(verifier, lazy !== undefined ? nodeVerifyRequest(c.req.raw, lazy) : c.req.raw, verifyOptions);
-    } catch (error) {
-      return Promise.resolve(errorResponse(error));
-    }
-    if (!(result instanceof Promise)) return proceed(c, next, result, lazy);
-    return result.then(
-      (context) => proceed(c, next, context, lazy),
-      (error: unknown) => errorResponse(error),
-    );
-  };
+  return honoAgentAuth(setupAdapter(verifierOrOptions, options)) as MiddlewareHandler;
 }
 
 /**
@@ -81,95 +53,7 @@ export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options
  * ```
  */
 export function requireScopes(...scopes: string[]): MiddlewareHandler {
-  const required = parseScopes(scopes);
-  return async function requireScopesMiddleware(c: Context, next: Next): Promise<Response | void> {
-    try {
-      checkScopes(c.get('agentContext') as AgentContext | undefined, required);
-    } catch (error) {
-      return errorResponse(error);
-    }
-    await next();
-  };
+  return honoRequireScopes(parseScopes(scopes)) as MiddlewareHandler;
 }
 
-/** The parts of Node's `IncomingMessage` read here. */
-interface NodeRequest {
-  headers: Record<string, string | string[] | undefined>;
-  rawHeaders: string[];
-}
-
-
-/**
- * @hono/node-server (2.x) hands Hono a lazy `Request` whose headers are built from the Node request
- * on first use. When nothing has used them yet, the Node request is the only copy of the headers:
- * verifying from it and scrubbing it (as the Express adapter does) is all it takes, and the ~20
- * header copies of building a `Headers` are saved. Any sign that a copy exists (headers read, a real
- * `Request` built) or that the request is not that lazy one, and this answers undefined: the general
- * path then changes `c.req.raw.headers` itself.
- */
-function untouchedNodeRequest(c: Context): NodeRequest | undefined {
-  const env: unknown = c.env;
-  if (typeof env !== 'object' || env === null || !('incoming' in env)) return undefined;
-  const incoming = env.incoming as Partial<NodeRequest> | null | undefined;
-  if (typeof incoming !== 'object' || incoming === null || !Array.isArray(incoming.rawHeaders)) return undefined;
-  const raw = c.req.raw as unknown as Record<symbol, unknown>;
-  let incomingKey: symbol | undefined;
-  for (const key of Object.getOwnPropertySymbols(raw)) {
-    const d = key.description;
-    if (d === 'incomingKey') incomingKey = key;
-    else if (d === 'headersKey' || d === 'requestCache') return undefined; // headers were read, or a Request was built
-  }
-  if (incomingKey === undefined || raw[incomingKey] !== incoming) return undefined;
-  const headers = incoming.headers; // Node builds it on first read, from rawHeaders
-  if (typeof headers !== 'object' || headers === null) return undefined;
-  return incoming as NodeRequest;
-}
-
-/** The request as the verifier sees it, read from the Node request (no `Headers` built). */
-function nodeVerifyRequest(raw: Request, incoming: NodeRequest): VerifyRequest {
-  const host = incoming.headers.host;
-  return {
-    headers: incoming.headers,
-    rawHeaders: incoming.rawHeaders,
-    ...(typeof host === 'string' ? { host } : {}),
-    method: raw.method,
-    url: raw.url,
-  };
-}
-
-/** {@link setEndUser} for an untouched lazy request: scrub the Node request, which its headers come from. */
-function setEndUserLazy(c: Context, incoming: NodeRequest, userId: string | undefined): void {
-  scrubNodeHeaders(incoming, userId);
-  // What a handler reads through Hono now comes from the scrubbed Node request; check it does.
-  if (c.req.raw.headers.get(END_USER_HEADER) !== (userId ?? null)) throw new Error('X-End-User-ID could not be replaced');
-}
-
-/**
- * Make the request's `X-End-User-ID` the verified one (or absent). Headers are changed in place where
- * the runtime allows it (Node, Bun); where a request's headers are immutable (Workers, Deno) the
- * request is replaced by a copy with the corrected headers.
- */
-function setEndUser(c: Context, userId: string | undefined): void {
-  const raw = c.req.raw;
-  try {
-    if (userId !== undefined) raw.headers.set(END_USER_HEADER, userId);
-    else if (raw.headers.has(END_USER_HEADER)) raw.headers.delete(END_USER_HEADER);
-  } catch {
-    const headers = new Headers(raw.headers);
-    headers.delete(END_USER_HEADER);
-    if (userId !== undefined) headers.set(END_USER_HEADER, userId);
-    c.req.raw = new Request(raw, { headers });
-  }
-  if (c.req.raw.headers.get(END_USER_HEADER) !== (userId ?? null)) throw new Error('X-End-User-ID could not be replaced');
-  // @hono/node-server: the Node request object is reachable as c.env.incoming; scrub it too.
-  const env: unknown = c.env;
-  if (typeof env === 'object' && env !== null && 'incoming' in env) scrubNodeHeaders(env.incoming, userId);
-}
-
-function toVoid(): void {}
-
-function errorResponse(error: unknown): Response {
-  const rendered = renderError(error);
-  return new Response(JSON.stringify(rendered.body), { status: rendered.status, headers: rendered.headers });
-}
 export * from './hono-routes.js';

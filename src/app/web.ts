@@ -1,83 +1,15 @@
 /**
- * @internal Hono middleware built from structural types only (a Hono `Context` fits them): the root
- * entry must not import hono, so `createAgentIam().hono()` and the Hono route adapters share this code.
+ * @internal The consent and approval routes for Hono and any Web-API server, from structural types
+ * only (a Hono `Context` fits them): the root entry must not import hono.
  *
  * @module
  */
-import { runWithContext, type AgentContext } from '../context.js';
-import { renderError } from '../errors.js';
-import { END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from '../adapters/shared.js';
+import type { AgentContext } from '../context.js';
+import { webError, type HonoContextLike, type HonoMiddleware } from '../adapters/web-middleware.js';
 import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
-
-/**
- * The parts of a Hono `Context` the middleware uses.
- *
- * @example
- * ```ts
- * const ctx = (c as unknown as HonoContextLike).get('agentContext');
- * ```
- */
-export interface HonoContextLike {
-  req: { raw: Request; readonly path: string; readonly method: string };
-  env?: unknown;
-  get(key: 'agentContext'): unknown;
-  set(key: 'agentContext', value: AgentContext): void;
-}
-
-/**
- * A Hono middleware (`app.use(...)`, or as a route handler before yours).
- *
- * @example
- * ```ts
- * app.use('/api/*', iam.hono());
- * ```
- */
-// `any` for the context: Hono's `Context` has generic `get`/`set` overloads that no structural
-// interface can name without importing hono's types into the root entry.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type HonoMiddleware = (c: any, next: () => Promise<void>) => Promise<Response | void>;
 
 export function webResponse(r: RouteResponse): Response {
   return new Response(r.body === undefined ? null : JSON.stringify(r.body), { status: r.status, headers: r.headers });
-}
-
-function webError(error: unknown): Response {
-  const r = renderError(error);
-  return webResponse({ status: r.status, headers: r.headers, body: r.body });
-}
-
-/** Make the request's `X-End-User-ID` the verified one (or absent); same behaviour as `agent-iam/hono`. */
-function setEndUser(c: HonoContextLike, userId: string | undefined): void {
-  const raw = c.req.raw;
-  try {
-    raw.headers.delete(END_USER_HEADER);
-    if (userId !== undefined) raw.headers.set(END_USER_HEADER, userId);
-  } catch {
-    const headers = new Headers(raw.headers);
-    headers.delete(END_USER_HEADER);
-    if (userId !== undefined) headers.set(END_USER_HEADER, userId);
-    c.req.raw = new Request(raw, { headers });
-  }
-  if (c.req.raw.headers.get(END_USER_HEADER) !== (userId ?? null)) throw new Error('X-End-User-ID could not be replaced');
-  const env: unknown = c.env;
-  if (typeof env === 'object' && env !== null && 'incoming' in env) scrubNodeHeaders(env.incoming, userId);
-}
-
-/** The `agentAuth` middleware for Hono, from the shared adapter pieces. */
-export function honoAgentAuth(setup: AdapterSetup): HonoMiddleware {
-  const { verifier, verifyOptions } = setup;
-  return async function agentAuthMiddleware(c: HonoContextLike, next: () => Promise<void>): Promise<Response | void> {
-    let context: AgentContext;
-    try {
-      context = await verifier.verify(c.req.raw, verifyOptions);
-      rememberVerifier(context, verifier);
-      setEndUser(c, context.userId);
-    } catch (error) {
-      return webError(error);
-    }
-    c.set('agentContext', context);
-    await runWithContext(context, next);
-  };
 }
 
 /** Read a JSON body of at most 16 KiB from a Web `Request`. */
@@ -155,3 +87,6 @@ export async function handleWebRequest(handlers: RouteHandler | readonly RouteHa
   }
   return undefined;
 }
+
+export { honoAgentAuth, honoRequireScopes } from '../adapters/web-middleware.js';
+export type { HonoContextLike, HonoMiddleware } from '../adapters/web-middleware.js';
