@@ -19,6 +19,7 @@ import { sha256Hex } from '../lib/encoding.js';
 import type { TokenSource } from '../tokens/types.js';
 import { compileCapabilities, type CapabilityMatcher } from '../policy/capabilities.js';
 import { createPolicyEngine, type PolicyEngine, type PolicyRule } from '../policy/policies.js';
+import type { ApprovalCheck, ApprovalRequestInput } from '../policy/approvals.js';
 import { resolveTools, ToolRegistry, type ResolvedTool, type ToolDefinition } from './tools.js';
 import { safeUrl } from './url-safety.js';
 import { bodyToBytes, isReplayable } from './body.js';
@@ -33,19 +34,7 @@ import { createInjector, type Injector, type OutgoingRequest } from './credentia
  * ```
  */
 export interface ToolFetchApprovals {
-  check(request: {
-    agentId: string;
-    userId?: string;
-    tool: string;
-    method: string;
-    path: string;
-    /** The raw query string including `?`, or `''`. */
-    query: string;
-    bodySha256: string;
-    actorChain?: readonly string[];
-  }): Promise<
-    { status: 'approved'; id: string } | { status: 'pending'; id: string; summary?: unknown } | { status: 'denied'; id: string }
-  >;
+  check(request: ApprovalRequestInput): Promise<ApprovalCheck>;
 }
 
 /**

@@ -63,7 +63,7 @@ export function simpleApprovals(): ToolFetchApprovals & {
         return { status: 'approved' as const, id: entry.id };
       }
       if (entry.status === 'denied') return { status: 'denied' as const, id: entry.id };
-      return { status: 'pending' as const, id: entry.id };
+      return { status: 'pending' as const, id: entry.id, summary: { agentId: req.agentId, ...(req.userId === undefined ? {} : { userId: req.userId }), tool: req.tool, method: req.method, path: req.path } };
     },
     approve(id: string) {
       const e = byId.get(id);
