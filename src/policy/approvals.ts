@@ -10,7 +10,7 @@
 import type Keyv from 'keyv';
 import { z } from 'zod';
 import { AgentIamError, type ApprovalSummary } from '../errors.js';
-import { withTimeout } from '../lib/async.js';
+import { sleep, withTimeout } from '../lib/async.js';
 import { hasControlChars, randomToken, sha256Hex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
@@ -111,7 +111,17 @@ interface StoredApproval {
 }
 
 const ID_RE = /^apr_[A-Za-z0-9_-]{22}$/;
-const MAX_INDEX = 10_000;
+/** `list()` returns at most this many approvals: the most recent ones. */
+const MAX_LIST = 10_000;
+/** Index entries per chunk record: what one creation rewrites at most. */
+const CHUNK_SIZE = 64;
+/** Chunks a writer keeps listable: enough for {@link MAX_LIST} entries. */
+const MAX_CHUNKS = Math.ceil(MAX_LIST / CHUNK_SIZE) + 1;
+/** Writers (createApprovals instances) the shared registry keeps, most recently active first. */
+const MAX_WRITERS = 1_000;
+/** Wait before re-reading the registry after writing it, to catch a concurrent overwrite. */
+const REGISTRY_SETTLE_MS = 50;
+const WRITER_RE = /^[A-Za-z0-9_-]{22}$/;
 const MAX_TTL_SECONDS = 366 * 24 * 3600;
 
 const summarySchema = z.object({
@@ -135,7 +145,20 @@ const storedSchema = z.object({
   reusable: z.boolean().optional(),
   nonce: z.string().optional(),
 });
-const indexSchema = z.array(z.tuple([z.string(), z.number()]));
+/** A chunk of one writer's index: `[id, createdAt, dropAt]` per approval, in creation order. */
+const chunkSchema = z.object({ v: z.literal(1), e: z.array(z.tuple([z.string(), z.number(), z.number()])).max(CHUNK_SIZE) });
+/** One writer's head: the range of its chunk numbers that can still hold listable entries. */
+const headSchema = z.object({ v: z.literal(1), first: z.number().int().min(0), last: z.number().int().min(0) });
+/** The shared registry of writers: `[writerId, until]` (until: epoch ms after which all its entries are dropped). */
+const registrySchema = z.array(z.tuple([z.string(), z.number()])).max(MAX_WRITERS * 2);
+
+type IndexEntry = [id: string, createdAt: number, dropAt: number];
+interface Chunk {
+  seq: number;
+  entries: IndexEntry[];
+  maxDrop: number;
+  dirty: boolean;
+}
 
 const optionsSchema = z.strictObject({
   store: z.custom<Keyv | KeyValueStore>((v) => typeof v === 'object' && v !== null && typeof (v as KeyValueStore).get === 'function' && typeof (v as KeyValueStore).set === 'function' && typeof (v as KeyValueStore).delete === 'function', 'must be a Keyv instance or a KeyValueStore').optional(),
@@ -237,7 +260,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
 
   const recordKey = (id: string): string => storeKey('approval', id);
   const bindingKey = (binding: string): string => storeKey('approval-binding', binding);
-  const indexKey = storeKey('approval-index');
+  const registryKey = storeKey('approval-writers');
 
   async function read(id: string): Promise<StoredApproval | undefined> {
     const value = await guard(() => kv.get(recordKey(id)));
@@ -258,16 +281,157 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     await guard(() => kv.set(recordKey(rec.id), rec, ttl));
   }
 
-  async function addToIndex(id: string, dropAt: number): Promise<void> {
-    await locks.run(indexKey, async () => {
+  // ---- the list index ------------------------------------------------------------------------
+  // Every createApprovals instance is a "writer" with a random id. It appends the approvals it
+  // creates to its own chunk records (`approval-chunk:<writer>:<seq>`, at most CHUNK_SIZE entries
+  // each) and keeps the range of its live chunks in its own head record (`approval-head:<writer>`).
+  // Only this instance ever writes those keys, so no read-modify-write race can drop an entry and a
+  // creation rewrites at most one small chunk: O(1) in the number of approvals. The chunk contents
+  // are kept in memory (this writer is their only author), so a creation does one write, no read.
+  // The one shared record is the registry of writers (`approval-writers`): written when a writer
+  // starts and about once per retention period after, then re-read after REGISTRY_SETTLE_MS and
+  // re-checked at every chunk rollover, so a concurrent overwrite is repaired.
+  const writerId = randomToken(16);
+  const headKey = storeKey('approval-head', writerId);
+  const chunkKey = (writer: string, seq: number): string => storeKey('approval-chunk', writer, String(seq));
+  /** How long after its creation an index entry stays listable (= the pending record's store TTL). */
+  const dropSpan = pendingTtlMs * 2;
+  /** Chunks this writer still lists: `[seq, maxDrop]`, oldest first, at most MAX_CHUNKS. */
+  const liveChunks: Array<[number, number]> = [];
+  /** Closed chunks whose last entries are not written yet. */
+  const unwritten: Chunk[] = [];
+  let current: Chunk | undefined;
+  let headDirty = false;
+  /** epoch ms until which the written head record lives. */
+  let headUntil = 0;
+  /** epoch ms until which the registry says our entries live (0: not registered). */
+  let registeredUntil = 0;
+  let registryCheck = false;
+  let flushing: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | undefined;
+
+  function appendToIndex(id: string, createdAt: number, dropAt: number): void {
+    if (current === undefined || current.entries.length >= CHUNK_SIZE) {
+      if (current !== undefined && current.dirty) unwritten.push(current);
+      const seq = current === undefined ? 0 : current.seq + 1;
+      current = { seq, entries: [], maxDrop: 0, dirty: true };
+      liveChunks.push([seq, 0]);
+      if (liveChunks.length > MAX_CHUNKS) liveChunks.shift();
+      headDirty = true;
+      registryCheck = seq > 0;
+    }
+    current.entries.push([id, createdAt, dropAt]);
+    if (dropAt > current.maxDrop) {
+      current.maxDrop = dropAt;
+      liveChunks[liveChunks.length - 1]![1] = dropAt;
+    }
+    current.dirty = true;
+    if (dropAt > headUntil) headDirty = true;
+  }
+
+  /** Write what appendToIndex changed. Flushes run one at a time; callers arriving meanwhile share the next one. */
+  function flushIndex(): Promise<void> {
+    if (queued !== undefined) return queued;
+    const run = (): Promise<void> => {
+      queued = undefined;
+      return writeIndex();
+    };
+    const p = flushing.then(run, run);
+    queued = p;
+    flushing = p.catch(() => undefined);
+    return p;
+  }
+
+  async function writeIndex(): Promise<void> {
+    const now = Date.now();
+    const chunks = current !== undefined && current.dirty ? [...unwritten, current] : [...unwritten];
+    unwritten.length = 0;
+    const writes: Promise<void>[] = [];
+    for (const c of chunks) {
+      c.dirty = false;
+      const value = { v: 1, e: c.entries.slice() };
+      writes.push(guard(() => kv.set(chunkKey(writerId, c.seq), value, c.maxDrop - now)));
+    }
+    const writeHead = headDirty;
+    if (writeHead) {
+      headDirty = false;
+      while (liveChunks.length > 1 && liveChunks[0]![1] <= now) liveChunks.shift();
+      const until = now + dropSpan * 2;
+      const head = { v: 1, first: liveChunks[0]![0], last: liveChunks[liveChunks.length - 1]![0] };
+      writes.push(guard(() => kv.set(headKey, head, until - now)).then(() => void (headUntil = Math.max(headUntil, until))));
+    }
+    const results = await Promise.allSettled(writes);
+    if (results.some((r) => r.status === 'rejected')) {
+      // Written again by the next flush.
+      for (const c of chunks) if (c !== current) unwritten.push(c);
+      if (current !== undefined && chunks.includes(current)) current.dirty = true;
+      if (writeHead) headDirty = true;
+      throw storeFailure('error');
+    }
+    if (registeredUntil < (current?.maxDrop ?? 0) || registryCheck) {
+      registryCheck = false;
+      await register();
+    }
+  }
+
+  function liveWriters(raw: unknown, now: number): Array<[string, number]> {
+    const parsed = registrySchema.safeParse(raw ?? []);
+    if (!parsed.success) throw storeFailure('malformed');
+    return parsed.data.filter(([w, until]) => until > now && WRITER_RE.test(w));
+  }
+
+  /**
+   * Make sure the registry names this writer at least until its newest entry is dropped. Verified
+   * by reading it back REGISTRY_SETTLE_MS after writing: a writer that read the registry before
+   * our write lands its own copy within that time, and we add ourselves again.
+   */
+  async function register(): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
       const now = Date.now();
-      const raw = await guard(() => kv.get(indexKey));
-      const parsed = indexSchema.safeParse(raw ?? []);
-      const list = (parsed.success ? parsed.data : []).filter(([, at]) => at > now);
-      list.push([id, dropAt]);
-      if (list.length > MAX_INDEX) list.splice(0, list.length - MAX_INDEX);
-      await guard(() => kv.set(indexKey, list, pendingTtlMs * 2 + MAX_TTL_SECONDS * 1000));
-    });
+      const need = current?.maxDrop ?? 0;
+      const writers = liveWriters(await guard(() => kv.get(registryKey)), now);
+      const mine = writers.find(([w]) => w === writerId);
+      if (mine !== undefined && mine[1] >= need) {
+        registeredUntil = mine[1];
+        return;
+      }
+      const next = writers.filter(([w]) => w !== writerId);
+      next.push([writerId, now + dropSpan * 2]);
+      // keep the writers active most recently
+      if (next.length > MAX_WRITERS) next.sort((x, y) => y[1] - x[1]).splice(MAX_WRITERS);
+      let until = 0;
+      for (const [, u] of next) if (u > until) until = u;
+      await guard(() => kv.set(registryKey, next, until - now));
+      await sleep(REGISTRY_SETTLE_MS);
+    }
+    // Still contended: the next chunk rollover checks again.
+    registryCheck = true;
+  }
+
+  /** Every live index entry of one writer, from its newest MAX_CHUNKS chunks. */
+  async function readWriter(writer: string, now: number): Promise<IndexEntry[]> {
+    const rawHead = await guard(() => kv.get(storeKey('approval-head', writer)));
+    if (rawHead === undefined) return [];
+    const head = headSchema.safeParse(rawHead);
+    if (!head.success || head.data.last < head.data.first) throw storeFailure('malformed');
+    // Chunks past `last` may exist (written before the head's next update): read until one is missing.
+    const first = Math.max(head.data.first, head.data.last - MAX_CHUNKS + 1);
+    const seqs: number[] = [];
+    for (let s = first; s <= head.data.last + 1; s++) seqs.push(s);
+    const out: IndexEntry[] = [];
+    const readChunk = async (seq: number): Promise<boolean> => {
+      const raw = await guard(() => kv.get(chunkKey(writer, seq)));
+      if (raw === undefined) return false;
+      const chunk = chunkSchema.safeParse(raw);
+      if (!chunk.success) throw storeFailure('malformed');
+      for (const e of chunk.data.e) if (e[2] > now && ID_RE.test(e[0])) out.push(e);
+      return true;
+    };
+    await Promise.all(seqs.slice(0, -1).map(readChunk));
+    for (let s = head.data.last + 1; await readChunk(s); s++) {
+      if (s - head.data.last > MAX_CHUNKS) break;
+    }
+    return out;
   }
 
   function event(type: AuditEvent['type'], rec: StoredApproval, decision: AuditEvent['decision'], extra: Partial<AuditEvent> = {}): void {
@@ -305,7 +469,8 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     // unreachable record that expires by itself.
     await write(rec, now);
     await guard(() => kv.set(bindingKey(binding), rec.id, ttlFor(rec, now)));
-    await addToIndex(rec.id, now + ttlFor(rec, now));
+    appendToIndex(rec.id, now, now + ttlFor(rec, now));
+    await flushIndex();
     event('approval.request', rec, 'approval', { code: 'APPROVAL_REQUIRED' });
     return { status: 'pending', id: rec.id, summary: { ...summary } };
   }
@@ -377,12 +542,24 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     },
 
     async list(filter: { status?: Status } = {}): Promise<ApprovalRecord[]> {
-      const raw = await guard(() => kv.get(indexKey));
-      const parsed = indexSchema.safeParse(raw ?? []);
-      if (!parsed.success) throw storeFailure('malformed');
       const now = Date.now();
-      const ids = parsed.data.filter(([id, at]) => at > now && ID_RE.test(id)).map(([id]) => id);
-      const records = await Promise.all(ids.map((id) => read(id)));
+      const writers = liveWriters(await guard(() => kv.get(registryKey)), now);
+      // This instance's own entries, even while its registration is not written yet.
+      if (current !== undefined && !writers.some(([w]) => w === writerId)) writers.push([writerId, Number.POSITIVE_INFINITY]);
+      const perWriter = await Promise.all(writers.map(([w]) => readWriter(w, now)));
+      const seen = new Set<string>();
+      const entries: IndexEntry[] = [];
+      for (const list of perWriter) {
+        for (const e of list) {
+          if (seen.has(e[0])) continue;
+          seen.add(e[0]);
+          entries.push(e);
+        }
+      }
+      // Stable: equal times keep registry, then creation order. Keep the most recent MAX_LIST.
+      entries.sort((a, b) => a[1] - b[1]);
+      if (entries.length > MAX_LIST) entries.splice(0, entries.length - MAX_LIST);
+      const records = await Promise.all(entries.map(([id]) => read(id)));
       const out: ApprovalRecord[] = [];
       for (const rec of records) {
         if (rec === undefined) continue;
