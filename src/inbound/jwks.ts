@@ -3,6 +3,11 @@
  * unknown `kid` at most once per cool-down, kept serving while the endpoint fails, and imported
  * into CryptoKeys once per (key, alg).
  *
+ * Stale-while-revalidate: a key set past its max age still serves every token whose key it holds,
+ * at once, while one background fetch (single flight, bounded by the timeout, cool-down permitting)
+ * re-reads it; a failed re-read keeps the old keys. Only an unknown `kid` (or no usable key) and an
+ * empty cache wait for a fetch, and then for at most one timeout.
+ *
  * @module
  */
 import { importJWK, type JWK } from 'jose';
@@ -60,60 +65,82 @@ export class JwksCache {
     this.#s = settings;
   }
 
-  /** The single matching, already imported key when the cache is fresh; else undefined (use {@link resolve}). */
+  /**
+   * The single matching, already imported key, also from a key set past its max age (which then
+   * starts a background re-read, see {@link touch}); else undefined (use {@link resolve}).
+   */
   cached(kid: string | undefined, alg: string): CryptoKey | undefined {
-    if (this.#keys.length === 0 || Date.now() - this.#loadedAt > this.#s.maxAgeMs) return undefined;
+    if (this.#keys.length === 0) return undefined;
     const found = this.#select(kid, alg);
     if (found.length !== 1) return undefined;
     const k = (found[0] as StoredKey).imported.get(alg);
-    return k ?? undefined;
+    if (k == null) return undefined;
+    this.touch();
+    return k;
   }
 
   /** Start a background refetch when the key set is past its max age (cool-down permitting). Cheap when it is not. */
   touch(): void {
+    if (this.#inflight !== undefined) return;
     const now = Date.now();
-    if (this.#inflight === undefined && now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
+    if (now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
       void this.#refresh();
     }
   }
 
   /**
-   * The keys that may have signed a token with this `kid` and `alg`. Throws `JWKS_UNAVAILABLE`
-   * when no keys can be had at all, `TOKEN_SIGNATURE_INVALID` when none matches (after at most one
-   * refetch per cool-down) or when several keys share the token's `kid`.
+   * The keys that may have signed a token with this `kid` and `alg`. When the cached set holds a
+   * usable one, it is returned at once (a set past its max age is re-read in the background). Else
+   * the caller waits for one fetch: it joins the one under way, or starts one (at most once per
+   * cool-down; with no keys at all, at most once per `min(cool-down, 1 s)`). Throws
+   * `JWKS_UNAVAILABLE` when no keys can be had at all, `TOKEN_SIGNATURE_INVALID` when none matches
+   * or when several keys share the token's `kid`.
    */
   async resolve(kid: string | undefined, alg: string): Promise<CryptoKey[]> {
-    // Join a fetch already under way (single flight). A caller that waited for one does not start
-    // another: one verification waits for at most one JWKS timeout.
-    const joined = this.#inflight !== undefined;
-    if (joined) await this.#inflight;
-    const now = Date.now();
-    if (this.#keys.length === 0) {
-      if (!joined && now - this.#attemptAt >= Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS)) await this.#refresh();
-      if (this.#keys.length === 0) {
-        throw this.#s.errors.error('JWKS_UNAVAILABLE', 'The identity provider keys are unavailable');
+    if (this.#keys.length > 0) {
+      const found = this.#select(kid, alg);
+      if (found.length > 0) {
+        const keys = await this.#usable(found, kid, alg);
+        if (keys.length > 0) {
+          this.touch(); // stale-while-revalidate: never wait for a re-read of a set that has the key
+          return keys;
+        }
       }
-    } else if (!joined && now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
-      await this.#refresh(); // failures keep the stale keys serving
     }
-    let found = this.#select(kid, alg);
-    if (found.length === 0 && !joined && Date.now() - this.#attemptAt >= this.#s.cooldownMs) {
-      await this.#refresh();
-      found = this.#select(kid, alg);
+    // The key is not known (or not usable): wait for a fetch. Join one already under way (single
+    // flight); a caller that waited for one does not start another, so one verification waits for
+    // at most one JWKS timeout.
+    const joined = this.#inflight !== undefined;
+    if (joined) {
+      await this.#inflight;
+    } else {
+      const now = Date.now();
+      const wait = this.#keys.length === 0 ? Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS) : this.#s.cooldownMs;
+      if (now - this.#attemptAt >= wait) await this.#refresh(); // failures keep what we have
     }
+    if (this.#keys.length === 0) {
+      throw this.#s.errors.error('JWKS_UNAVAILABLE', 'The identity provider keys are unavailable');
+    }
+    const found = this.#select(kid, alg);
     if (found.length === 0) {
       throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'No key of the identity provider matches the token');
     }
+    const keys = await this.#usable(found, kid, alg);
+    if (keys.length === 0) {
+      throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'The matching key of the identity provider is unusable');
+    }
+    return keys;
+  }
+
+  /** The imported keys among `found` (at most 4); throws when several keys share the token's `kid`. */
+  async #usable(found: StoredKey[], kid: string | undefined, alg: string): Promise<CryptoKey[]> {
     if (kid !== undefined && found.length > 1) {
       throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'Several keys of the identity provider share the token kid');
     }
     const out: CryptoKey[] = [];
-    for (const key of found.slice(0, 4)) {
-      const imported = await this.#import(key, alg);
+    for (let i = 0; i < found.length && i < 4; i++) {
+      const imported = await this.#import(found[i] as StoredKey, alg);
       if (imported) out.push(imported);
-    }
-    if (out.length === 0) {
-      throw this.#s.errors.error('TOKEN_SIGNATURE_INVALID', 'The matching key of the identity provider is unusable');
     }
     return out;
   }
