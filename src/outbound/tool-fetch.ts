@@ -145,15 +145,27 @@ const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
-let lastMs = 0;
+let lastMs = Number.NaN;
 let lastIso = '';
-/** `new Date().toISOString()`, computed at most once per millisecond. */
+let secondStart = Number.NEGATIVE_INFINITY;
+let secondPrefix = '';
+/**
+ * `new Date().toISOString()` without a `Date` per call: `toISOString` costs ~0.5 µs, more than the
+ * rest of the audit event. The `YYYY-MM-DDTHH:MM:SS.` prefix is formatted once per second and the
+ * milliseconds appended (same output for every year 0000–9999).
+ */
 function isoNow(): string {
   const ms = Date.now();
-  if (ms !== lastMs) {
-    lastMs = ms;
-    lastIso = new Date(ms).toISOString();
+  if (ms === lastMs) return lastIso;
+  lastMs = ms;
+  let offset = ms - secondStart;
+  if (offset < 0 || offset >= 1000) {
+    offset = ((ms % 1000) + 1000) % 1000;
+    secondStart = ms - offset;
+    const full = new Date(secondStart).toISOString();
+    secondPrefix = full.slice(0, full.length - 4); // drop "000Z"
   }
+  lastIso = secondPrefix + (offset < 10 ? '00' : offset < 100 ? '0' : '') + offset + 'Z';
   return lastIso;
 }
 
@@ -237,6 +249,25 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   return headers;
 }
 
+/** `error="..."` parameters of a `WWW-Authenticate` value (RFC 6750 §3). */
+const CHALLENGE_ERROR = /(?:^|[\s,])error\s*=\s*"?([A-Za-z0-9_.-]+)"?/gi;
+
+/**
+ * Does a 401 reject the token itself? Yes, unless every `error` the challenge names says the
+ * request, not the token, is at fault (`invalid_request`, `insufficient_scope`): many APIs answer a
+ * revoked or expired token with a bare 401 and no `WWW-Authenticate`, so a 401 without an `error`
+ * (or with `error="invalid_token"`) counts as a rejection.
+ */
+function rejectsToken(challenge: string | null): boolean {
+  if (challenge === null || challenge.indexOf('error') === -1) return true;
+  let named = false;
+  for (const m of challenge.matchAll(CHALLENGE_ERROR)) {
+    named = true;
+    if ((m[1] as string).toLowerCase() === 'invalid_token') return true;
+  }
+  return !named;
+}
+
 const NONE: readonly string[] = Object.freeze([]);
 
 function groupsOf(context: AgentContext | undefined, claim: string): readonly string[] {
@@ -257,6 +288,12 @@ function groupsOf(context: AgentContext | undefined, claim: string): readonly st
  * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
  * are followed (at most `maxRedirects`) only within the same tool; anything else is
  * `REDIRECT_BLOCKED`. Network errors and aborts surface as `fetch` raises them.
+ *
+ * A tool that answers 401 to a cached `clientCredentials` or `tokenExchange` token (revoked, say)
+ * makes the token manager forget exactly that token (that connection, scopes and resource; or that
+ * subject token, audience and scopes), so the next call obtains a fresh one. The 401 is returned
+ * as is and not retried (a body may not be replayable, and an approval is single use). A 401 whose
+ * `WWW-Authenticate` names only `error="invalid_request"` or `"insufficient_scope"` keeps the token.
  *
  * @example
  * ```ts
@@ -475,6 +512,13 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (sendBody instanceof ReadableStream) body = sendBody; // consumed: not replayable
 
         const status = response.status;
+        if (status === 401 && outgoing.dropToken !== undefined && rejectsToken(response.headers.get('www-authenticate'))) {
+          try {
+            outgoing.dropToken();
+          } catch {
+            // forgetting a token is best effort: the answer still goes to the caller
+          }
+        }
         const location = status >= 300 && status < 400 ? response.headers.get('location') : null;
         if (
           location === null ||

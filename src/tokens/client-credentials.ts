@@ -19,6 +19,13 @@ export class ClientCredentialsCache {
     this.#cache = new ExpiringCache(size);
   }
 
+  /** Forget the cached token for these options if it is still exactly `accessToken` (a tool rejected it). */
+  drop(c: Connection, o: ClientCredentialsOptions, accessToken: string): boolean {
+    const scopes = [...new Set(o.scopes ?? c.scopes ?? [])].sort();
+    const key = JSON.stringify([c.id, scopes, resourceParam(c, o.resource) ?? null, o.audience ?? c.audience ?? null]);
+    return this.#cache.deleteIf(key, (v) => v.accessToken === accessToken);
+  }
+
   async get(rt: Runtime, c: Connection, o: ClientCredentialsOptions): Promise<AccessTokenResult> {
     const scopes = [...new Set(o.scopes ?? c.scopes ?? [])].sort();
     const resource = resourceParam(c, o.resource);

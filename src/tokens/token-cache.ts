@@ -48,6 +48,17 @@ export class ExpiringCache<V> {
     });
   }
 
+  /**
+   * Drop `key` only while its entry still holds a value `matches` accepts (compare-and-delete: an
+   * entry replaced meanwhile by a fresh load stays). Returns true when an entry was dropped.
+   */
+  deleteIf(key: string, matches: (value: V) => boolean): boolean {
+    const hit = this.#entries.get(key);
+    if (hit === undefined || !matches(hit.value)) return false;
+    this.#entries.delete(key);
+    return true;
+  }
+
   get size(): number {
     return this.#entries.size;
   }

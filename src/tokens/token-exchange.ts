@@ -96,6 +96,27 @@ export class TokenExchanger {
     this.#cache = maxEntries > 0 ? new ExpiringCache(maxEntries) : undefined;
   }
 
+  /**
+   * Forget the cached token these options obtained, if the entry still holds exactly `accessToken`
+   * (a tool rejected it). The key holds the subject token's hash, so one user's rejection can only
+   * ever drop that user's (that subject token's) entry.
+   */
+  drop(c: Connection, o: TokenExchangeOptions, accessToken: string): boolean {
+    const cache = this.#cache;
+    if (cache === undefined) return false;
+    const subjectToken = o.subjectToken ?? (o.context ? rawTokenOf(o.context) : undefined);
+    if (subjectToken === undefined || subjectToken === '' || !Array.isArray(o.scopes)) return false;
+    const key = cacheKey(c, subjectToken, {
+      subjectTokenType: o.subjectTokenType ?? ACCESS_TOKEN_TYPE,
+      actorToken: o.actorToken,
+      actorTokenType: o.actorTokenType ?? ACCESS_TOKEN_TYPE,
+      audience: o.audience ?? c.audience,
+      resource: resourceParam(c, o.resource),
+      scopes: [...new Set(o.scopes)],
+    });
+    return cache.deleteIf(key, (v) => v.accessToken === accessToken);
+  }
+
   async exchange(rt: Runtime, c: Connection, o: TokenExchangeOptions): Promise<AccessTokenResult> {
     const fromContext = o.subjectToken === undefined && o.context !== undefined;
     const subjectToken = o.subjectToken ?? (o.context ? rawTokenOf(o.context) : undefined);
@@ -127,17 +148,7 @@ export class TokenExchanger {
     // The verified context's claims hold the subject token's exp; a token passed as is gets decoded.
     const subjectExp = fromContext ? expiryOf((o.context as AgentContext).claims) : expiryOf(payload);
     if (cache === undefined || subjectExp === undefined || subjectExp <= Date.now()) return exchangeAtServer(rt, c, o, request);
-    const key = JSON.stringify([
-      c.id,
-      sha256HexSync(subjectToken),
-      request.subjectTokenType,
-      request.actorToken === undefined ? null : sha256HexSync(request.actorToken),
-      request.actorTokenType,
-      request.audience ?? null,
-      request.resource ?? null,
-      [...asked].sort(),
-      ACCESS_TOKEN_TYPE,
-    ]);
+    const key = cacheKey(c, subjectToken, request);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
     return cache.load(key, async () => {
@@ -153,6 +164,21 @@ export class TokenExchanger {
       return { value: result, until };
     });
   }
+}
+
+/** The cache key of one exchange: hashes of the tokens, never the tokens. */
+function cacheKey(c: Connection, subjectToken: string, r: Omit<ExchangeRequest, 'subjectToken'>): string {
+  return JSON.stringify([
+    c.id,
+    sha256HexSync(subjectToken),
+    r.subjectTokenType,
+    r.actorToken === undefined ? null : sha256HexSync(r.actorToken),
+    r.actorTokenType,
+    r.audience ?? null,
+    r.resource ?? null,
+    [...r.scopes].sort(),
+    ACCESS_TOKEN_TYPE,
+  ]);
 }
 
 /** One exchange at the authorization server, audited. */

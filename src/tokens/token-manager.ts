@@ -33,7 +33,9 @@ import type {
   StartAuthorizationResult,
   TokenExchangeOptions,
   TokenSource,
+  RejectedTokenRequest,
 } from './types.js';
+import { DROP_REJECTED_TOKEN } from './types.js';
 import * as oauth from 'oauth4webapi';
 
 /**
@@ -789,5 +791,15 @@ class Manager implements TokenManager {
     const c = this.#oauthConnection(options?.connection);
     if (!Array.isArray(options.scopes)) throw badRequest('scopes', 'must be an array');
     return this.#exchanger.exchange(this.#rt, c, options);
+  }
+
+  /** @internal toolFetch calls this when a tool answered 401 to a cached service token. */
+  [DROP_REJECTED_TOKEN](request: RejectedTokenRequest, accessToken: string): boolean {
+    try {
+      const c = this.#oauthConnection(request.options?.connection);
+      return request.kind === 'clientCredentials' ? this.#cc.drop(c, request.options, accessToken) : this.#exchanger.drop(c, request.options, accessToken);
+    } catch {
+      return false;
+    }
   }
 }

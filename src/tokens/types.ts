@@ -73,10 +73,27 @@ export interface TokenExchangeOptions {
   scopes: string[];
 }
 
+/**
+ * @internal Key of the optional {@link TokenSource} method that forgets a cached service token a
+ * tool rejected. A symbol, not exported from any barrel: only toolFetch calls it.
+ */
+export const DROP_REJECTED_TOKEN: unique symbol = Symbol('agent-iam.dropRejectedToken');
+
+/** @internal Which cached service token a tool rejected: the same options that obtained it. */
+export type RejectedTokenRequest =
+  | { kind: 'clientCredentials'; options: ClientCredentialsOptions }
+  | { kind: 'tokenExchange'; options: TokenExchangeOptions };
+
 /** The part of the token manager that outbound credential injection uses. */
 export interface TokenSource {
   getAccessToken(options: AccountRef): Promise<AccessTokenResult>;
   startAuthorization(options: StartAuthorizationOptions): Promise<StartAuthorizationResult>;
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
   exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
+  /**
+   * @internal Optional: forget the cached token that `request` obtained, if the cache entry still
+   * holds exactly `accessToken` (a token refreshed meanwhile, or another user's or subject's
+   * entry, is never touched). Returns true when an entry was dropped. Never throws.
+   */
+  [DROP_REJECTED_TOKEN]?(request: RejectedTokenRequest, accessToken: string): boolean;
 }

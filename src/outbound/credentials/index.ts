@@ -8,7 +8,7 @@
 import { AgentIamError, isAgentIamError } from '../../errors.js';
 import type { AgentContext } from '../../context.js';
 import { withTimeout } from '../../lib/async.js';
-import type { AccessTokenResult, TokenSource } from '../../tokens/types.js';
+import { DROP_REJECTED_TOKEN, type AccessTokenResult, type TokenSource } from '../../tokens/types.js';
 import type { AwsCredentials, ToolAuth } from '../tools.js';
 import { queryRecord, s3Path } from './aws-request.js';
 import type { SigV4Signer } from './sigv4.js';
@@ -22,6 +22,11 @@ export interface OutgoingRequest {
   bodyBytes: Uint8Array | undefined;
   /** True when a body is sent that was not read into `bodyBytes` (a stream). */
   hasOpaqueBody: boolean;
+  /**
+   * Set by an injector that sent a cached service token: forgets exactly that token (for these
+   * options, that subject) so the next call obtains a fresh one. Called when the tool rejects it.
+   */
+  dropToken?: () => void;
 }
 
 /** @internal */
@@ -129,7 +134,12 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
         needsBody: false,
         ownedHeaders: ['authorization'],
         async inject(request) {
-          setBearer(request.headers, tool, await fromSource(tool, ms, () => tokens.clientCredentials(opts)));
+          const result = await fromSource(tool, ms, () => tokens.clientCredentials(opts));
+          setBearer(request.headers, tool, result);
+          if (typeof tokens[DROP_REJECTED_TOKEN] === 'function') {
+            const token = result.accessToken;
+            request.dropToken = () => tokens[DROP_REJECTED_TOKEN]?.({ kind: 'clientCredentials', options: opts }, token);
+          }
         },
       };
     }
@@ -150,7 +160,12 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
           const ctx = context as AgentContext;
           const actorToken = actorSource === undefined ? undefined : await fromSource(tool, ms, async () => actorTokenOf(tool, await actorSource()));
           const options = actorToken === undefined ? { ...base, context: ctx } : { ...base, context: ctx, actorToken };
-          setBearer(request.headers, tool, await fromSource(tool, ms, () => tokens.exchange(options)));
+          const result = await fromSource(tool, ms, () => tokens.exchange(options));
+          setBearer(request.headers, tool, result);
+          if (typeof tokens[DROP_REJECTED_TOKEN] === 'function') {
+            const token = result.accessToken;
+            request.dropToken = () => tokens[DROP_REJECTED_TOKEN]?.({ kind: 'tokenExchange', options }, token);
+          }
         },
       };
     }
