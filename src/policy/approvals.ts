@@ -56,7 +56,11 @@ export type ApprovalCheck =
 
 /** The approvals API. Every store failure is `STORE_UNAVAILABLE` (fail closed). */
 export interface Approvals {
-  /** Approvals known to this store, oldest first (see {@link createApprovals} for limits). */
+  /**
+   * Approvals known to this store (created by any instance on it), oldest first: at most the
+   * 10 000 most recent, each listable until `2 × pendingTtlSeconds` after its creation (see
+   * {@link createApprovals} for limits).
+   */
   list(filter?: { status?: ApprovalRecord['status'] }): Promise<ApprovalRecord[]>;
   get(id: string): Promise<ApprovalRecord | undefined>;
   /**
@@ -151,6 +155,8 @@ const chunkSchema = z.object({ v: z.literal(1), e: z.array(z.tuple([z.string(), 
 const headSchema = z.object({ v: z.literal(1), first: z.number().int().min(0), last: z.number().int().min(0) });
 /** The shared registry of writers: `[writerId, until]` (until: epoch ms after which all its entries are dropped). */
 const registrySchema = z.array(z.tuple([z.string(), z.number()])).max(MAX_WRITERS * 2);
+/** The single index record earlier builds wrote: `[id, dropAt]`, read (never written) by `list()`. */
+const legacyIndexSchema = z.array(z.tuple([z.string(), z.number()]));
 
 type IndexEntry = [id: string, createdAt: number, dropAt: number];
 interface Chunk {
@@ -228,11 +234,19 @@ async function bindingOf(r: ApprovalRequestInput): Promise<string> {
  * `agent-iam:v1:approval:…`, with store TTLs so memory stays bounded: a pending approval lapses after
  * `pendingTtlSeconds`, and every record is dropped `pendingTtlSeconds` after it ends.
  *
- * Limits: `list` reads an index of at most 10 000 recent approvals kept under one key; with several
- * processes on one store, concurrent creations can drop an entry from that index (the approvals
- * themselves are unaffected). Single use is enforced with a re-read and a write-then-verify marker;
- * a store without atomic operations cannot fully exclude two processes consuming one approval at
- * the very same moment.
+ * Listing: each instance indexes the approvals it creates in its own small records (chunks of 64
+ * ids, each with the store TTL of the approvals in it), and names itself in one shared registry of
+ * instances. Creating an approval therefore rewrites one small record whatever the number of
+ * approvals (O(1)), and instances sharing a store (several processes on one Redis) never overwrite
+ * each other's entries. An instance's first creation, and one creation per `2 × pendingTtlSeconds`
+ * after, also updates the registry and reads it back 50 ms later (to repair a concurrent overwrite,
+ * re-checked every 64 creations), so create one instance per process and reuse it; the registry keeps
+ * the 1 000 most recently active instances. `list` returns at most the 10 000 most recent approvals
+ * whose records are still held (until `2 × pendingTtlSeconds` after creation), and its cost grows
+ * with that number and the number of instances, not with the history of the store.
+ *
+ * Single use is enforced with a re-read and a write-then-verify marker; a store without atomic
+ * operations cannot fully exclude two processes consuming one approval at the very same moment.
  *
  * @example
  * ```ts
@@ -261,6 +275,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   const recordKey = (id: string): string => storeKey('approval', id);
   const bindingKey = (binding: string): string => storeKey('approval-binding', binding);
   const registryKey = storeKey('approval-writers');
+  const legacyIndexKey = storeKey('approval-index');
 
   async function read(id: string): Promise<StoredApproval | undefined> {
     const value = await guard(() => kv.get(recordKey(id)));
@@ -312,7 +327,11 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
 
   function appendToIndex(id: string, createdAt: number, dropAt: number): void {
     if (current === undefined || current.entries.length >= CHUNK_SIZE) {
-      if (current !== undefined && current.dirty) unwritten.push(current);
+      if (current !== undefined && current.dirty) {
+        unwritten.push(current);
+        // a store that keeps refusing index writes: keep only what list() could show anyway
+        if (unwritten.length > MAX_CHUNKS) unwritten.shift();
+      }
       const seq = current === undefined ? 0 : current.seq + 1;
       current = { seq, entries: [], maxDrop: 0, dirty: true };
       liveChunks.push([seq, 0]);
@@ -406,6 +425,15 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     }
     // Still contended: the next chunk rollover checks again.
     registryCheck = true;
+  }
+
+  /** Entries of the single index record older versions wrote, so a rolling upgrade lists them too. */
+  async function readLegacyIndex(now: number): Promise<IndexEntry[]> {
+    const raw = await guard(() => kv.get(legacyIndexKey));
+    if (raw === undefined) return [];
+    const parsed = legacyIndexSchema.safeParse(raw);
+    if (!parsed.success) throw storeFailure('malformed');
+    return parsed.data.filter(([id, at]) => at > now && ID_RE.test(id)).map(([id, at]): IndexEntry => [id, at - dropSpan, at]);
   }
 
   /** Every live index entry of one writer, from its newest MAX_CHUNKS chunks. */
@@ -546,7 +574,8 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       const writers = liveWriters(await guard(() => kv.get(registryKey)), now);
       // This instance's own entries, even while its registration is not written yet.
       if (current !== undefined && !writers.some(([w]) => w === writerId)) writers.push([writerId, Number.POSITIVE_INFINITY]);
-      const perWriter = await Promise.all(writers.map(([w]) => readWriter(w, now)));
+      const [legacy, ...perWriter] = await Promise.all([readLegacyIndex(now), ...writers.map(([w]) => readWriter(w, now))]);
+      perWriter.push(legacy);
       const seen = new Set<string>();
       const entries: IndexEntry[] = [];
       for (const list of perWriter) {

@@ -139,6 +139,18 @@ describe('approvals list index: creation cost does not grow with the number of a
     expect((await other.list()).map((r) => r.summary.path)).toEqual(['/f/0', '/f/1', '/f/2']);
   });
 
+  it('approvals indexed by an earlier build (one shared index record) are still listed', async () => {
+    const keyv = new Keyv();
+    const old = await createApprovals({ store: keyv }).check(req('/legacy'));
+    // as an earlier build leaves it: no writer registry, the single record names the approval
+    await keyv.delete('agent-iam:v1:approval-writers');
+    const b = createApprovals({ store: keyv });
+    const fresh = await b.check(req('/fresh'));
+    expect((await b.list()).map((r) => r.id)).toEqual([fresh.id]);
+    await keyv.set('agent-iam:v1:approval-index', [[old.id, Date.now() + 60_000], ['apr_bogus', Date.now() + 60_000]]);
+    expect((await b.list()).map((r) => r.id)).toEqual([old.id, fresh.id]);
+  });
+
   it('a malformed index record is STORE_UNAVAILABLE, never trusted', async () => {
     const store = recordingStore();
     const approvals = createApprovals({ store });
