@@ -112,7 +112,11 @@ export interface VerifierOptions {
   jwksCooldownMs?: number;
   /** Largest accepted JWKS answer, in bytes (default 262144). */
   jwksMaxBytes?: number;
-  /** Age after which a key set is fetched again on next use, in ms (default 600000); stale keys keep serving when that fails. */
+  /**
+   * Age after which a key set is re-read, in ms (default 600000). The re-read runs in the background
+   * (stale-while-revalidate): a token whose key the cached set holds verifies at once, and the stale
+   * keys keep serving when the re-read fails. Only an unknown `kid` or an empty cache waits for a fetch.
+   */
   jwksMaxAgeMs?: number;
   /** How many verified tokens to remember (default 1000; 0 disables the cache). */
   cacheSize?: number;
