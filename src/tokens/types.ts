@@ -77,7 +77,8 @@ export interface TokenExchangeOptions {
  * @internal Key of the optional {@link TokenSource} method that forgets a cached service token a
  * tool rejected. A symbol, not exported from any barrel: only toolFetch calls it.
  */
-export const DROP_REJECTED_TOKEN: unique symbol = Symbol('agent-iam.dropRejectedToken');
+// Symbol.for: the ESM and CJS builds must agree on it (a token manager from one, toolFetch from the other).
+export const DROP_REJECTED_TOKEN: unique symbol = Symbol.for('agent-iam.dropRejectedToken');
 
 /** @internal Which cached service token a tool rejected: the same options that obtained it. */
 export type RejectedTokenRequest =
