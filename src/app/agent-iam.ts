@@ -18,8 +18,10 @@ import { createApprovalRoutes } from './approval-routes.js';
 import { CONFIG_KEYS, within, type AgentIamConfig } from './config.js';
 import { createConsentRoutes, type ConsentRoutesOptions } from './consent-routes.js';
 import type { RouteHandler } from './http.js';
-import { nodeAgentAuth, nodeRoutes, type NodeMiddleware } from './node.js';
-import { honoAgentAuth, honoRoutes, type HonoMiddleware } from './web.js';
+import { nodeAgentAuth, type NodeMiddleware } from '../adapters/node-middleware.js';
+import { honoAgentAuth, type HonoMiddleware } from '../adapters/web-middleware.js';
+import { nodeRoutes } from './node.js';
+import { honoRoutes } from './web.js';
 
 /**
  * Everything {@link createAgentIam} builds.

@@ -66,5 +66,4 @@ export function nodeRoutes(...handlers: RouteHandler[]): NodeMiddleware {
   };
 }
 
-export { nodeAgentAuth, nodeRequireScopes, writeNode } from '../adapters/node-middleware.js';
 export type { NodeMiddleware, NodeRequestLike, NodeResponseLike } from '../adapters/node-middleware.js';

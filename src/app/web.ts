@@ -88,5 +88,4 @@ export async function handleWebRequest(handlers: RouteHandler | readonly RouteHa
   return undefined;
 }
 
-export { honoAgentAuth, honoRequireScopes } from '../adapters/web-middleware.js';
 export type { HonoContextLike, HonoMiddleware } from '../adapters/web-middleware.js';
