@@ -54,8 +54,8 @@ export class InboundErrors {
   }
 
   /**
-   * `TOKEN_MISSING` (401) for an anonymous request (open mode) on a route that needs scopes: no
-   * `error` (RFC 6750 §3.1), but `scope="..."` so the client knows what to ask for.
+   * `TOKEN_MISSING` (401) for a request without a token on a route that needs scopes: no `error`
+   * (RFC 6750 §3.1), but `scope="..."` so the client knows what to ask for.
    */
   missingTokenForScopes(required: readonly string[]): AgentIamError {
     return new AgentIamError('TOKEN_MISSING', 'A bearer token is required', {

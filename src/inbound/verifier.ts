@@ -568,7 +568,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
     let context: AgentContext | undefined;
     if (token === undefined) {
-      if (mode === 'authenticated') throw errors.error('TOKEN_MISSING', 'A bearer token is required');
+      if (mode === 'authenticated') {
+        // With required scopes, say which (RFC 6750 §3; MCP clients read `scope` from the 401).
+        const required = options?.requiredScopes;
+        throw required !== undefined && required.length > 0 ? errors.missingTokenForScopes(required) : errors.error('TOKEN_MISSING', 'A bearer token is required');
+      }
       context = anonymousContext(requestId);
     } else {
       if (cache !== undefined) context = fromCacheIfValid(token, request, requestId);

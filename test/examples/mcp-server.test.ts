@@ -18,7 +18,7 @@ describe('examples/mcp-server', () => {
     // 1. No token: 401 whose challenge names the RFC 9728 document, which the SDK then fetches,
     //    and from there the authorization server, where it registers.
     expect(out).toContain(`client POST ${origin}/mcp → 401`);
-    expect(out).toContain(`WWW-Authenticate: Bearer resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`);
+    expect(out).toContain(`WWW-Authenticate: Bearer scope="mcp:tools", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`);
     expect(out).toContain(`client GET ${origin}/.well-known/oauth-protected-resource/mcp → 200`);
     const document = /^\s+(\{"resource".*)$/m.exec(out)?.[1];
     expect(JSON.parse(document ?? '{}')).toEqual({
