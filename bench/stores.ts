@@ -4,6 +4,7 @@
 import Keyv from 'keyv';
 import { createEncryptor, createSecureStore, generateEncryptionKey } from '../src/stores/index.js';
 import { createKeyValueStore, storeKey } from '../src/stores/store.js';
+import { fmt, measure } from './timing.js';
 
 const record = {
   connection: 'github',
@@ -20,23 +21,6 @@ const record = {
   updatedAt: Date.now(),
 };
 
-/** Run `fn` in batches for about `ms` milliseconds (after a warm-up); returns mean ns per call. */
-async function measure(fn: () => unknown, ms = 1000): Promise<number> {
-  const batch = 200;
-  const warmEnd = performance.now() + 150;
-  while (performance.now() < warmEnd) for (let i = 0; i < batch; i++) await fn();
-  let calls = 0;
-  const start = performance.now();
-  let now = start;
-  while (now - start < ms) {
-    for (let i = 0; i < batch; i++) await fn();
-    calls += batch;
-    now = performance.now();
-  }
-  return ((now - start) * 1e6) / calls;
-}
-
-const fmt = (ns: number): string => (ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixed(0)} ns`);
 
 async function main(): Promise<void> {
   const enc = await createEncryptor(generateEncryptionKey());

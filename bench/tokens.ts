@@ -5,25 +5,10 @@
 import { createTestIdentityProvider } from '../src/testing/index.js';
 import { createTokenManager, type TokenManager } from '../src/index.js';
 import { generateEncryptionKey } from '../src/stores/encryption.js';
+import { fmt, measure } from './timing.js';
 
 const REDIRECT = 'http://127.0.0.1:9/callback';
 
-async function measure(fn: () => unknown, ms = 800): Promise<number> {
-  const batch = 500;
-  const warmEnd = performance.now() + 150;
-  while (performance.now() < warmEnd) for (let i = 0; i < batch; i++) await fn();
-  let calls = 0;
-  const start = performance.now();
-  let now = start;
-  while (now - start < ms) {
-    for (let i = 0; i < batch; i++) await fn();
-    calls += batch;
-    now = performance.now();
-  }
-  return ((now - start) * 1e6) / calls;
-}
-
-const fmt = (ns: number): string => (ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixed(0)} ns`);
 
 async function main(): Promise<void> {
   const idp = await createTestIdentityProvider({ accessTokenTtl: 3600 });
@@ -46,16 +31,16 @@ async function main(): Promise<void> {
     // Interleaved rounds, median of each: the machine is shared, so one long run per case is noisy.
     const rounds: Record<'map' | 'plain' | 'enc', number[]> = { map: [], plain: [], enc: [] };
     for (let i = 0; i < 5; i++) {
-      rounds.map.push(await measure(() => map.get('agent-iam:v1:account:corp:user:alice'), 250));
-      rounds.plain.push(await measure(() => plain.getAccessToken(ref), 250));
-      rounds.enc.push(await measure(() => encrypted.getAccessToken(ref), 250));
+      rounds.map.push(await measure(() => map.get('agent-iam:v1:account:corp:user:alice'), 250, 500));
+      rounds.plain.push(await measure(() => plain.getAccessToken(ref), 250, 500));
+      rounds.enc.push(await measure(() => encrypted.getAccessToken(ref), 250, 500));
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
     const mapGet = median(rounds.map);
     const cachedPlain = median(rounds.plain);
     const cachedEnc = median(rounds.enc);
-    const storePlain = await measure(() => plainNoCache.getAccessToken(ref), 500);
-    const storeEnc = await measure(() => encryptedNoCache.getAccessToken(ref), 500);
+    const storePlain = await measure(() => plainNoCache.getAccessToken(ref), 500, 500);
+    const storeEnc = await measure(() => encryptedNoCache.getAccessToken(ref), 500, 500);
     console.log('getAccessToken, memory store (median of 5 interleaved rounds, mean per awaited call):');
     console.log(`  Map.get (baseline)                    ${fmt(mapGet)}`);
     console.log(`  cached, unencrypted                   ${fmt(cachedPlain)}  (${(cachedPlain / mapGet).toFixed(1)}x Map.get)`);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const all = readdirSync(new URL('../bench/', import.meta.url))
-  .filter((f) => f.endsWith('.ts'))
+  .filter((f) => f.endsWith('.ts') && f !== 'timing.ts') // timing.ts holds shared helpers
   .map((f) => f.slice(0, -3))
   .sort();
 // `npm run bench -- verify http -- --seconds 10`: names first, then options after a second `--`.

@@ -115,3 +115,22 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
       }),
   };
 }
+
+/**
+ * JWKS servers started by a test file and closed after each test: call `closeAll` in `afterEach`.
+ */
+export function jwksServerPool(): { start(keys: JWK[]): Promise<JwksServer>; closeAll(): Promise<void> } {
+  let servers: JwksServer[] = [];
+  return {
+    async start(keys) {
+      const s = await startJwksServer(keys);
+      servers.push(s);
+      return s;
+    },
+    async closeAll() {
+      const open = servers;
+      servers = [];
+      await Promise.all(open.map((s) => s.close()));
+    },
+  };
+}

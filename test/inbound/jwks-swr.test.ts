@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createVerifier, type VerifierOptions } from '../../src/inbound/index.js';
-import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
+import { jwksServerPool, type JwksServer } from '../helpers/jwks-server.js';
 import { claims, createTestKey, signRaw, signToken, type TestKey } from '../helpers/tokens.js';
 
 const TIMEOUT_MS = 1500;
@@ -15,20 +15,15 @@ const MAX_AGE_MS = 1000;
 
 let k1: TestKey;
 let k2: TestKey;
-let servers: JwksServer[] = [];
+const pool = jwksServerPool();
 
 beforeAll(async () => {
   [k1, k2] = await Promise.all([createTestKey('ES256', 'swr-1'), createTestKey('ES256', 'swr-2')]);
 });
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
-});
+afterEach(() => pool.closeAll());
 
-async function server(keys = [k1.publicJwk]): Promise<JwksServer> {
-  const s = await startJwksServer(keys);
-  servers.push(s);
-  return s;
+function server(keys = [k1.publicJwk]): Promise<JwksServer> {
+  return pool.start(keys);
 }
 
 function verifierFor(s: JwksServer, extra: Partial<VerifierOptions> = {}) {

@@ -1,25 +1,20 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exportJWK } from 'jose';
 import { createVerifier, type VerifierOptions } from '../../src/inbound/index.js';
-import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
+import { jwksServerPool, type JwksServer } from '../helpers/jwks-server.js';
 import { claims, createTestKey, signRaw, signToken, type TestKey } from '../helpers/tokens.js';
 
 let k1: TestKey;
 let k2: TestKey;
-let servers: JwksServer[] = [];
+const pool = jwksServerPool();
 
 beforeAll(async () => {
   [k1, k2] = await Promise.all([createTestKey('RS256'), createTestKey('ES256')]);
 });
-afterEach(async () => {
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
-});
+afterEach(() => pool.closeAll());
 
-async function server(keys = [k1.publicJwk]): Promise<JwksServer> {
-  const s = await startJwksServer(keys);
-  servers.push(s);
-  return s;
+function server(keys = [k1.publicJwk]): Promise<JwksServer> {
+  return pool.start(keys);
 }
 
 function verifierFor(s: JwksServer, extra: Partial<VerifierOptions> = {}) {

@@ -5,10 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findBinary, freePort } from '../helpers/redis.js';
+import { canConnect as ping, findBinary, freePort } from '../helpers/redis.js';
 
 export interface PersistentRedis {
   url: string;
@@ -18,22 +17,6 @@ export interface PersistentRedis {
   restart(): Promise<void>;
   /** Stop and delete the data dir. */
   stop(): Promise<void>;
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(200, () => done(false));
-    socket.once('error', () => done(false));
-    socket.connect(port, '127.0.0.1', () => {
-      socket.write('PING\r\n');
-      socket.once('data', (d) => done(d.toString().startsWith('+PONG')));
-    });
-  });
 }
 
 export async function startPersistentRedis(): Promise<PersistentRedis | undefined> {
