@@ -6,6 +6,7 @@
  */
 import type { AgentContext } from '../context.js';
 import { webError, type HonoContextLike, type HonoMiddleware } from '../adapters/web-middleware.js';
+import { readBoundedBytes } from '../lib/bounded-read.js';
 import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
 
 export function webResponse(r: RouteResponse): Response {
@@ -17,22 +18,9 @@ export async function readWebBody(request: Request): Promise<unknown> {
   const declared = Number(request.headers.get('content-length') ?? '0');
   if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) return parseJsonBody('', declared);
   if (request.body === null) return undefined;
-  const reader = request.body.getReader();
-  const decoder = new TextDecoder();
-  let text = '';
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_BODY_BYTES) {
-      await reader.cancel().catch(() => {});
-      return parseJsonBody('', size);
-    }
-    text += decoder.decode(value, { stream: true });
-  }
-  text += decoder.decode();
-  return parseJsonBody(text, size);
+  const bytes = await readBoundedBytes(request.body, MAX_BODY_BYTES);
+  if (bytes === undefined) return parseJsonBody('', MAX_BODY_BYTES + 1);
+  return parseJsonBody(new TextDecoder().decode(bytes), bytes.byteLength);
 }
 
 /**

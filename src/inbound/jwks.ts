@@ -12,6 +12,7 @@
  */
 import { importJWK, type JWK } from 'jose';
 import type { InboundErrors } from './challenge.js';
+import { readBoundedBytes } from '../lib/bounded-read.js';
 
 /** @internal Settings of one JWKS cache. */
 export interface JwksSettings {
@@ -235,26 +236,8 @@ async function readBounded(res: Response, maxBytes: number): Promise<string | un
     return undefined;
   }
   if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    all.set(c, offset);
-    offset += c.byteLength;
-  }
-  return new TextDecoder('utf-8', { fatal: true }).decode(all);
+  const bytes = await readBoundedBytes(res.body, maxBytes);
+  return bytes === undefined ? undefined : new TextDecoder('utf-8', { fatal: true }).decode(bytes);
 }
 
 /** The public signing keys of a JWK Set; private, encryption-only and malformed entries are dropped. */

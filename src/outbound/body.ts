@@ -4,6 +4,7 @@
  * @module
  */
 import { AgentIamError } from '../errors.js';
+import { readBoundedBytes } from '../lib/bounded-read.js';
 
 /** Largest body toolFetch buffers (for an approval hash or a signed payload). */
 export const MAX_BUFFERED_BODY = 10 * 1024 * 1024;
@@ -30,31 +31,9 @@ export function isReplayable(body: unknown): boolean {
 
 /** @internal Read a stream into bytes, failing past `max` bytes. */
 export async function readStream(stream: ReadableStream<Uint8Array>, max = MAX_BUFFERED_BODY): Promise<Uint8Array> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > max) {
-        await reader.cancel().catch(() => {});
-        throw tooLarge();
-      }
-      chunks.push(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  if (chunks.length === 1) return chunks[0] as Uint8Array;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  const bytes = await readBoundedBytes(stream, max);
+  if (bytes === undefined) throw tooLarge();
+  return bytes;
 }
 
 /**
