@@ -11,7 +11,7 @@ export { currentContext, runWithContext, anonymousContext } from './context.js';
 export type { AgentContext, Actor } from './context.js';
 export type { AuditEvent, AuditEventType, AuditDecision, AuditSink } from './audit/events.js';
 export { storeKey, createKeyValueStore } from './stores/store.js';
-export type { KeyValueStore, KeyValueStoreOptions } from './stores/store.js';
+export type { KeyValueStore, KeyValueStoreOptions, Store, Versioned } from './stores/store.js';
 export type * from './tokens/types.js';
 export * from './inbound/index.js';
 export * from './tokens/index.js';

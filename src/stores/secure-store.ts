@@ -5,7 +5,7 @@
  */
 import { AgentIamError } from '../errors.js';
 import type { Encryptor } from './encryption.js';
-import type { KeyValueStore } from './store.js';
+import { createKeyValueStore, implementsContract, type KeyValueStore, type Store, type Versioned } from './store.js';
 
 /**
  * The shape of an encrypted record as written to the underlying store. Only the key id, the IV and
@@ -52,6 +52,10 @@ function storeError(message: string, reason: string): AgentIamError {
  * another key does not decrypt). Records name their key id, so reads use whichever configured key
  * wrote them and writes use the newest: rotate by putting a new key first.
  *
+ * Every operation of the {@link Store} contract is kept: values written by `set`, `setIfAbsent` and
+ * `compareAndSet` are encrypted, and the version compared by `compareAndSet` is the store's own,
+ * outside the ciphertext. Lease owners (`deleteIfOwner`) and index members are stored in plaintext.
+ *
  * Reading a record that was tampered with, was truncated, names an unknown key, is not encrypted
  * or is not a record at all throws `STORE_UNAVAILABLE` (with a `reason`); it never returns
  * `undefined` for a record that exists. Without an `encryptor` values are stored as they are, and
@@ -69,7 +73,7 @@ function storeError(message: string, reason: string): AgentIamError {
  * await store.get<{ secret: string }>(storeKey('note', 'alice')); // { secret: 's3cr3t' }
  * ```
  */
-export function createSecureStore(store: KeyValueStore, encryptor?: Encryptor): KeyValueStore {
+export function createSecureStore(store: KeyValueStore, encryptor?: Encryptor): Store {
   if (typeof store !== 'object' || store === null || typeof store.get !== 'function' || typeof store.set !== 'function' || typeof store.delete !== 'function') {
     throw new AgentIamError('CONFIG_INVALID', 'Invalid option store: must have get, set and delete', { field: 'store' });
   }
@@ -77,58 +81,85 @@ export function createSecureStore(store: KeyValueStore, encryptor?: Encryptor): 
     const hint = typeof (encryptor as { then?: unknown }).then === 'function' ? ' (await createEncryptor(...) first)' : '';
     throw new AgentIamError('CONFIG_INVALID', `Invalid option encryptor: must be an Encryptor${hint}`, { field: 'encryptor' });
   }
+  const base: Store = implementsContract(store) ? store : createKeyValueStore(store);
+  // Leases and index members are not secrets (owner ids, connection and approval ids): they pass
+  // through in plaintext, which is what lets the store compare them.
+  const plain = {
+    atomic: base.atomic,
+    delete: (key: string) => base.delete(key),
+    deleteIfOwner: (key: string, owner: string) => base.deleteIfOwner(key, owner),
+    indexAdd: (key: string, member: string, ttlMs?: number) => base.indexAdd(key, member, ttlMs),
+    indexMembers: (key: string, limit?: number) => base.indexMembers(key, limit),
+    indexRemove: (key: string, member: string) => base.indexRemove(key, member),
+  };
   if (encryptor === undefined) {
-    return {
-      async get<T>(key: string): Promise<T | undefined> {
-        const value = await store.get<T>(key);
-        if (isEncryptedRecordShape(value)) {
-          throw storeError('Stored record is encrypted and no encryption key is configured', 'encrypted');
-        }
-        return value;
-      },
-      set: (key, value, ttlMs) => store.set(key, value, ttlMs),
-      delete: (key) => store.delete(key),
+    const refuseEncrypted = <T>(value: T): T => {
+      if (isEncryptedRecordShape(value)) throw storeError('Stored record is encrypted and no encryption key is configured', 'encrypted');
+      return value;
     };
+    return {
+      ...plain,
+      get: async <T>(key: string) => refuseEncrypted(await base.get<T>(key)),
+      async getVersioned<T>(key: string) {
+        const v = await base.getVersioned<T>(key);
+        if (v !== undefined) refuseEncrypted(v.value);
+        return v;
+      },
+      consume: async <T>(key: string) => refuseEncrypted(await base.consume<T>(key)),
+      set: (key, value, ttlMs) => base.set(key, value, ttlMs),
+      setIfAbsent: (key, value, ttlMs) => base.setIfAbsent(key, value, ttlMs),
+      compareAndSet: (key, expected, value, ttlMs) => base.compareAndSet(key, expected, value, ttlMs),
+    };
+  }
+  const enc = encryptor;
+
+  async function open<T>(key: string, record: unknown): Promise<T | undefined> {
+    if (record === undefined || record === null) return undefined;
+    if (typeof record !== 'object' || Array.isArray(record)) {
+      throw storeError('Stored record is malformed and cannot be decrypted', 'malformed');
+    }
+    const r = record as Partial<Record<keyof EncryptedRecord, unknown>>;
+    if (!isEncryptedRecordShape(r)) {
+      throw storeError('Stored record is not encrypted; refusing to use it', 'not_encrypted');
+    }
+    if (r.v !== 1 || typeof r.kid !== 'string' || typeof r.iv !== 'string' || typeof r.ct !== 'string') {
+      throw storeError('Stored record is malformed and cannot be decrypted', 'malformed');
+    }
+    const plainText = await enc.decrypt(`v1.${r.kid}.${r.iv}.${r.ct}`, key);
+    try {
+      return JSON.parse(plainText) as T;
+    } catch {
+      throw storeError('Stored record cannot be decrypted', 'undecryptable');
+    }
+  }
+
+  async function seal(key: string, value: unknown): Promise<EncryptedRecord> {
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch {
+      json = undefined;
+    }
+    if (json === undefined) throw storeError('Value cannot be stored: it is not JSON-serialisable', 'not_serializable');
+    const sealed = await enc.encrypt(json, key);
+    const parts = sealed.split('.');
+    if (parts.length !== 4 || parts[0] !== 'v1') throw storeError('Encryptor returned an unknown format', 'error');
+    const [, kid, iv, ct] = parts as [string, string, string, string];
+    return { v: 1, alg: 'A256GCM', kid, iv, ct };
   }
 
   return {
-    async get<T>(key: string): Promise<T | undefined> {
-      const record = await store.get<unknown>(key);
-      if (record === undefined || record === null) return undefined;
-      if (typeof record !== 'object' || Array.isArray(record)) {
-        throw storeError('Stored record is malformed and cannot be decrypted', 'malformed');
-      }
-      const r = record as Partial<Record<keyof EncryptedRecord, unknown>>;
-      if (!isEncryptedRecordShape(r)) {
-        throw storeError('Stored record is not encrypted; refusing to use it', 'not_encrypted');
-      }
-      if (r.v !== 1 || typeof r.kid !== 'string' || typeof r.iv !== 'string' || typeof r.ct !== 'string') {
-        throw storeError('Stored record is malformed and cannot be decrypted', 'malformed');
-      }
-      const plain = await encryptor.decrypt(`v1.${r.kid}.${r.iv}.${r.ct}`, key);
-      try {
-        return JSON.parse(plain) as T;
-      } catch {
-        throw storeError('Stored record cannot be decrypted', 'undecryptable');
-      }
+    ...plain,
+    get: async <T>(key: string) => open<T>(key, await base.get(key)),
+    async getVersioned<T>(key: string): Promise<Versioned<T> | undefined> {
+      const v = await base.getVersioned(key);
+      if (v === undefined) return undefined;
+      // The version is the store's, kept beside the ciphertext: compare-and-set never compares ciphertexts.
+      return { value: (await open<T>(key, v.value)) as T, version: v.version };
     },
-
-    async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
-      let json: string | undefined;
-      try {
-        json = JSON.stringify(value);
-      } catch {
-        json = undefined;
-      }
-      if (json === undefined) throw storeError('Value cannot be stored: it is not JSON-serialisable', 'not_serializable');
-      const sealed = await encryptor.encrypt(json, key);
-      const parts = sealed.split('.');
-      if (parts.length !== 4 || parts[0] !== 'v1') throw storeError('Encryptor returned an unknown format', 'error');
-      const [, kid, iv, ct] = parts as [string, string, string, string];
-      const record: EncryptedRecord = { v: 1, alg: 'A256GCM', kid, iv, ct };
-      await store.set(key, record, ttlMs);
-    },
-
-    delete: (key) => store.delete(key),
+    consume: async <T>(key: string) => open<T>(key, await base.consume(key)),
+    set: async (key, value, ttlMs) => base.set(key, await seal(key, value), ttlMs),
+    setIfAbsent: async (key, value, ttlMs) => base.setIfAbsent(key, await seal(key, value), ttlMs),
+    compareAndSet: async (key, expected, value, ttlMs) => base.compareAndSet(key, expected, await seal(key, value), ttlMs),
   };
 }

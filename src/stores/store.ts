@@ -10,7 +10,12 @@ import { toBase64Url } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { sha256Sync } from '../lib/sha256.js';
 
-/** A minimal async key-value store. Values are JSON-serialisable. */
+/**
+ * A minimal async key-value store. Values are JSON-serialisable. `get`, `set` and `delete` are
+ * required; the other operations are the atomic part of the store contract, which
+ * {@link createKeyValueStore} provides for every store (exact where the store implements them,
+ * emulated on top of get/set/delete otherwise).
+ */
 export interface KeyValueStore {
   get<T = unknown>(key: string): Promise<T | undefined>;
   /**
@@ -19,6 +24,90 @@ export interface KeyValueStore {
    */
   set(key: string, value: unknown, ttlMs?: number): Promise<void>;
   delete(key: string): Promise<boolean>;
+  getVersioned?<T = unknown>(key: string): Promise<Versioned<T> | undefined>;
+  setIfAbsent?(key: string, value: unknown, ttlMs?: number): Promise<boolean>;
+  compareAndSet?(key: string, expectedVersion: string | null, value: unknown, ttlMs?: number): Promise<boolean>;
+  deleteIfOwner?(key: string, owner: string): Promise<boolean>;
+  consume?<T = unknown>(key: string): Promise<T | undefined>;
+  indexAdd?(key: string, member: string, ttlMs?: number): Promise<void>;
+  indexMembers?(key: string, limit?: number): Promise<string[]>;
+  indexRemove?(key: string, member: string): Promise<boolean>;
+  /** True when every operation is atomic for all processes sharing the store (see {@link Store.atomic}). */
+  readonly atomic?: boolean;
+  /** Release connections the store opened itself. */
+  close?(): Promise<void>;
+}
+
+/** A value with the version it was stored under (see {@link Store.compareAndSet}). */
+export interface Versioned<T = unknown> {
+  value: T;
+  /** Opaque; changes on every write of the key. Never part of a ciphertext. */
+  version: string;
+}
+
+/**
+ * The store contract every multi-process guarantee of agent-iam goes through: get/set/delete plus
+ * atomic operations. `createKeyValueStore` returns one for any store.
+ *
+ * | operation | used for |
+ * | --- | --- |
+ * | `setIfAbsent` | refresh lease, OAuth state, one pending approval per request, register once |
+ * | `compareAndSet` | account writes fenced by their version, approval decisions, single-use approvals |
+ * | `deleteIfOwner` | lease release (only by the process that holds it) |
+ * | `consume` | single-use OAuth state |
+ * | `indexAdd` / `indexMembers` / `indexRemove` | a user's connected accounts, the approvals list |
+ *
+ * `atomic` says whether these hold across processes: `true` for the Redis and PostgreSQL stores
+ * (`agent-iam/redis`, `agent-iam/postgres`) and for the in-memory default (one process), `false`
+ * for a Keyv store, where they are emulated with get/set/delete, exact inside one process and best
+ * effort across processes.
+ *
+ * @example
+ * ```ts
+ * const store = createKeyValueStore();
+ * await store.setIfAbsent('lease', 'owner-1', 30_000);            // true: taken
+ * await store.setIfAbsent('lease', 'owner-2', 30_000);            // false: held
+ * await store.deleteIfOwner('lease', 'owner-2');                  // false: not the owner
+ * const cur = await store.getVersioned<{ n: number }>('counter');
+ * await store.compareAndSet('counter', cur?.version ?? null, { n: (cur?.value.n ?? 0) + 1 });
+ * ```
+ */
+export interface Store extends KeyValueStore {
+  /** The value and its version, or undefined when absent or expired. */
+  getVersioned<T = unknown>(key: string): Promise<Versioned<T> | undefined>;
+  /** Store the value only when the key is absent (or expired); true when stored. */
+  setIfAbsent(key: string, value: unknown, ttlMs?: number): Promise<boolean>;
+  /**
+   * Store the value only when the key's current version is `expectedVersion` (`null`: only when the
+   * key is absent); true when stored. The new value gets a new version.
+   */
+  compareAndSet(key: string, expectedVersion: string | null, value: unknown, ttlMs?: number): Promise<boolean>;
+  /** Delete the key only when its value is the string `owner`; true when deleted. */
+  deleteIfOwner(key: string, owner: string): Promise<boolean>;
+  /** Read and delete in one step: of concurrent callers, exactly one gets the value. */
+  consume<T = unknown>(key: string): Promise<T | undefined>;
+  /**
+   * Add (or re-add) a string member to the set at `key`, expiring `ttlMs` from now (undefined:
+   * never). Members are stored in plaintext.
+   */
+  indexAdd(key: string, member: string, ttlMs?: number): Promise<void>;
+  /** Live members, the one expiring soonest first; with `limit`, only the `limit` expiring last. */
+  indexMembers(key: string, limit?: number): Promise<string[]>;
+  /** Remove a member; true when it was there. */
+  indexRemove(key: string, member: string): Promise<boolean>;
+  /**
+   * True when every operation above is atomic for all processes that share the store; false for
+   * a Keyv store (exact inside one process, best effort across processes).
+   */
+  readonly atomic: boolean;
+}
+
+const CONTRACT = ['getVersioned', 'setIfAbsent', 'compareAndSet', 'deleteIfOwner', 'consume', 'indexAdd', 'indexMembers', 'indexRemove'] as const;
+
+/** True when the store implements the whole contract itself. @internal */
+export function implementsContract(store: object): store is Store {
+  for (const name of CONTRACT) if (typeof (store as Record<string, unknown>)[name] !== 'function') return false;
+  return true;
 }
 
 /** Options for {@link createKeyValueStore}. */
@@ -166,49 +255,296 @@ export class MemoryAdapter {
   }
 }
 
-/** A new in-memory Keyv whose expired entries do not accumulate. */
-function memoryKeyv(): Keyv {
-  return new Keyv({ store: new MemoryAdapter() });
-}
-
 /**
  * Keyv treats a TTL of 0 as "keep forever" and Redis rejects a fractional PX: a TTL that is zero,
  * negative or NaN (an expiry already past) becomes 1 ms, fractions round up, Infinity means none.
+ * @internal
  */
-function normalizeTtl(ttlMs: number | undefined): number | undefined {
+export function normalizeTtl(ttlMs: number | undefined): number | undefined {
   if (ttlMs === undefined || ttlMs === Number.POSITIVE_INFINITY) return undefined;
   if (!(ttlMs > 0)) return 1;
   return Math.ceil(ttlMs);
 }
 
+
+/** JSON text of a value; a value JSON cannot represent is refused (it would not read back). @internal */
+export function toJson(value: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    json = undefined;
+  }
+  if (json === undefined) throw new AgentIamError('STORE_UNAVAILABLE', 'Value cannot be stored: it is not JSON-serialisable', { reason: 'not_serializable' });
+  return json;
+}
+
+interface MemoryEntry {
+  json: string;
+  version: string;
+  expiresAt: number;
+}
+
+/**
+ * The in-memory default: the whole contract, exact (every operation runs without yielding, so
+ * nothing interleaves). Values are kept as JSON text, so a caller never shares an object with the
+ * store. Expired entries are swept as writes come in (amortised O(1) per write).
+ */
+class MemoryStore implements Store {
+  readonly atomic = true;
+  readonly #map = new Map<string, MemoryEntry>();
+  readonly #sets = new Map<string, Map<string, number>>();
+  #seq = 0;
+  #nextSweep = 1024;
+
+  #live(key: string, now = Date.now()): MemoryEntry | undefined {
+    const e = this.#map.get(key);
+    if (e === undefined) return undefined;
+    if (e.expiresAt <= now) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  #put(key: string, json: string, ttlMs: number | undefined): void {
+    const ttl = normalizeTtl(ttlMs);
+    this.#map.set(key, { json, version: String(++this.#seq), expiresAt: ttl === undefined ? Number.POSITIVE_INFINITY : Date.now() + ttl });
+    if (this.#map.size >= this.#nextSweep) {
+      const now = Date.now();
+      for (const [k, e] of this.#map) if (e.expiresAt <= now) this.#map.delete(k);
+      this.#nextSweep = Math.max(1024, this.#map.size * 2);
+    }
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    const e = this.#live(key);
+    return e === undefined ? undefined : (JSON.parse(e.json) as T);
+  }
+  async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
+    this.#put(key, toJson(value), ttlMs);
+  }
+  async delete(key: string): Promise<boolean> {
+    return this.#live(key) !== undefined && this.#map.delete(key);
+  }
+  async getVersioned<T>(key: string): Promise<Versioned<T> | undefined> {
+    const e = this.#live(key);
+    return e === undefined ? undefined : { value: JSON.parse(e.json) as T, version: e.version };
+  }
+  async setIfAbsent(key: string, value: unknown, ttlMs?: number): Promise<boolean> {
+    const json = toJson(value);
+    if (this.#live(key) !== undefined) return false;
+    this.#put(key, json, ttlMs);
+    return true;
+  }
+  async compareAndSet(key: string, expectedVersion: string | null, value: unknown, ttlMs?: number): Promise<boolean> {
+    const json = toJson(value);
+    const e = this.#live(key);
+    if (expectedVersion === null ? e !== undefined : e?.version !== expectedVersion) return false;
+    this.#put(key, json, ttlMs);
+    return true;
+  }
+  async deleteIfOwner(key: string, owner: string): Promise<boolean> {
+    const e = this.#live(key);
+    if (e === undefined || e.json !== JSON.stringify(owner)) return false;
+    return this.#map.delete(key);
+  }
+  async consume<T>(key: string): Promise<T | undefined> {
+    const e = this.#live(key);
+    if (e === undefined) return undefined;
+    this.#map.delete(key);
+    return JSON.parse(e.json) as T;
+  }
+  async indexAdd(key: string, member: string, ttlMs?: number): Promise<void> {
+    const ttl = normalizeTtl(ttlMs);
+    const now = Date.now();
+    let set = this.#sets.get(key);
+    if (set === undefined) this.#sets.set(key, (set = new Map()));
+    else for (const [m, at] of set) if (at <= now) set.delete(m);
+    set.delete(member); // re-added members move to the end (Map keeps insertion order)
+    set.set(member, ttl === undefined ? Number.POSITIVE_INFINITY : now + ttl);
+  }
+  async indexMembers(key: string, limit?: number): Promise<string[]> {
+    const set = this.#sets.get(key);
+    if (set === undefined) return [];
+    const now = Date.now();
+    const live: Array<[string, number]> = [];
+    for (const [m, at] of set) {
+      if (at <= now) set.delete(m);
+      else live.push([m, at]);
+    }
+    if (set.size === 0) this.#sets.delete(key);
+    live.sort((a, b) => a[1] - b[1]);
+    const from = limit !== undefined && live.length > limit ? live.length - limit : 0;
+    return live.slice(from).map(([m]) => m);
+  }
+  async indexRemove(key: string, member: string): Promise<boolean> {
+    const set = this.#sets.get(key);
+    if (set === undefined) return false;
+    const at = set.get(member);
+    set.delete(member);
+    return at !== undefined && at > Date.now();
+  }
+}
+
+/** Runs functions one at a time per key, in call order (in this process). @internal */
+export class KeyedMutex {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tails.get(key) ?? Promise.resolve();
+    const result = prev.then(fn, fn);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#tails.set(key, tail);
+    void tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return result;
+  }
+}
+
+/** What an emulated index is stored as: `[member, expiresAt | null]`, oldest addition first. */
+interface EmulatedIndex {
+  agentIamIndex: 1;
+  m: Array<[string, number | null]>;
+}
+
+function isEmulatedIndex(value: unknown): value is EmulatedIndex {
+  return typeof value === 'object' && value !== null && (value as EmulatedIndex).agentIamIndex === 1 && Array.isArray((value as EmulatedIndex).m);
+}
+
+/**
+ * The contract on top of get/set/delete (a Keyv store, or a plain {@link KeyValueStore}): each
+ * compound operation runs under a per-key mutex, so it is exact inside this process; across
+ * processes two of them can interleave (best effort). The version is the SHA-256 of the stored JSON,
+ * so values already in the store keep working.
+ */
+function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>): Store {
+  const mutex = new KeyedMutex();
+  const versionOf = (value: unknown): string => toBase64Url(sha256Sync(ascii.encode(toJson(value)))).slice(0, 22);
+  const read = async <T>(key: string): Promise<Versioned<T> | undefined> => {
+    const value = await base.get<T>(key);
+    return value === undefined || value === null ? undefined : { value, version: versionOf(value) };
+  };
+  const readIndex = async (key: string): Promise<Array<[string, number | null]>> => {
+    const raw = await base.get<unknown>(key);
+    if (raw === undefined || raw === null) return [];
+    if (!isEmulatedIndex(raw)) throw new AgentIamError('STORE_UNAVAILABLE', 'A stored index has an unexpected shape', { reason: 'malformed' });
+    const now = Date.now();
+    return raw.m.filter((e) => Array.isArray(e) && typeof e[0] === 'string' && (e[1] === null || (typeof e[1] === 'number' && e[1] > now)));
+  };
+  const writeIndex = async (key: string, members: Array<[string, number | null]>): Promise<void> => {
+    if (members.length === 0) {
+      await base.delete(key);
+      return;
+    }
+    let last = 0;
+    for (const [, at] of members) last = at === null ? Number.POSITIVE_INFINITY : Math.max(last, at);
+    const value: EmulatedIndex = { agentIamIndex: 1, m: members };
+    await base.set(key, value, last === Number.POSITIVE_INFINITY ? undefined : last - Date.now());
+  };
+  return {
+    atomic: false,
+    get: (key) => base.get(key),
+    set: (key, value, ttlMs) => base.set(key, value, ttlMs),
+    delete: (key) => mutex.run(key, () => base.delete(key)),
+    getVersioned: read,
+    setIfAbsent: (key, value, ttlMs) =>
+      mutex.run(key, async () => {
+        if ((await base.get(key)) !== undefined) return false;
+        await base.set(key, value, ttlMs);
+        return true;
+      }),
+    compareAndSet: (key, expected, value, ttlMs) =>
+      mutex.run(key, async () => {
+        const cur = await read(key);
+        if (expected === null ? cur !== undefined : cur?.version !== expected) return false;
+        await base.set(key, value, ttlMs);
+        return true;
+      }),
+    deleteIfOwner: (key, owner) =>
+      mutex.run(key, async () => {
+        if ((await base.get(key)) !== owner) return false;
+        return base.delete(key);
+      }),
+    consume: <T>(key: string) =>
+      mutex.run(key, async () => {
+        const value = await base.get<T>(key);
+        if (value === undefined || value === null) return undefined;
+        await base.delete(key);
+        return value;
+      }),
+    indexAdd: (key, member, ttlMs) =>
+      mutex.run(key, async () => {
+        const ttl = normalizeTtl(ttlMs);
+        const members = (await readIndex(key)).filter(([m]) => m !== member);
+        members.push([member, ttl === undefined ? null : Date.now() + ttl]);
+        await writeIndex(key, members);
+      }),
+    indexMembers: async (key, limit) => {
+      const live = await readIndex(key);
+      live.sort((a, b) => (a[1] ?? Number.POSITIVE_INFINITY) - (b[1] ?? Number.POSITIVE_INFINITY));
+      const from = limit !== undefined && live.length > limit ? live.length - limit : 0;
+      return live.slice(from).map(([m]) => m);
+    },
+    indexRemove: (key, member) =>
+      mutex.run(key, async () => {
+        const members = await readIndex(key);
+        const rest = members.filter(([m]) => m !== member);
+        if (rest.length === members.length) return false;
+        await writeIndex(key, rest);
+        return true;
+      }),
+  };
+}
+
 const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_000).optional() });
 
 /**
- * Wrap a Keyv instance (default: a new in-memory Keyv that sweeps expired entries), or any object with `get`/`set`/`delete`, so
- * that every call is bounded by a timeout, an adapter's `error` event never crashes the process, and
- * every failure is `STORE_UNAVAILABLE` (with `reason` `timeout` or `error`), never a silent
- * `undefined`. Errors thrown by the backend as `AgentIamError` pass through unchanged.
+ * Wrap a store so that it implements the whole {@link Store} contract, every call is bounded by a
+ * timeout, an adapter's `error` event never crashes the process, and every failure is
+ * `STORE_UNAVAILABLE` (with `reason` `timeout` or `error`), never a silent `undefined`. Errors
+ * thrown by the backend as `AgentIamError` pass through unchanged.
  *
- * To make failures visible, this sets `throwOnErrors = true` on the Keyv instance and on its adapter
- * (Keyv 5 and `@keyv/redis` otherwise turn a dead server into "no value"). It never calls `clear()`.
+ * What it accepts, and what the atomic operations guarantee on it:
+ * - nothing: a new in-memory store, exact (one process);
+ * - a store that implements the contract itself (`redisStore()` from `agent-iam/redis`,
+ *   `postgresStore()` from `agent-iam/postgres`): exact across every process on the server;
+ * - a Keyv instance or any object with `get`/`set`/`delete`: the atomic operations are emulated
+ *   with a per-key mutex, exact inside one process and **best effort across processes** (two
+ *   replicas can both take a lease or both consume a single-use value). Use the Redis or
+ *   PostgreSQL store for several replicas.
+ *
+ * For a Keyv store this sets `throwOnErrors = true` on the Keyv instance and on its adapter (Keyv
+ * 5 and `@keyv/redis` otherwise turn a dead server into "no value"). It never calls `clear()`.
  * A write that timed out may still land later; it lands whole.
  *
  * @example
  * ```ts
- * import Keyv from 'keyv';
- * import KeyvRedis from '@keyv/redis';
- * const store = createKeyValueStore(new Keyv(new KeyvRedis('redis://127.0.0.1:6379')), { timeoutMs: 1000 });
+ * import { redisStore } from 'agent-iam/redis';
+ * const store = createKeyValueStore(redisStore({ url: 'redis://127.0.0.1:6379' }), { timeoutMs: 1000 });
  * await store.set(storeKey('note', 'alice'), { hello: 'world' }, 60_000);
+ * await store.setIfAbsent(storeKey('once', 'job-1'), 'worker-a', 30_000); // true in exactly one replica
  * ```
  */
-export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyValueStoreOptions = {}): KeyValueStore {
+export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyValueStoreOptions = {}): Store {
   const opts = parseOptions(optionsSchema, options, 'store');
   const timeoutMs = opts.timeoutMs ?? 5000;
-  const kv: unknown = keyv ?? memoryKeyv();
+  if (keyv === undefined) return bounded(new MemoryStore(), timeoutMs, { count: 0 });
+  const kv: unknown = keyv;
   if (!isBackend(kv)) throw new AgentIamError('CONFIG_INVALID', 'Invalid option store: must be a Keyv instance or have get, set and delete', { field: 'store' });
-  const backend = kv;
-  const watch = prepare(backend);
+  const watch = prepare(kv);
+  if (!(kv instanceof Keyv) && implementsContract(kv)) return bounded(kv, timeoutMs, watch);
+  const basic = bounded(kv as KeyValueStore, timeoutMs, watch);
+  return emulate(basic);
+}
 
+/** Bound every call of a store with the timeout and map failures to STORE_UNAVAILABLE. */
+function bounded<S extends KeyValueStore>(backend: S, timeoutMs: number, watch: ErrorWatch): S extends Store ? Store : KeyValueStore;
+function bounded(backend: KeyValueStore, timeoutMs: number, watch: ErrorWatch): KeyValueStore | Store {
   // One timer and one promise per call (no Promise.race): this sits on every token lookup.
   const call = <T>(fn: () => T | Promise<T>, failed: (value: T) => boolean): Promise<T> =>
     new Promise<T>((resolve, reject) => {
@@ -237,19 +573,39 @@ export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyVal
         onError(e);
       }
     });
-
-  return {
+  const always = (): boolean => true;
+  const basic: KeyValueStore = {
     async get<T>(key: string): Promise<T | undefined> {
       const value = await call(() => backend.get(key), (v) => v === undefined || v === null);
       return (value ?? undefined) as T | undefined;
     },
     async set(key: string, value: unknown, ttlMs?: number): Promise<void> {
       // Keyv reports a swallowed adapter failure on set/delete as success: any error event fails the call.
-      const ok = await call(() => backend.set(key, value, normalizeTtl(ttlMs)), () => true);
+      const ok: unknown = await call(() => backend.set(key, value, normalizeTtl(ttlMs)), always);
       if (ok === false) throw unavailable('error');
     },
     async delete(key: string): Promise<boolean> {
-      return Boolean(await call(() => backend.delete(key), () => true));
+      return Boolean(await call(() => backend.delete(key), always));
     },
   };
+  if (!implementsContract(backend)) return basic;
+  const b = backend;
+  const store: Store = {
+    ...basic,
+    atomic: b.atomic === true,
+    async getVersioned<T>(key: string) {
+      return (await call(() => b.getVersioned<T>(key), always)) ?? undefined;
+    },
+    setIfAbsent: (key, value, ttlMs) => call(() => b.setIfAbsent(key, value, normalizeTtl(ttlMs)), always),
+    compareAndSet: (key, expected, value, ttlMs) => call(() => b.compareAndSet(key, expected, value, normalizeTtl(ttlMs)), always),
+    deleteIfOwner: (key, owner) => call(() => b.deleteIfOwner(key, owner), always),
+    async consume<T>(key: string) {
+      return (await call(() => b.consume<T>(key), always)) ?? undefined;
+    },
+    indexAdd: (key, member, ttlMs) => call(() => b.indexAdd(key, member, normalizeTtl(ttlMs)), always),
+    indexMembers: (key, limit) => call(() => b.indexMembers(key, limit), always),
+    indexRemove: (key, member) => call(() => b.indexRemove(key, member), always),
+  };
+  if (typeof b.close === 'function') store.close = () => b.close!();
+  return store;
 }

@@ -1,0 +1,190 @@
+/**
+ * The store contract, as one suite that every store runs: memory, Keyv (emulated), Redis (both
+ * clients) and PostgreSQL. `exact` stores must also hold it under concurrency from many callers.
+ */
+import { describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import type { Store } from '../../src/stores/store.js';
+
+export interface ContractTarget {
+  /** A store on a fresh namespace (keys never collide between calls). */
+  store: () => Store;
+  /** A second, independent connection to the same data (another "process"); defaults to store(). */
+  peer?: () => Store;
+  /** True when the guarantees hold across connections (Redis, PostgreSQL, memory). */
+  exact: boolean;
+  /** Where lease owners are written, when `store` encrypts (leases are plaintext by design). */
+  plain?: Store;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export function describeStoreContract(name: string, target: () => ContractTarget, options: { skip?: boolean } = {}): void {
+  const d = options.skip === true ? describe.skip : describe;
+  d(`store contract: ${name}`, () => {
+    const k = (label: string): string => `agent-iam:v1:contract:${randomUUID()}:${label}`;
+    const pair = (): { a: Store; b: Store; exact: boolean; plain: Store } => {
+      const t = target();
+      const a = t.store();
+      return { a, b: t.peer?.() ?? a, exact: t.exact, plain: t.plain ?? a };
+    };
+
+    it('get / set / delete round-trip JSON, with TTLs', async () => {
+      const { a, b } = pair();
+      const key = k('rt');
+      expect(await a.get(key)).toBeUndefined();
+      await a.set(key, { n: 1, s: 'x', l: [true, null] });
+      expect(await b.get(key)).toEqual({ n: 1, s: 'x', l: [true, null] });
+      expect(await b.delete(key)).toBe(true);
+      expect(await a.get(key)).toBeUndefined();
+      expect(await a.delete(key)).toBe(false);
+      const short = k('short');
+      await a.set(short, 'v', 80);
+      expect(await b.get(short)).toBe('v');
+      await sleep(150);
+      expect(await b.get(short)).toBeUndefined();
+      await a.set(k('zero'), 'v', 0);
+      await sleep(5);
+      expect(await a.get(k('zero'))).toBeUndefined();
+    });
+
+    it('versions change on every write, and getVersioned agrees across connections', async () => {
+      const { a, b } = pair();
+      const key = k('ver');
+      expect(await a.getVersioned(key)).toBeUndefined();
+      await a.set(key, { g: 1 });
+      const v1 = await a.getVersioned<{ g: number }>(key);
+      expect(v1?.value).toEqual({ g: 1 });
+      expect(typeof v1?.version).toBe('string');
+      expect((await b.getVersioned(key))?.version).toBe(v1?.version);
+      await b.set(key, { g: 2 });
+      const v2 = await a.getVersioned(key);
+      expect(v2?.version).not.toBe(v1?.version);
+    });
+
+    it('setIfAbsent stores only when absent or expired', async () => {
+      const { a, b } = pair();
+      const key = k('nx');
+      expect(await a.setIfAbsent(key, 'one', 100)).toBe(true);
+      expect(await b.setIfAbsent(key, 'two', 100)).toBe(false);
+      expect(await b.get(key)).toBe('one');
+      await sleep(180);
+      expect(await b.setIfAbsent(key, 'three')).toBe(true);
+      expect(await a.get(key)).toBe('three');
+    });
+
+    it('compareAndSet writes only over the expected version (null: only when absent)', async () => {
+      const { a, b } = pair();
+      const key = k('cas');
+      expect(await a.compareAndSet(key, null, { g: 1 })).toBe(true);
+      expect(await b.compareAndSet(key, null, { g: 9 })).toBe(false);
+      const v1 = (await a.getVersioned(key))!.version;
+      expect(await b.compareAndSet(key, v1, { g: 2 })).toBe(true);
+      expect(await a.compareAndSet(key, v1, { g: 3 })).toBe(false); // stale version: refused
+      expect(await a.get(key)).toEqual({ g: 2 });
+      expect(await a.compareAndSet(key, 'no-such-version', { g: 4 })).toBe(false);
+      await a.delete(key);
+      expect(await a.compareAndSet(key, v1, { g: 5 })).toBe(false); // gone: only null matches
+      expect(await a.compareAndSet(key, null, { g: 6 }, 80)).toBe(true);
+      await sleep(150);
+      expect(await a.compareAndSet(key, null, { g: 7 })).toBe(true); // expired counts as absent
+    });
+
+    it('a plain set changes the version, so a compare-and-set on the old one fails', async () => {
+      const { a, b } = pair();
+      const key = k('cas-set');
+      await a.set(key, { g: 1 });
+      const v = (await a.getVersioned(key))!.version;
+      await b.set(key, { g: 1 }); // same value, new write
+      const after = (await a.getVersioned(key))!.version;
+      if (after !== v) expect(await a.compareAndSet(key, v, { g: 2 })).toBe(false);
+      // (a Keyv store versions by content, so an identical rewrite keeps its version)
+    });
+
+    it('deleteIfOwner deletes only the owner\'s value', async () => {
+      const { a, b, plain } = pair();
+      const key = k('lease');
+      expect(await plain.setIfAbsent(key, 'owner-a', 10_000)).toBe(true);
+      expect(await b.deleteIfOwner(key, 'owner-b')).toBe(false);
+      expect(await plain.get(key)).toBe('owner-a');
+      expect(await b.deleteIfOwner(key, 'owner-a')).toBe(true);
+      expect(await plain.get(key)).toBeUndefined();
+      expect(await a.deleteIfOwner(key, 'owner-a')).toBe(false);
+    });
+
+    it('consume returns the value once and removes it', async () => {
+      const { a, b } = pair();
+      const key = k('consume');
+      await a.set(key, { once: true }, 10_000);
+      expect(await b.consume(key)).toEqual({ once: true });
+      expect(await a.consume(key)).toBeUndefined();
+      expect(await a.get(key)).toBeUndefined();
+    });
+
+    it('index: add, re-add, expire, remove, order and limit', async () => {
+      const { a, b } = pair();
+      const key = k('index');
+      expect(await a.indexMembers(key)).toEqual([]);
+      await a.indexAdd(key, 'forever');
+      await a.indexAdd(key, 'short', 80);
+      await b.indexAdd(key, 'long', 60_000);
+      await b.indexAdd(key, 'longer', 120_000);
+      expect(await b.indexMembers(key)).toEqual(['short', 'long', 'longer', 'forever']);
+      expect(await a.indexMembers(key, 2)).toEqual(['longer', 'forever']);
+      await a.indexAdd(key, 'long', 60_000); // re-add: one member
+      expect((await b.indexMembers(key)).filter((m) => m === 'long')).toHaveLength(1);
+      await sleep(150);
+      expect(await a.indexMembers(key)).toEqual(['long', 'longer', 'forever']);
+      expect(await b.indexRemove(key, 'long')).toBe(true);
+      expect(await b.indexRemove(key, 'long')).toBe(false);
+      expect(await a.indexMembers(key)).toEqual(['longer', 'forever']);
+      // members are arbitrary strings, not patterns
+      await a.indexAdd(key, 'a:b* ?%\u00e9');
+      expect(await a.indexMembers(key)).toContain('a:b* ?%\u00e9');
+    });
+
+    it('concurrent index additions from two connections lose no member', async () => {
+      const { a, b, exact } = pair();
+      const key = k('index-race');
+      const n = 60;
+      await Promise.all(Array.from({ length: n }, (_, i) => (i % 2 === 0 ? a : b).indexAdd(key, `m${i}`)));
+      const members = await a.indexMembers(key);
+      if (exact) expect(members.length).toBe(n);
+      else expect(members.length).toBeGreaterThan(0);
+    });
+
+    it('under concurrency exactly one caller wins setIfAbsent, compareAndSet and consume', async () => {
+      const { a, b, exact } = pair();
+      const n = 24;
+      const who = (i: number): Store => (i % 2 === 0 ? a : b);
+      for (let round = 0; round < 5; round++) {
+        const nx = k(`nx-race-${round}`);
+        const wins = await Promise.all(Array.from({ length: n }, (_, i) => who(i).setIfAbsent(nx, `o${i}`, 10_000)));
+        const cas = k(`cas-race-${round}`);
+        await a.set(cas, { g: 0 });
+        const v = (await a.getVersioned(cas))!.version;
+        const casWins = await Promise.all(Array.from({ length: n }, (_, i) => who(i).compareAndSet(cas, v, { g: i + 1 })));
+        const once = k(`consume-race-${round}`);
+        await a.set(once, 'token', 10_000);
+        const got = await Promise.all(Array.from({ length: n }, (_, i) => who(i).consume(once)));
+        if (exact || a === b) {
+          expect(wins.filter(Boolean)).toHaveLength(1);
+          expect(casWins.filter(Boolean)).toHaveLength(1);
+          expect(got.filter((x) => x !== undefined)).toHaveLength(1);
+        } else {
+          expect(wins.filter(Boolean).length).toBeGreaterThanOrEqual(1);
+        }
+      }
+    });
+
+    it('values are stored whole: nested objects, unicode, large strings', async () => {
+      const { a, b } = pair();
+      const key = k('whole');
+      const value = { s: '\u00e9\u4e2d\u{1F600}', big: 'x'.repeat(100_000), deep: { a: [1, { b: [2, 3] }] } };
+      expect(await a.compareAndSet(key, null, value, 60_000)).toBe(true);
+      expect(await b.get(key)).toEqual(value);
+      expect((await b.getVersioned(key))?.value).toEqual(value);
+      expect(await b.consume(key)).toEqual(value);
+    });
+  });
+}
