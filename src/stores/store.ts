@@ -7,6 +7,7 @@ import Keyv from 'keyv';
 import { z } from 'zod';
 import { AgentIamError, isAgentIamError } from '../errors.js';
 import { toBase64Url } from '../lib/encoding.js';
+import { sleep } from '../lib/async.js';
 import { parseOptions } from '../lib/options.js';
 import { sha256Sync } from '../lib/sha256.js';
 
@@ -178,6 +179,8 @@ function isBackend(value: unknown): value is Backend {
 /** Per backend: one 'error' listener and a count of the errors it emitted (shared by all wrappers). */
 interface ErrorWatch {
   count: number;
+  /** The per-key mutex of the emulated atomic operations on this backend. */
+  mutex?: KeyedMutex;
 }
 const watches = new WeakMap<object, ErrorWatch>();
 
@@ -406,6 +409,12 @@ export class KeyedMutex {
   }
 }
 
+/** How long an emulated setIfAbsent waits before reading back what it wrote. */
+const SETTLE_MS = 25;
+
+/** Most members an emulated index keeps. */
+const MAX_EMULATED_INDEX = 10_000;
+
 /** What an emulated index is stored as: `[member, expiresAt | null]`, oldest addition first. */
 interface EmulatedIndex {
   agentIamIndex: 1;
@@ -420,10 +429,10 @@ function isEmulatedIndex(value: unknown): value is EmulatedIndex {
  * The contract on top of get/set/delete (a Keyv store, or a plain {@link KeyValueStore}): each
  * compound operation runs under a per-key mutex, so it is exact inside this process; across
  * processes two of them can interleave (best effort). The version is the SHA-256 of the stored JSON,
- * so values already in the store keep working.
+ * so values already in the store keep working. An index is one record rewritten on every change
+ * (at most 10 000 members), so it suits small sets; the Redis and PostgreSQL stores have real ones.
  */
-function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>): Store {
-  const mutex = new KeyedMutex();
+function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>, mutex: KeyedMutex): Store {
   const versionOf = (value: unknown): string => toBase64Url(sha256Sync(ascii.encode(toJson(value)))).slice(0, 22);
   const read = async <T>(key: string): Promise<Versioned<T> | undefined> => {
     const value = await base.get<T>(key);
@@ -456,7 +465,14 @@ function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>): Store {
       mutex.run(key, async () => {
         if ((await base.get(key)) !== undefined) return false;
         await base.set(key, value, ttlMs);
-        return true;
+        if (typeof value !== 'string') return true;
+        // A string is a lease owner or a binding id, which other processes race for: another one
+        // may have read "absent" too and written after us. Wait a moment and read back, so that
+        // the earlier writer sees it was overwritten. This narrows the race; it cannot close it (no
+        // algorithm over get/set/delete can).
+        await sleep(SETTLE_MS);
+        const now = await base.get(key);
+        return now !== undefined && now !== null && toJson(now) === toJson(value);
       }),
     compareAndSet: (key, expected, value, ttlMs) =>
       mutex.run(key, async () => {
@@ -482,6 +498,11 @@ function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>): Store {
         const ttl = normalizeTtl(ttlMs);
         const members = (await readIndex(key)).filter(([m]) => m !== member);
         members.push([member, ttl === undefined ? null : Date.now() + ttl]);
+        // One record rewritten per addition: keep it bounded (the members expiring soonest go first).
+        if (members.length > MAX_EMULATED_INDEX) {
+          members.sort((a, b) => (a[1] ?? Number.POSITIVE_INFINITY) - (b[1] ?? Number.POSITIVE_INFINITY));
+          members.splice(0, members.length - MAX_EMULATED_INDEX);
+        }
         await writeIndex(key, members);
       }),
     indexMembers: async (key, limit) => {
@@ -539,7 +560,9 @@ export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyVal
   const watch = prepare(kv);
   if (!(kv instanceof Keyv) && implementsContract(kv)) return bounded(kv, timeoutMs, watch);
   const basic = bounded(kv as KeyValueStore, timeoutMs, watch);
-  return emulate(basic);
+  // Every wrapper of one backend shares its mutex, so two managers on one Keyv are exact in-process.
+  watch.mutex ??= new KeyedMutex();
+  return emulate(basic, watch.mutex);
 }
 
 /** Bound every call of a store with the timeout and map failures to STORE_UNAVAILABLE. */

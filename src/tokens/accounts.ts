@@ -32,7 +32,13 @@ export function accountKey(connection: string, ownerType: OwnerType, ownerId: st
   return storeKey('account', connection, ownerType, ownerId);
 }
 
+/** The set of connection ids an owner has accounts on (a store index, members in plaintext). */
 export function indexKey(ownerType: OwnerType, ownerId: string): string {
+  return storeKey('account-index', ownerType, ownerId);
+}
+
+/** The encrypted string[] index that builds before the store contract kept (read, never written). */
+export function legacyIndexKey(ownerType: OwnerType, ownerId: string): string {
   return storeKey('accounts', ownerType, ownerId);
 }
 

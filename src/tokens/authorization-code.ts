@@ -80,7 +80,10 @@ export async function startAuthorization(
       clientId: client.client.client_id,
       expiresAt: Date.now() + rt.stateTtlMs,
     };
-    await rt.store.set(stateKey(state), pending, rt.stateTtlMs);
+    // 256 random bits never collide in practice; set-if-absent makes that a guarantee.
+    if (!(await rt.store.setIfAbsent(stateKey(state), pending, rt.stateTtlMs))) {
+      throw new AgentIamError('STORE_UNAVAILABLE', 'Could not store the authorization state', { reason: 'conflict' });
+    }
     return { url: url.href, state };
   });
 }
@@ -104,10 +107,10 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL,
   const state = states[0] as string;
   if (state.length > 512) throw mismatch('unknown state');
   const key = stateKey(state);
-  const pending = await rt.store.get<PendingState>(key);
+  // Single use across processes: read and delete in one step, before anything else happens, whatever
+  // the outcome. Of two concurrent callbacks with one state, exactly one gets it.
+  const pending = await rt.store.consume<PendingState>(key);
   if (pending === undefined || pending === null || pending.v !== 1) throw mismatch('unknown, used or expired state');
-  // Single use: the state is gone before anything else happens, whatever the outcome.
-  await rt.store.delete(key);
   if (pending.expiresAt <= Date.now()) throw mismatch('expired state');
   // Session binding against consent phishing: only the user who started the flow may finish it.
   // The state is already spent, so a phished link is useless to the attacker and to the victim.

@@ -7,8 +7,9 @@
  */
 import * as oauth from 'oauth4webapi';
 import { AgentIamError } from '../errors.js';
-import type { KeyValueStore } from '../stores/store.js';
-import { storeKey } from '../stores/store.js';
+import { sleep } from '../lib/async.js';
+import { randomToken } from '../lib/encoding.js';
+import { storeKey, type Store } from '../stores/store.js';
 import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
 import { type HttpSettings, oauthError, requestOptions, withRetry } from './http.js';
@@ -42,13 +43,26 @@ function secretExpired(s: StoredClient, now: number): boolean {
   return typeof exp === 'number' && exp > 0 && exp * 1000 <= now;
 }
 
-/** Resolve the client for a connection at a server. `forceRegister` drops a stored registration first. */
+/** Where the registration lives, and the store for the lease that makes it happen once. */
+export interface RegistrationStores {
+  /** The registered client (its secret: encrypted when a key is configured). */
+  store: Store;
+  /** Plaintext store for the lease. */
+  shared: Store;
+  leaseTtlMs: number;
+}
+
+/**
+ * Resolve the client for a connection at a server. `failedClientId`: the server refused this
+ * dynamically registered client (`invalid_client`); register again unless another process already
+ * has (the stored client then differs from the failed one).
+ */
 export async function resolveClient(
   c: Connection,
   server: ServerInfo,
-  store: KeyValueStore,
+  stores: RegistrationStores,
   http: HttpSettings,
-  forceRegister = false,
+  failedClientId?: string,
 ): Promise<ClientInfo> {
   if (c.clientId !== undefined) {
     const method = c.tokenEndpointAuthMethod ?? (c.clientSecret === undefined ? 'none' : 'client_secret_basic');
@@ -62,20 +76,47 @@ export async function resolveClient(
     if (as.registration_endpoint === undefined) {
       throw new AgentIamError('CONFIG_INVALID', `connection ${c.id}: registration is 'dynamic' but the authorization server has no registration_endpoint; set clientId`, { field: 'clientId' });
     }
-    const key = registrationKey(c, as.issuer);
-    if (forceRegister) await store.delete(key);
-    else {
-      const stored = await store.get<StoredClient>(key);
-      if (stored && typeof stored.client_id === 'string' && !secretExpired(stored, Date.now())) return fromStored(stored);
-    }
-    const registered = await register(c, server, http);
-    await store.set(key, registered);
-    return fromStored(registered);
+    return fromStored(await registerOnce(c, server, stores, http, failedClientId));
   }
   const why = c.clientMetadataUrl !== undefined
     ? 'the authorization server does not advertise client_id_metadata_document_supported for clientMetadataUrl, and registration is not dynamic'
     : "no clientId, no clientMetadataUrl and registration is not 'dynamic'";
   throw new AgentIamError('CONFIG_INVALID', `connection ${c.id}: cannot identify the client: ${why}`, { field: 'clientId' });
+}
+
+function usable(s: StoredClient | undefined, failedClientId: string | undefined): s is StoredClient {
+  return s !== undefined && s !== null && typeof s.client_id === 'string' && s.client_id !== failedClientId && !secretExpired(s, Date.now());
+}
+
+/**
+ * One registration per connection and authorization server, whatever the number of processes: the
+ * first to take the lease registers and stores the client; the others wait for the stored client.
+ */
+async function registerOnce(c: Connection, server: ServerInfo, stores: RegistrationStores, http: HttpSettings, failedClientId: string | undefined): Promise<StoredClient> {
+  const key = registrationKey(c, server.as.issuer);
+  const leaseKey = storeKey('lease', key);
+  const owner = randomToken(12);
+  const deadline = Date.now() + stores.leaseTtlMs;
+  for (;;) {
+    const stored = await stores.store.getVersioned<StoredClient>(key);
+    if (usable(stored?.value, failedClientId)) return stored.value;
+    if (await stores.shared.setIfAbsent(leaseKey, owner, stores.leaseTtlMs)) {
+      try {
+        // Under the lease: another process may have stored a client just before we took it.
+        const again = await stores.store.getVersioned<StoredClient>(key);
+        if (usable(again?.value, failedClientId)) return again.value;
+        const registered = await register(c, server, http);
+        await stores.store.set(key, registered);
+        return registered;
+      } finally {
+        await stores.shared.deleteIfOwner(leaseKey, owner).catch(() => false);
+      }
+    }
+    if (Date.now() > deadline) {
+      throw new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `connection ${c.id}: another process is registering the client and has not finished`);
+    }
+    await sleep(25 + Math.random() * 50);
+  }
 }
 
 function fromStored(s: StoredClient): ClientInfo {

@@ -6,7 +6,7 @@
 import type * as oauth from 'oauth4webapi';
 import type { AuditEvent, AuditSink } from '../audit/events.js';
 import { emitAudit } from '../audit/events.js';
-import type { KeyValueStore } from '../stores/store.js';
+import type { Store } from '../stores/store.js';
 import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
 import type { HttpSettings } from './http.js';
@@ -14,7 +14,12 @@ import type { ClientInfo } from './registration.js';
 
 export interface Runtime {
   readonly http: HttpSettings;
-  readonly store: KeyValueStore;
+  /** Accounts, states, registrations: encrypted when a key is configured. */
+  readonly store: Store;
+  /** The same store without encryption, for values that are not secret and must be compared: lease owners, index members. */
+  readonly shared: Store;
+  /** Lifetime of a lease (refresh, registration): longer than the slowest protocol call plus two store calls. */
+  readonly leaseTtlMs: number;
   readonly audit: AuditSink | undefined;
   readonly refreshSkewMs: number;
   readonly stateTtlMs: number;

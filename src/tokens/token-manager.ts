@@ -14,8 +14,8 @@ import { randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createEncryptor, type EncryptionKeyInput, type Encryptor } from '../stores/encryption.js';
 import { createSecureStore } from '../stores/secure-store.js';
-import { createKeyValueStore, type KeyValueStore, storeKey } from '../stores/store.js';
-import { type AccountRecord, accountKey, effectiveStatus, indexKey, isAccountRecord, type OwnerType, splitScopes, toConnectedAccount } from './accounts.js';
+import { createKeyValueStore, type KeyValueStore, type Store, storeKey } from '../stores/store.js';
+import { type AccountRecord, accountKey, effectiveStatus, indexKey, isAccountRecord, legacyIndexKey, type OwnerType, splitScopes, toConnectedAccount } from './accounts.js';
 import { completeAuthorization, startAuthorization } from './authorization-code.js';
 import { ClientCredentialsCache } from './client-credentials.js';
 import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
@@ -44,7 +44,7 @@ import * as oauth from 'oauth4webapi';
  * @example
  * ```ts
  * const options: TokenManagerOptions = {
- *   store: new Keyv(new KeyvRedis('redis://127.0.0.1:6379')),
+ *   store: redisStore({ url: 'redis://127.0.0.1:6379' }),      // from 'agent-iam/redis'
  *   encryptionKey: [process.env.KEY_2025!, process.env.KEY_2024!], // newest first
  *   connections: [{ id: 'corp', issuer: 'https://idp.example.com', clientId, clientSecret, redirectUri }],
  *   timeoutMs: 5000, retries: 2, refreshSkewSeconds: 60,
@@ -52,7 +52,15 @@ import * as oauth from 'oauth4webapi';
  * ```
  */
 export interface TokenManagerOptions {
-  /** Any Keyv instance (Redis, Postgres, SQLite adapters) or a {@link KeyValueStore}; default in-memory. */
+  /**
+   * Where accounts, authorization states and registered clients live (default: in memory, one
+   * process). For several replicas use `redisStore()` from `agent-iam/redis` or `postgresStore()`
+   * from `agent-iam/postgres`: refresh leases, account writes fenced by their version, single-use
+   * states and register-once are then exact across processes. Any Keyv instance also works, but
+   * with Keyv those guarantees are exact inside one process only and **best effort across
+   * processes** (two replicas can refresh one account at once and lose it to refresh-token reuse
+   * detection).
+   */
   store?: Keyv | KeyValueStore;
   /** AES-256-GCM key(s), newest first, for encryption at rest (base64url of 32 bytes, a CryptoKey, or `{ id, key }`). */
   encryptionKey?: EncryptionKeyInput | EncryptionKeyInput[];
@@ -181,7 +189,12 @@ const optionsSchema = z.object({
 });
 
 const USER_ID_MAX = 1024;
-const LOCK_SETTLE_MS = 25;
+
+/** A refreshed account not yet in the store: `base` is the version it must replace. */
+interface Unsaved {
+  record: AccountRecord;
+  base: string;
+}
 
 /**
  * Key of the in-process token cache. Connection ids and owner ids never contain control characters
@@ -231,25 +244,23 @@ function checkId(value: unknown, field: string): string {
   return value;
 }
 
+const STORE_OPS = ['get', 'set', 'delete', 'getVersioned', 'setIfAbsent', 'compareAndSet', 'deleteIfOwner', 'consume', 'indexAdd', 'indexMembers', 'indexRemove'] as const;
+
 /** A store whose encryptor is created once (createEncryptor may be async). */
-function lazySecureStore(base: KeyValueStore, encryptor: Promise<Encryptor> | Encryptor | undefined): KeyValueStore {
+function lazySecureStore(base: Store, encryptor: Promise<Encryptor> | Encryptor | undefined): Store {
   if (encryptor === undefined) return createSecureStore(base);
   if (!(encryptor instanceof Promise)) return createSecureStore(base, encryptor);
-  let ready: KeyValueStore | undefined;
+  let ready: Store | undefined;
   const pending = encryptor.then((e) => (ready = createSecureStore(base, e)));
   pending.catch(() => {});
-  const get = async (): Promise<KeyValueStore> => ready ?? (await pending);
-  return {
-    async get<T>(key: string) {
-      return (ready ?? (await get())).get<T>(key);
-    },
-    async set(key: string, value: unknown, ttlMs?: number) {
-      return (ready ?? (await get())).set(key, value, ttlMs);
-    },
-    async delete(key: string) {
-      return (ready ?? (await get())).delete(key);
-    },
-  };
+  const out: Record<string, unknown> = { atomic: base.atomic };
+  for (const op of STORE_OPS) {
+    out[op] = async (...args: unknown[]) => {
+      const s = ready ?? (await pending);
+      return (s[op] as (...a: unknown[]) => Promise<unknown>)(...args);
+    };
+  }
+  return out as unknown as Store;
 }
 
 /**
@@ -287,7 +298,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   }
   const base = createKeyValueStore(o.store, { timeoutMs: o.storeTimeoutMs });
   const store = lazySecureStore(base, encryptor);
-  return new Manager(o, connections, store);
+  return new Manager(o, connections, store, base);
 }
 
 type ParsedOptions = z.output<typeof optionsSchema>;
@@ -305,9 +316,13 @@ class Manager implements TokenManager {
   readonly #cc: ClientCredentialsCache;
   readonly #exchanger: TokenExchanger;
   readonly #instance = randomToken(9);
+  readonly #storeTimeoutMs: number;
+  /** Rotated tokens the store has not taken yet (its write failed); served and retried meanwhile. */
+  readonly #unsaved = new Map<string, Unsaved>();
 
-  constructor(o: ParsedOptions, connections: Connection[], store: KeyValueStore) {
+  constructor(o: ParsedOptions, connections: Connection[], store: Store, shared: Store) {
     for (const c of connections) this.#byId.set(c.id, c);
+    this.#storeTimeoutMs = o.storeTimeoutMs;
     this.connections = Object.freeze(connections.map((c) => c.id));
     const http: HttpSettings = { timeoutMs: o.timeoutMs, retries: o.retries };
     if (o.fetch !== undefined) http.fetch = o.fetch;
@@ -320,6 +335,9 @@ class Manager implements TokenManager {
     this.#rt = {
       http,
       store,
+      shared,
+      // The slowest refresh (one protocol call with its retries) plus the two store calls around it.
+      leaseTtlMs: o.timeoutMs + 2 * o.storeTimeoutMs + 5000,
       audit: o.audit,
       refreshSkewMs: o.refreshSkewSeconds * 1000,
       stateTtlMs: o.stateTtlSeconds * 1000,
@@ -353,10 +371,10 @@ class Manager implements TokenManager {
     return p;
   }
 
-  #client(c: Connection, server: ServerInfo, force: boolean): Promise<ClientInfo> {
-    let p = force ? undefined : this.#clients.get(c.id);
+  #client(c: Connection, server: ServerInfo, failedClientId?: string): Promise<ClientInfo> {
+    let p = failedClientId !== undefined ? undefined : this.#clients.get(c.id);
     if (p === undefined) {
-      p = resolveClient(c, server, this.#rt.store, this.#rt.http, force);
+      p = resolveClient(c, server, this.#rt, this.#rt.http, failedClientId);
       this.#clients.set(c.id, p);
       const mine = p;
       p.catch(() => {
@@ -368,16 +386,18 @@ class Manager implements TokenManager {
 
   async #withClient<T>(c: Connection, fn: (server: ServerInfo, client: ClientInfo) => Promise<T>, reRegister: boolean): Promise<T> {
     const server = await this.#server(c);
-    const client = await this.#client(c, server, false);
+    const client = await this.#client(c, server);
     try {
       return await fn(server, client);
     } catch (e) {
       const err = toSafeError(e, 'token request');
       if (!(reRegister && client.dynamic && err.code === 'OAUTH_ERROR' && err.oauthError === 'invalid_client')) throw err;
-      // The server forgot the registered client (or its secret expired): register again, once.
-      const again = this.#clients.get(c.id) !== undefined && (await this.#clients.get(c.id)) !== client
-        ? await this.#client(c, server, false)
-        : await this.#client(c, server, true);
+      // The server forgot the registered client (or its secret expired): register again, once,
+      // unless this process or another one already has (then the stored client is a new one).
+      const latest = this.#clients.get(c.id);
+      const again = latest !== undefined && (await latest.catch(() => client)) !== client
+        ? await latest
+        : await this.#client(c, server, client.client.client_id);
       return fn(server, again);
     }
   }
@@ -404,9 +424,8 @@ class Manager implements TokenManager {
     }
     const { record, userId } = done;
     const key = accountKey(record.connection, record.ownerType, record.ownerId);
-    const prev = await this.#readRecord(key);
-    const full: AccountRecord = { ...record, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? record.updatedAt };
-    await this.#writeAccount(key, full, prev === undefined);
+    const full = (await this.#update(key, (prev) => ({ ...record, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? record.updatedAt }))) as AccountRecord;
+    await this.#rt.shared.indexAdd(indexKey(record.ownerType, record.ownerId), record.connection);
     audit(this.#rt, { type: 'consent.complete', userId, connection: record.connection, decision: 'allow', durationMs: Date.now() - started });
     audit(this.#rt, { type: 'token.issue', userId, connection: record.connection, decision: 'allow' });
     return toConnectedAccount(full);
@@ -415,23 +434,38 @@ class Manager implements TokenManager {
   // ---- store helpers -----------------------------------------------------------------------
 
   async #readRecord(key: string): Promise<AccountRecord | undefined> {
-    const v = await this.#rt.store.get<unknown>(key);
-    if (v === undefined || v === null) return undefined;
-    if (!isAccountRecord(v)) throw new AgentIamError('STORE_UNAVAILABLE', 'A stored account record has an unexpected shape');
-    return v;
+    return (await this.#readVersioned(key))?.record;
   }
 
-  async #writeAccount(key: string, record: AccountRecord, addToIndex: boolean): Promise<void> {
-    await this.#rt.store.set(key, record);
-    this.#cache?.delete(hotKey(record.connection, record.ownerType === 'user' ? 'u' : 'o', record.ownerId));
-    if (addToIndex) await this.#addToIndex(record.ownerType, record.ownerId, record.connection);
+  async #readVersioned(key: string): Promise<{ record: AccountRecord; version: string } | undefined> {
+    const v = await this.#rt.store.getVersioned<unknown>(key);
+    if (v === undefined || v.value === undefined || v.value === null) return undefined;
+    if (!isAccountRecord(v.value)) throw new AgentIamError('STORE_UNAVAILABLE', 'A stored account record has an unexpected shape', { reason: 'malformed' });
+    return { record: v.value, version: v.version };
   }
 
-  async #addToIndex(ownerType: OwnerType, ownerId: string, connection: string): Promise<void> {
-    const k = indexKey(ownerType, ownerId);
-    const list = (await this.#rt.store.get<string[]>(k)) ?? [];
-    if (!Array.isArray(list) || list.includes(connection)) return;
-    await this.#rt.store.set(k, [...list, connection]);
+  #forget(r: AccountRecord): void {
+    this.#cache?.delete(hotKey(r.connection, r.ownerType === 'user' ? 'u' : 'o', r.ownerId));
+  }
+
+  /**
+   * Change one account with compare-and-set on its version: read, compute, write only over what was
+   * read; on a lost race read again and recompute (bounded). `change` returning undefined writes
+   * nothing. Returns what is stored afterwards.
+   */
+  async #update(key: string, change: (prev: AccountRecord | undefined) => AccountRecord | undefined): Promise<AccountRecord | undefined> {
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const cur = await this.#readVersioned(key);
+      const next = change(cur?.record);
+      if (next === undefined) return cur?.record;
+      if (await this.#rt.store.compareAndSet(key, cur?.version ?? null, next)) {
+        this.#unsaved.delete(key);
+        this.#forget(next);
+        return next;
+      }
+      await sleep(Math.random() * 10 * (attempt + 1));
+    }
+    throw new AgentIamError('STORE_UNAVAILABLE', 'The account is being changed by others; try again', { reason: 'contended' });
   }
 
   // ---- access tokens -----------------------------------------------------------------------
@@ -525,7 +559,8 @@ class Manager implements TokenManager {
   }
 
   async #tokenForKey(c: Connection, key: string, ownerType: OwnerType, ownerId: string): Promise<AccessTokenResult | undefined> {
-    const r = await this.#readRecord(key);
+    // A rotated token whose store write is still being retried is newer than what the store holds.
+    const r = this.#unsaved.get(key)?.record ?? (await this.#readRecord(key));
     if (r === undefined) return undefined;
     const userId = ownerType === 'user' ? ownerId : undefined;
     const orgId = ownerType === 'org' ? ownerId : undefined;
@@ -549,127 +584,186 @@ class Manager implements TokenManager {
   }
 
   /**
-   * One refresh of one account. Re-reads the store first (another process may have refreshed),
-   * takes a best-effort store lock so that processes sharing a store rarely refresh twice, writes
-   * only if the generation it read is still current, and stores a rotated refresh token before the
-   * new access token is handed out.
+   * What the store holds for an account, or the refreshed account this process could not store yet
+   * when the store still holds the version it replaces (that one is newer).
    */
-  async #refresh(c: Connection, key: string, seen: AccountRecord, userId: string | undefined, orgId: string | undefined, retried = false): Promise<AccountRecord> {
-    let current = (await this.#readRecord(key)) ?? seen;
-    if (current.generation !== seen.generation && this.#fresh(current, Date.now())) return current;
-    const lock = await this.#lock(key, current);
-    if (lock.record !== undefined) return lock.record;
-    current = lock.current;
-    if (this.#fresh(current, Date.now())) {
-      await this.#unlock(key);
-      return current;
-    }
-    if (current.refreshToken === undefined || current.status !== 'active') {
-      await this.#unlock(key);
-      throw await this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(current, Date.now())}`);
-    }
-    const refreshToken = current.refreshToken;
-    const started = Date.now();
+  async #current(key: string): Promise<{ record: AccountRecord; version: string } | undefined> {
+    const u = this.#unsaved.get(key);
+    let stored;
     try {
-      const tokens = await this.#rt.withClient(c, (server, client) =>
-        withRetry(this.#rt.http, 'refresh', async (signal) => {
-          const res = await oauth.refreshTokenGrantRequest(server.as, client.client, client.auth, refreshToken, {
-            ...requestOptions(this.#rt.http, signal, server.insecure),
-            additionalParameters: { ...c.tokenParams, ...(c.resource !== undefined && c.sendResource !== false ? { resource: c.resource } : {}) },
-          });
-          const types = recognizedTokenTypes(c.tokenTypes);
-          return oauth.processRefreshTokenResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
-        }),
-      );
-      const now = Date.now();
-      const next: AccountRecord = {
-        ...current,
-        status: 'active',
-        accessToken: tokens.access_token,
-        tokenType: tokens.token_type,
-        // A refresh answer without refresh_token keeps the old one.
-        refreshToken: tokens.refresh_token ?? refreshToken,
-        scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? current.scopes,
-        generation: current.generation + 1,
-        updatedAt: now,
-      };
-      if (typeof tokens.expires_in === 'number') next.expiresAt = now + tokens.expires_in * 1000;
-      else delete next.expiresAt;
-      const latest = await this.#readRecord(key);
-      if (latest !== undefined && latest.generation !== current.generation && this.#usable(latest, now)) {
-        // Someone else wrote meanwhile: their record wins; ours is dropped.
-        audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'allow', durationMs: now - started });
-        return latest;
-      }
-      await this.#writeAccount(key, next, false); // rotated refresh token stored before the access token is returned
-      audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'allow', durationMs: now - started });
-      return next;
+      stored = await this.#readVersioned(key);
     } catch (e) {
-      const err = toSafeError(e, 'refresh');
-      audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'error', code: err.code, durationMs: Date.now() - started });
-      if (err.code === 'OAUTH_ERROR' && err.oauthError === 'invalid_grant') {
-        // Another process may have rotated the refresh token: use what it stored.
-        const latest = await this.#readRecord(key);
-        if (latest !== undefined && latest.generation !== current.generation) {
-          if (this.#usable(latest, Date.now())) return latest;
-          if (retried === false && latest.status === 'active' && latest.refreshToken !== undefined && latest.refreshToken !== refreshToken) {
-            return this.#refresh(c, key, latest, userId, orgId, true);
-          }
-        }
-        if (latest !== undefined && latest.generation === current.generation) {
-          const marked: AccountRecord = { ...latest, status: 'needs_consent', generation: latest.generation + 1, updatedAt: Date.now() };
-          delete marked.accessToken;
-          delete marked.refreshToken;
-          await this.#writeAccount(key, marked, false);
-        }
-        if (supportsAuthorizationCode(c)) throw await this.#consentRequired(c, userId, orgId, 'the authorization server no longer accepts the refresh token');
-        throw err;
-      }
-      throw err; // transient or other: the stored account is untouched
-    } finally {
-      await this.#unlock(key).catch(() => {});
+      if (u !== undefined) return { record: u.record, version: u.base };
+      throw e;
     }
-  }
-
-  #lockKey(key: string): string {
-    return storeKey('lock', key);
+    if (u !== undefined) {
+      if (stored?.version === u.base) return { record: u.record, version: u.base };
+      if (this.#unsaved.get(key) === u) this.#unsaved.delete(key); // the store moved on
+    }
+    return stored;
   }
 
   /**
-   * A best-effort cross-process lock in the store (Keyv has no compare-and-set): take it when free,
-   * else wait for the holder's write (a new generation) or the lock's expiry.
+   * Write a refreshed account over version `base`. `written`: it is in the store (also when an
+   * earlier attempt that timed out landed after all); `lost`: the store holds something newer;
+   * `unavailable`: the store did not answer, try again.
    */
-  async #lock(key: string, current: AccountRecord): Promise<{ record?: AccountRecord; current: AccountRecord }> {
-    const lk = this.#lockKey(key);
-    const ttl = this.#rt.http.timeoutMs + 1000;
-    const deadline = Date.now() + ttl;
-    for (;;) {
-      const held = await this.#rt.store.get<{ owner: string; until: number }>(lk);
-      if (held === undefined || held === null || held.until <= Date.now() || held.owner === this.#instance) {
-        await this.#rt.store.set(lk, { owner: this.#instance, until: Date.now() + ttl }, ttl);
-        // Two takers can both read "free" and both write: the last write wins. Wait a moment and
-        // check again, so the earlier writer sees it was overwritten and backs off.
-        await sleep(LOCK_SETTLE_MS);
-        const confirm = await this.#rt.store.get<{ owner: string }>(lk);
-        if (confirm?.owner === this.#instance) {
-          const latest = (await this.#readRecord(key)) ?? current;
-          return { current: latest };
-        }
+  async #save(key: string, base: string, next: AccountRecord): Promise<'written' | 'lost' | 'unavailable'> {
+    let ok: boolean | undefined;
+    try {
+      ok = await this.#rt.store.compareAndSet(key, base, next);
+    } catch (e) {
+      if (!isAgentIamError(e) || e.code !== 'STORE_UNAVAILABLE') throw e;
+    }
+    let outcome: 'written' | 'lost' | 'unavailable' = 'written';
+    if (ok !== true) {
+      try {
+        const now = await this.#readVersioned(key);
+        if (now !== undefined && now.record.generation === next.generation && now.record.accessToken === next.accessToken) outcome = 'written';
+        else outcome = ok === false || now?.version !== base ? 'lost' : 'unavailable';
+      } catch {
+        outcome = 'unavailable';
       }
-      await sleep(25 + Math.random() * 25);
-      const latest = await this.#readRecord(key);
-      if (latest !== undefined && latest.generation !== current.generation) {
-        if (this.#fresh(latest, Date.now()) || latest.status !== 'active') return { record: this.#fresh(latest, Date.now()) ? latest : undefined, current: latest } as { record?: AccountRecord; current: AccountRecord };
-        current = latest;
+    }
+    if (outcome !== 'unavailable') {
+      const u = this.#unsaved.get(key);
+      if (u !== undefined && u.record === next) this.#unsaved.delete(key);
+      this.#forget(next);
+    }
+    return outcome;
+  }
+
+  /** Retry storing a refreshed account while this process still holds the lease, then release it. */
+  async #retrySave(key: string, lease: string, owner: string, until: number): Promise<void> {
+    let wait = 100;
+    try {
+      while (Date.now() + wait < until) {
+        await sleep(wait);
+        wait = Math.min(wait * 2, 2000);
+        const u = this.#unsaved.get(key);
+        if (u === undefined) return;
+        if ((await this.#save(key, u.base, u.record).catch(() => 'unavailable' as const)) !== 'unavailable') return;
       }
-      if (Date.now() > deadline) return { current: (await this.#readRecord(key)) ?? current };
+    } finally {
+      await this.#rt.shared.deleteIfOwner(lease, owner).catch(() => false);
     }
   }
 
-  async #unlock(key: string): Promise<void> {
-    const lk = this.#lockKey(key);
-    const held = await this.#rt.store.get<{ owner: string }>(lk);
-    if (held?.owner === this.#instance) await this.#rt.store.delete(lk);
+  /**
+   * One refresh of one account, one at a time across every process on the store. A lease
+   * (set-if-absent with an owner id, its TTL longer than the slowest refresh) decides who
+   * refreshes; the others serve the still-valid token meanwhile, or wait for the new one. The
+   * refreshed account is written with compare-and-set over the version read under the lease, so a
+   * process whose lease ran out can never store over a newer refresh. A rotated refresh token is
+   * never dropped because a store write failed: it is served from memory and the write retried
+   * while the lease is held (see the README on stores for what is exact on which store).
+   */
+  async #refresh(c: Connection, key: string, seen: AccountRecord, userId: string | undefined, orgId: string | undefined, retried = false): Promise<AccountRecord> {
+    const lease = storeKey('lease', key);
+    const owner = `${this.#instance}.${randomToken(6)}`;
+    const ttl = this.#rt.leaseTtlMs;
+    const deadline = Date.now() + ttl + 1000;
+    const patience = Date.now() + this.#rt.http.timeoutMs;
+    const consent = (r: AccountRecord): Promise<AgentIamError> => this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, Date.now())}`);
+    let cur = await this.#current(key);
+    if (cur === undefined) throw await this.#consentRequired(c, userId, orgId, 'no connected account');
+    let leaseUntil = 0;
+    for (;;) {
+      const now = Date.now();
+      if (this.#fresh(cur.record, now)) return cur.record;
+      if (cur.record.status !== 'active' || cur.record.refreshToken === undefined) throw await consent(cur.record);
+      if (await this.#rt.shared.setIfAbsent(lease, owner, ttl)) {
+        leaseUntil = now + ttl;
+        break;
+      }
+      // Another process is refreshing: wait for its result (callers everywhere get the new token),
+      // but a holder that takes longer than a refresh can take does not hold up a still-valid token.
+      if (now > patience && this.#usable(cur.record, now)) return cur.record;
+      if (now > deadline) throw new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `Connection ${c.id}: another process is refreshing this account and has not finished`);
+      await sleep(15 + Math.random() * 35);
+      cur = await this.#current(key);
+      if (cur === undefined) throw await this.#consentRequired(c, userId, orgId, 'no connected account');
+    }
+    let keepLease = false;
+    let again: AccountRecord | undefined;
+    const started = Date.now();
+    try {
+      // Under the lease: what the store holds now is what the refresh replaces.
+      const base = await this.#current(key);
+      if (base === undefined) throw await this.#consentRequired(c, userId, orgId, 'no connected account');
+      cur = base;
+      if (this.#fresh(base.record, Date.now())) return base.record;
+      const refreshToken = base.record.refreshToken;
+      if (base.record.status !== 'active' || refreshToken === undefined) throw await consent(base.record);
+      let tokens;
+      try {
+        tokens = await this.#rt.withClient(c, (server, client) =>
+          withRetry(this.#rt.http, 'refresh', async (signal) => {
+            const res = await oauth.refreshTokenGrantRequest(server.as, client.client, client.auth, refreshToken, {
+              ...requestOptions(this.#rt.http, signal, server.insecure),
+              additionalParameters: { ...c.tokenParams, ...(c.resource !== undefined && c.sendResource !== false ? { resource: c.resource } : {}) },
+            });
+            const types = recognizedTokenTypes(c.tokenTypes);
+            return oauth.processRefreshTokenResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+          }),
+        );
+      } catch (e) {
+        const err = toSafeError(e, 'refresh');
+        audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'error', code: err.code, durationMs: Date.now() - started });
+        if (!(err.code === 'OAUTH_ERROR' && err.oauthError === 'invalid_grant')) throw err; // transient or other: the stored account is untouched
+        // Under the lease nobody else refreshes, so the grant itself is gone, unless the account was
+        // replaced meanwhile (a new consent, or our lease ran out): then use what is there.
+        const latest = await this.#readVersioned(key);
+        if (latest !== undefined && latest.version !== base.version) {
+          if (this.#usable(latest.record, Date.now())) return latest.record;
+          if (!retried && latest.record.status === 'active' && latest.record.refreshToken !== undefined && latest.record.refreshToken !== refreshToken) again = latest.record;
+        } else if (latest !== undefined) {
+          const marked: AccountRecord = { ...latest.record, status: 'needs_consent', generation: latest.record.generation + 1, updatedAt: Date.now() };
+          delete marked.accessToken;
+          delete marked.refreshToken;
+          if (await this.#rt.store.compareAndSet(key, latest.version, marked)) this.#forget(marked);
+          this.#unsaved.delete(key);
+        }
+        if (again === undefined) {
+          if (supportsAuthorizationCode(c)) throw await this.#consentRequired(c, userId, orgId, 'the authorization server no longer accepts the refresh token');
+          throw err;
+        }
+      }
+      if (tokens !== undefined) {
+        const now = Date.now();
+        const next: AccountRecord = {
+          ...base.record,
+          status: 'active',
+          accessToken: tokens.access_token,
+          tokenType: tokens.token_type,
+          // A refresh answer without refresh_token keeps the old one.
+          refreshToken: tokens.refresh_token ?? refreshToken,
+          scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? base.record.scopes,
+          generation: base.record.generation + 1,
+          updatedAt: now,
+        };
+        if (typeof tokens.expires_in === 'number') next.expiresAt = now + tokens.expires_in * 1000;
+        else delete next.expiresAt;
+        const saved = await this.#save(key, base.version, next);
+        audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'allow', durationMs: now - started });
+        if (saved === 'written') return next;
+        if (saved === 'unavailable') {
+          // The server rotated the refresh token; the store did not take it. Serve it from memory and
+          // keep the lease while the write is retried, so nobody refreshes with the old one.
+          this.#unsaved.set(key, { record: next, base: base.version });
+          keepLease = true;
+          void this.#retrySave(key, lease, owner, leaseUntil - this.#storeTimeoutMs);
+          return next;
+        }
+        // Replaced meanwhile (revoked, a new consent): the stored account wins.
+        const latest = await this.#readRecord(key);
+        if (latest !== undefined && this.#usable(latest, Date.now())) return latest;
+        throw await (latest === undefined ? this.#consentRequired(c, userId, orgId, 'no connected account') : consent(latest));
+      }
+    } finally {
+      if (!keepLease) await this.#rt.shared.deleteIfOwner(lease, owner).catch(() => false);
+    }
+    return this.#refresh(c, key, again as AccountRecord, userId, orgId, true);
   }
 
   // ---- accounts ----------------------------------------------------------------------------
@@ -695,8 +789,11 @@ class Manager implements TokenManager {
     if (filter.orgId !== undefined) owners.push(['org', checkId(filter.orgId, 'orgId')]);
     if (owners.length === 0) throw badRequest('userId', 'give userId or orgId');
     for (const [type, id] of owners) {
-      const list = (await this.#rt.store.get<string[]>(indexKey(type, id))) ?? [];
-      for (const connection of Array.isArray(list) ? list : []) {
+      const list = new Set(await this.#rt.shared.indexMembers(indexKey(type, id)));
+      // Accounts connected before the index moved to the store contract.
+      const legacy = await this.#rt.store.get<unknown>(legacyIndexKey(type, id)).catch(() => undefined);
+      if (Array.isArray(legacy)) for (const conn of legacy) if (typeof conn === 'string') list.add(conn);
+      for (const connection of list) {
         if (!this.#byId.has(connection)) continue;
         const r = await this.#readRecord(accountKey(connection, type, id));
         if (r !== undefined) out.push(toConnectedAccount(r));
@@ -744,10 +841,13 @@ class Manager implements TokenManager {
       }
     }
     const now = Date.now();
-    const next: AccountRecord = { ...r, status: 'revoked', generation: r.generation + 1, updatedAt: now };
-    delete next.accessToken;
-    delete next.refreshToken;
-    await this.#writeAccount(key, next, false);
+    const next = (await this.#update(key, (prev) => {
+      if (prev === undefined) return undefined;
+      const out: AccountRecord = { ...prev, status: 'revoked', generation: prev.generation + 1, updatedAt: now };
+      delete out.accessToken;
+      delete out.refreshToken;
+      return out;
+    })) ?? { ...r, status: 'revoked' as const };
     audit(this.#rt, { type: 'token.revoke', userId: ownerType === 'user' ? ownerId : undefined, connection: c.id, decision: code === undefined ? 'allow' : 'error', ...(code !== undefined ? { code } : {}), durationMs: now - started });
     return toConnectedAccount(next, now);
   }
@@ -760,9 +860,8 @@ class Manager implements TokenManager {
     const ownerType: OwnerType = options.userId !== undefined ? 'user' : 'org';
     const ownerId = checkId(options.userId ?? options.orgId, options.userId !== undefined ? 'userId' : 'orgId');
     const key = accountKey(c.id, ownerType, ownerId);
-    const prev = await this.#readRecord(key);
     const now = Date.now();
-    const record: AccountRecord = {
+    const record = (await this.#update(key, (prev) => ({
       v: 1,
       connection: c.id,
       ownerType,
@@ -774,8 +873,8 @@ class Manager implements TokenManager {
       generation: (prev?.generation ?? 0) + 1,
       createdAt: prev?.createdAt ?? now,
       updatedAt: now,
-    };
-    await this.#writeAccount(key, record, prev === undefined);
+    }))) as AccountRecord;
+    await this.#rt.shared.indexAdd(indexKey(ownerType, ownerId), c.id);
     audit(this.#rt, { type: 'token.issue', userId: ownerType === 'user' ? ownerId : undefined, connection: c.id, decision: 'allow' });
     return toConnectedAccount(record, now);
   }

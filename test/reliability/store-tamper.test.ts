@@ -151,7 +151,7 @@ describe('tampered store records', () => {
 
   it('a tampered account index and a tampered pending OAuth state are typed errors too', async () => {
     const s = await setup();
-    const idx = s.rawKey('accounts', 'user', 'alice');
+    const idx = s.rawKey('account-index', 'user', 'alice');
     s.map.set(idx, (s.map.get(idx) as string).slice(0, 20));
     await expect(s.tokens.listAccounts('alice')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     expect((await s.tokens.listAccounts('bob')).map((a) => a.connection)).toEqual(['kaggle']);
