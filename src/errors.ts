@@ -81,7 +81,10 @@ export interface AgentIamErrorOptions {
    * `undecryptable` (tampered record or wrong key), `unknown_key` (the record names a key id that is
    * not configured), `malformed` (not a record agent-iam wrote), `not_encrypted` (a plain record where
    * an encrypted one is required), `encrypted` (an encrypted record and no key configured),
-   * `not_serializable` (the value cannot be stored as JSON).
+   * `not_serializable` (the value cannot be stored as JSON), `contended` (others kept changing the
+   * record), `conflict`.
+   * `CONSENT_REQUIRED` without `authorizationUrl`: `authorization_start_failed:<code>`, the code of
+   * the error that stopped the token manager from building the URL (that error is the `cause`).
    */
   reason?: string;
   /**
@@ -122,7 +125,7 @@ export class AgentIamError extends Error {
   readonly oauthError?: string;
   readonly field?: string;
   readonly scopes?: string[];
-  /** `STORE_UNAVAILABLE`: why the store call failed (see {@link AgentIamErrorOptions.reason}). */
+  /** `STORE_UNAVAILABLE`: why the store call failed; `CONSENT_REQUIRED`: why there is no URL (see {@link AgentIamErrorOptions.reason}). */
   readonly reason?: string;
 
   constructor(code: AgentIamErrorCode, message: string, options: AgentIamErrorOptions = {}) {

@@ -39,6 +39,18 @@ declare global {
  * app.get('/me', (req, res) => res.json({ user: req.agentContext?.userId }));
  * app.post('/items', requireScopes('items:write'), (req, res) => res.sendStatus(201));
  * ```
+ *
+ * With `mcp` (per-tool scopes of an MCP endpoint, see `mcpScopes` in `agent-iam/mcp`) it reads the
+ * JSON-RPC body first (or takes `req.body` from a body parser that ran) and leaves it on `req.body`:
+ *
+ * @example
+ * ```ts
+ * import { mcpScopes } from 'agent-iam/mcp';
+ * const mcp = mcpScopes({ tools: { whoami: [], refund: ['payments:write'] } });
+ * app.post('/mcp', agentAuth(verifier, { requiredScopes: ['mcp:tools'], mcp }), async (req, res) => {
+ *   await transport.handleRequest(req, res, req.body); // the stream has been read: pass the parsed body
+ * });
+ * ```
  */
 export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): RequestHandler {
   return nodeAgentAuth(setupAdapter(verifierOrOptions, options)) as unknown as RequestHandler;

@@ -37,6 +37,16 @@ declare module 'hono' {
  * app.get('/api/me', (c) => c.json({ user: c.get('agentContext').userId }));
  * app.post('/api/items', requireScopes('items:write'), (c) => c.body(null, 201));
  * ```
+ *
+ * With `mcp` (per-tool scopes of an MCP endpoint, see `mcpScopes` in `agent-iam/mcp`) it reads the
+ * JSON-RPC body first and hands on an equal `c.req.raw`, still readable by the MCP transport:
+ *
+ * @example
+ * ```ts
+ * import { mcpScopes } from 'agent-iam/mcp';
+ * const mcp = mcpScopes({ tools: { whoami: [], refund: ['payments:write'] } });
+ * app.post('/mcp', agentAuth(verifier, { requiredScopes: ['mcp:tools'], mcp }), (c) => transport.handleRequest(c.req.raw));
+ * ```
  */
 export function agentAuth(verifierOrOptions: Verifier | VerifierOptions, options?: AgentAuthOptions): MiddlewareHandler {
   return honoAgentAuth(setupAdapter(verifierOrOptions, options)) as MiddlewareHandler;

@@ -8,7 +8,9 @@
  */
 import { runWithContext, type AgentContext } from '../context.js';
 import { renderError } from '../errors.js';
-import { verifyNow, type VerifyRequest } from '../inbound/verifier.js';
+import { verifyNow, type VerifyOptions, type VerifyRequest } from '../inbound/verifier.js';
+import { readNodeJson } from '../mcp/read-body.js';
+import { planMcpRequest, type McpPlan } from '../mcp/scopes.js';
 import { checkScopes, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from './shared.js';
 
 /**
@@ -33,6 +35,10 @@ export interface NodeRequestLike {
   /** Set by a body parser such as `express.json()`, when one ran. */
   body?: unknown;
   [Symbol.asyncIterator]?(): AsyncIterator<unknown>;
+  /** Node streams: used to read the JSON-RPC body when `agentAuth` has MCP scopes and no body parser ran. */
+  readableEnded?: boolean;
+  on?(event: string, listener: (...args: never[]) => void): unknown;
+  removeListener?(event: string, listener: (...args: never[]) => void): unknown;
 }
 
 /**
@@ -105,8 +111,9 @@ function toVerifyRequest(req: NodeRequestLike): VerifyRequest {
 export function nodeAgentAuth(setup: AdapterSetup): NodeMiddleware {
   const { verifier, verifyOptions } = setup;
   /** The verified request goes on inside its context; anything that throws here becomes the answer. */
-  const proceed = (req: NodeRequestLike, res: NodeResponseLike, next: (error?: unknown) => void, context: AgentContext): void => {
+  const proceed = (req: NodeRequestLike, res: NodeResponseLike, next: (error?: unknown) => void, context: AgentContext, plan?: McpPlan): void => {
     try {
+      if (plan?.refusal !== undefined) throw plan.refusal;
       rememberVerifier(context, verifier);
       scrubNodeHeaders(req, context.userId);
       req.agentContext = context;
@@ -115,22 +122,49 @@ export function nodeAgentAuth(setup: AdapterSetup): NodeMiddleware {
       sendNodeError(res, error); // does nothing once a response has started
     }
   };
-  return function agentAuthMiddleware(req, res, next): void {
+  const verify = (req: NodeRequestLike, res: NodeResponseLike, next: (error?: unknown) => void, options: VerifyOptions | undefined, plan?: McpPlan): void => {
     let result: AgentContext | Promise<AgentContext>;
     try {
-      result = verifyNow(verifier, toVerifyRequest(req), verifyOptions);
+      result = verifyNow(verifier, toVerifyRequest(req), options);
     } catch (error) {
       sendNodeError(res, error);
       return;
     }
     // A remembered token is answered synchronously: no promise hop before the route runs.
     if (!(result instanceof Promise)) {
-      proceed(req, res, next, result);
+      proceed(req, res, next, result, plan);
       return;
     }
     // One reaction, no further promise: neither handler can throw (proceed and sendNodeError never do).
     void result.then(
-      (context) => proceed(req, res, next, context),
+      (context) => proceed(req, res, next, context, plan),
+      (error: unknown) => sendNodeError(res, error),
+    );
+  };
+  const mcp = setup.mcp;
+  if (mcp === undefined) {
+    return function agentAuthMiddleware(req, res, next): void {
+      verify(req, res, next, verifyOptions);
+    };
+  }
+  const base = setup.requiredScopes ?? [];
+  // MCP: the JSON-RPC body decides the scopes, so it is read (bounded) before the token is verified.
+  return function agentAuthMiddleware(req, res, next): void {
+    if ((req.method ?? 'GET').toUpperCase() !== 'POST') {
+      verify(req, res, next, verifyOptions);
+      return;
+    }
+    readNodeJson(req, mcp.maxBodyBytes).then(
+      (body) => {
+        let plan: McpPlan;
+        try {
+          plan = planMcpRequest(mcp, base, body, req.headers, req.rawHeaders);
+        } catch (error) {
+          sendNodeError(res, error);
+          return;
+        }
+        verify(req, res, next, plan.requiredScopes.length > 0 ? { requiredScopes: plan.requiredScopes } : undefined, plan);
+      },
       (error: unknown) => sendNodeError(res, error),
     );
   };

@@ -10,11 +10,21 @@ import type { AgentContext } from '../context.js';
 import { AgentIamError, bearerChallenge, isAgentIamError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 import { createVerifier, isVerifier, type Verifier, type VerifierOptions } from '../inbound/verifier.js';
+import { toMcpScopes, type McpScopes, type McpScopesOptions } from '../mcp/scopes.js';
 
 /** Options of `agentAuth` in both adapters. */
 export interface AgentAuthOptions {
   /** Scopes every request through this middleware must hold (403 `INSUFFICIENT_SCOPE` otherwise). */
   requiredScopes?: string[];
+  /**
+   * Per-tool scopes of an MCP endpoint (`mcpScopes(...)` from `agent-iam/mcp`, or its options): a
+   * `POST`'s JSON-RPC body is read (bounded) before the token is verified, its `Mcp-Method` /
+   * `Mcp-Name` headers are checked against it (400 `REQUEST_INVALID` when they disagree), and the
+   * token must hold `requiredScopes` and every scope the body needs: one 401/403 challenge names them
+   * all. Mount this middleware on the MCP endpoint only; with Express, hand `req.body` to the MCP
+   * transport (`transport.handleRequest(req, res, req.body)`), since the stream has been read.
+   */
+  mcp?: McpScopes | McpScopesOptions;
 }
 
 /** The `X-End-User-ID` header, lower-cased as Node and `Headers` store it. */
@@ -22,7 +32,10 @@ export const END_USER_HEADER = 'x-end-user-id';
 
 /** RFC 6749 §3.3 scope-token: visible ASCII except space, `"` and `\`. */
 const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an RFC 6749 scope token');
-const agentAuthOptionsSchema = z.strictObject({ requiredScopes: z.array(scopeToken).optional() });
+const agentAuthOptionsSchema = z.strictObject({
+  requiredScopes: z.array(scopeToken).optional(),
+  mcp: z.custom<object>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be mcpScopes(...) or its options').optional(),
+});
 const scopeListSchema = z.array(scopeToken).min(1, 'name at least one scope');
 
 /**
@@ -37,6 +50,10 @@ export interface AdapterSetup {
   verifier: Verifier;
   /** `undefined` when no scopes are required, so the hot path passes nothing. */
   verifyOptions: { requiredScopes: string[] } | undefined;
+  /** The MCP per-tool scopes, when configured. */
+  mcp?: McpScopes;
+  /** The base scopes (`requiredScopes`), for the MCP plan. */
+  requiredScopes?: readonly string[];
 }
 
 /** Build (or take) the verifier once and validate `options`; throws `CONFIG_INVALID`. */
@@ -44,7 +61,12 @@ export function setupAdapter(verifierOrOptions: Verifier | VerifierOptions, opti
   const parsed = parseOptions(agentAuthOptionsSchema, options ?? {}, 'agentAuth');
   const verifier = isVerifier(verifierOrOptions) ? verifierOrOptions : createVerifier(verifierOrOptions);
   const required = parsed.requiredScopes;
-  return { verifier, verifyOptions: required !== undefined && required.length > 0 ? { requiredScopes: [...required] } : undefined };
+  const setup: AdapterSetup = { verifier, verifyOptions: required !== undefined && required.length > 0 ? { requiredScopes: [...required] } : undefined };
+  if (parsed.mcp !== undefined) {
+    setup.mcp = toMcpScopes(parsed.mcp as McpScopes | McpScopesOptions, 'agentAuth.mcp');
+    setup.requiredScopes = Object.freeze([...(required ?? [])]);
+  }
+  return setup;
 }
 
 /** Validate the scopes of `requireScopes(...)`; throws `CONFIG_INVALID`. */

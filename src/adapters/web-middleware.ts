@@ -6,8 +6,10 @@
  * @module
  */
 import { runWithContext, type AgentContext } from '../context.js';
-import { renderError } from '../errors.js';
-import { verifyNow, type VerifyRequest } from '../inbound/verifier.js';
+import { AgentIamError, renderError } from '../errors.js';
+import { verifyNow, type VerifyOptions, type VerifyRequest } from '../inbound/verifier.js';
+import { checkDeclaredLength, readWebJson } from '../mcp/read-body.js';
+import { planMcpRequest, type McpPlan, type McpScopes } from '../mcp/scopes.js';
 import { checkScopes, END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from './shared.js';
 
 /**
@@ -19,7 +21,7 @@ import { checkScopes, END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type 
  * ```
  */
 export interface HonoContextLike {
-  req: { raw: Request; readonly path: string; readonly method: string };
+  req: { raw: Request; readonly path: string; readonly method: string; json?(): Promise<unknown> };
   env?: unknown;
   get(key: 'agentContext'): unknown;
   set(key: 'agentContext', value: AgentContext): void;
@@ -50,8 +52,9 @@ export function webError(error: unknown): Response {
 export function honoAgentAuth(setup: AdapterSetup): HonoMiddleware {
   const { verifier, verifyOptions } = setup;
   /** The verified request goes on inside its context, or the setup failure is the answer. */
-  const proceed = (c: HonoContextLike, next: HonoNext, context: AgentContext, lazy: NodeRequest | undefined): Promise<Response | void> => {
+  const proceed = (c: HonoContextLike, next: HonoNext, context: AgentContext, lazy: NodeRequest | undefined, plan?: McpPlan): Promise<Response | void> => {
     try {
+      if (plan?.refusal !== undefined) throw plan.refusal;
       rememberVerifier(context, verifier);
       if (lazy !== undefined) setEndUserLazy(c, lazy, context.userId);
       else setEndUser(c, context.userId);
@@ -63,20 +66,63 @@ export function honoAgentAuth(setup: AdapterSetup): HonoMiddleware {
     return runWithContext(context, next).then(toVoid);
   };
   // Not an async function: a remembered token goes straight on to `next`, with no promise of its own.
-  return function agentAuthMiddleware(c: HonoContextLike, next: HonoNext): Promise<Response | void> {
+  const verify = (c: HonoContextLike, next: HonoNext, options: VerifyOptions | undefined, plan?: McpPlan): Promise<Response | void> => {
     let result: AgentContext | Promise<AgentContext>;
     const lazy = untouchedNodeRequest(c);
     try {
-      result = verifyNow(verifier, lazy !== undefined ? nodeVerifyRequest(c.req.raw, lazy) : c.req.raw, verifyOptions);
+      result = verifyNow(verifier, lazy !== undefined ? nodeVerifyRequest(c.req.raw, lazy) : c.req.raw, options);
     } catch (error) {
       return Promise.resolve(webError(error));
     }
-    if (!(result instanceof Promise)) return proceed(c, next, result, lazy);
+    if (!(result instanceof Promise)) return proceed(c, next, result, lazy, plan);
     return result.then(
-      (context) => proceed(c, next, context, lazy),
+      (context) => proceed(c, next, context, lazy, plan),
       (error: unknown) => webError(error),
     );
   };
+  const mcp = setup.mcp;
+  if (mcp === undefined) {
+    return function agentAuthMiddleware(c: HonoContextLike, next: HonoNext): Promise<Response | void> {
+      return verify(c, next, verifyOptions);
+    };
+  }
+  const base = setup.requiredScopes ?? [];
+  // MCP: the JSON-RPC body decides the scopes, so it is read (bounded) before the token is verified.
+  return async function agentAuthMiddleware(c: HonoContextLike, next: HonoNext): Promise<Response | void> {
+    if (c.req.raw.method.toUpperCase() !== 'POST') return verify(c, next, verifyOptions);
+    let plan: McpPlan;
+    try {
+      const body = await readHonoJson(c, mcp);
+      plan = planMcpRequest(mcp, base, body, c.req.raw.headers);
+    } catch (error) {
+      return webError(error);
+    }
+    return verify(c, next, plan.requiredScopes.length > 0 ? { requiredScopes: plan.requiredScopes } : undefined, plan);
+  };
+}
+
+/**
+ * The JSON-RPC body of a Hono request, leaving `c.req.raw` readable for the MCP transport: the body
+ * is read (bounded) and `c.req.raw` replaced by an equal request over the bytes read. Not a clone:
+ * on @hono/node-server a clone keeps a second copy of the client's headers, which the
+ * `X-End-User-ID` scrub would not reach. A body some earlier middleware already read through
+ * Hono (`c.req.json()`, cached by Hono) is taken from that cache.
+ */
+async function readHonoJson(c: HonoContextLike, mcp: McpScopes): Promise<unknown> {
+  const raw = c.req.raw;
+  if (raw.bodyUsed) {
+    checkDeclaredLength(raw.headers.get('content-length'), mcp.maxBodyBytes);
+    if (typeof c.req.json !== 'function') throw new AgentIamError('REQUEST_INVALID', 'The request body was already read');
+    try {
+      return await c.req.json();
+    } catch {
+      throw new AgentIamError('REQUEST_INVALID', 'The request body could not be read as JSON');
+    }
+  }
+  // On a failure the request is answered here and never reaches the transport.
+  const { body, bytes } = await readWebJson(raw, mcp.maxBodyBytes);
+  c.req.raw = new Request(raw, { body: bytes as BufferSource });
+  return body;
 }
 
 /** `requireScopes` for Hono: see `requireScopes` in `agent-iam/hono`. */

@@ -14,7 +14,13 @@ export interface ProtectedResourceMetadataOptions {
   resource: string;
   /** Issuer identifiers of the authorization servers that issue tokens for this resource. */
   authorizationServers: string[];
-  /** Scopes a client may ask for to call this resource. */
+  /**
+   * Scopes a client may ask for to call this resource. Keep it minimal: the scopes every request
+   * needs (e.g. `mcp:tools`); MCP clients ask for all of them when a challenge names none, and the
+   * 401/403 challenges name what each operation needs on top. `offline_access` is refused
+   * (`CONFIG_INVALID`): refresh tokens are between the client and the authorization server, and a
+   * resource must never advertise that scope (MCP 2026-07-28).
+   */
   scopesSupported?: string[];
   /** A human-readable name for the resource. */
   resourceName?: string;
@@ -32,7 +38,10 @@ export interface ProtectedResourceMetadataOptions {
   authorizationDetailsTypesSupported?: string[];
   /** `Cache-Control: max-age` of the served document in seconds; default 3600. */
   maxAge?: number;
-  /** Further metadata members (snake_case), added as given; they never override the members above. */
+  /**
+   * Further metadata members (snake_case), added as given; they never override the members above.
+   * `scopes_supported` is refused here (`CONFIG_INVALID`): use `scopesSupported`.
+   */
   extra?: Record<string, unknown>;
 }
 
@@ -122,6 +131,10 @@ export function protectedResourceMetadataUrl(resource: string | URL): URL {
  */
 export function protectedResourceMetadata(options: ProtectedResourceMetadataOptions): ProtectedResourceMetadataResult {
   const o = parseOptions(schema, options);
+  o.scopesSupported?.forEach((scope, i) => {
+    if (scope === 'offline_access') throw configError(`scopesSupported.${i}`, 'offline_access is an authorization server scope; a resource never advertises it');
+  });
+  if (o.extra !== undefined && 'scopes_supported' in o.extra) throw configError('extra.scopes_supported', 'use scopesSupported');
   const resource = requireSecureUrl(o.resource, 'resource');
   if (resource.hash !== '' || o.resource.includes('#')) throw configError('resource', 'must not contain a fragment');
   o.authorizationServers.forEach((as, i) => {

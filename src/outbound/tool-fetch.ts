@@ -268,6 +268,19 @@ function rejectsToken(challenge: string | null): boolean {
   return !named;
 }
 
+/**
+ * The scopes a 403 `insufficient_scope` challenge asks for (RFC 6750 §3.1), or undefined when the
+ * challenge is not that or names no scope.
+ */
+function challengedScopes(challenge: string | null): string[] | undefined {
+  if (challenge === null || !/(?:^|[\s,])error\s*=\s*"?insufficient_scope"?/i.test(challenge)) return undefined;
+  const m = /(?:^|[\s,])scope\s*=\s*(?:"([^"]*)"|([^\s,]+))/i.exec(challenge);
+  const value = m?.[1] ?? m?.[2];
+  if (value === undefined) return undefined;
+  const scopes = value.split(' ').filter((x) => x !== '' && !/[\u0000-\u001f\u007f]/.test(x));
+  return scopes.length > 0 && scopes.length <= 100 ? scopes : undefined;
+}
+
 const NONE: readonly string[] = Object.freeze([]);
 
 function groupsOf(context: AgentContext | undefined, claim: string): readonly string[] {
@@ -382,6 +395,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
 
       let url: URL | undefined;
       let tool: CompiledTool | undefined;
+      let rejectedOnce = false;
       for (let hop = 0; ; hop++) {
         // ---- 1. URL safety, 2. tool -------------------------------------------------------------
         if (hop === 0) {
@@ -517,6 +531,31 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
             outgoing.dropToken();
           } catch {
             // forgetting a token is best effort: the answer still goes to the caller
+          }
+        }
+        if (status === 401 && outgoing.onRejected !== undefined && rejectsToken(response.headers.get('www-authenticate'))) {
+          // The user's token was rejected: never send it again. Once, with a body that can be sent
+          // again and no approval spent on it, refresh and retry; a second rejection needs consent.
+          const replayable = effect !== 'approval' && !outgoing.hasOpaqueBody && !(sendBody instanceof ReadableStream);
+          const again = rejectedOnce || !replayable;
+          const err = await outgoing.onRejected(rejectedOnce).catch(() => undefined);
+          if (!again) {
+            rejectedOnce = true;
+            void response.body?.cancel().catch(() => {});
+            hop--;
+            continue;
+          }
+          if (err !== undefined) {
+            void response.body?.cancel().catch(() => {});
+            throw err;
+          }
+        }
+        if (status === 403 && outgoing.stepUp !== undefined) {
+          const wanted = challengedScopes(response.headers.get('www-authenticate'));
+          const err = wanted === undefined ? undefined : await outgoing.stepUp(wanted);
+          if (err !== undefined) {
+            void response.body?.cancel().catch(() => {});
+            throw err;
           }
         }
         const location = status >= 300 && status < 400 ? response.headers.get('location') : null;

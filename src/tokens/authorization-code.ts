@@ -39,6 +39,13 @@ function mismatch(why: string): AgentIamError {
   return new AgentIamError('OAUTH_STATE_MISMATCH', `Authorization callback refused: ${why}`);
 }
 
+/** `a` then the members of `b` not in it, in order. */
+export function unionScopes(a: readonly string[], b: readonly string[]): string[] {
+  const out = [...new Set(a)];
+  for (const x of b) if (!out.includes(x)) out.push(x);
+  return out;
+}
+
 export async function startAuthorization(
   rt: Runtime,
   c: Connection,
@@ -55,7 +62,9 @@ export async function startAuthorization(
     const verifier = oauth.generateRandomCodeVerifier();
     const challenge = await oauth.calculatePKCECodeChallenge(verifier);
     const state = oauth.generateRandomState();
-    const wanted = scopes ?? c.scopes ?? [];
+    // What the caller (or a step-up challenge) asks for, else what the protected resource lists;
+    // the connection's configured scopes are always added, never dropped. None: no scope parameter.
+    const wanted = unionScopes(scopes ?? server.resourceScopes ?? [], c.scopes ?? []);
     const url = new URL(endpoint);
     for (const [k, v] of Object.entries(c.authorizationParams ?? {})) if (!RESERVED.has(k)) url.searchParams.set(k, v);
     url.searchParams.set('client_id', client.client.client_id);

@@ -6,14 +6,17 @@
  * @module
  */
 import * as oauth from 'oauth4webapi';
+import type { AgentIamError } from '../errors.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import type { Connection } from './connections.js';
-import { type HttpSettings, isTransient, requestOptions, toSafeError, withRetry } from './http.js';
+import { type HttpSettings, isTransient, oauthError as oauthErrorFor, requestOptions, toSafeError, withRetry } from './http.js';
 
 /** Metadata plus whether plain http (loopback only) must be allowed for it. */
 export interface ServerInfo {
   as: oauth.AuthorizationServer;
   insecure: boolean;
+  /** `scopes_supported` of the protected resource's metadata (RFC 9728), when there was one. */
+  resourceScopes?: string[];
 }
 
 const ENDPOINT_FIELDS = [
@@ -75,26 +78,76 @@ export async function discoverIssuer(issuer: string, http: HttpSettings): Promis
   throw toSafeError(lastError, 'discovery');
 }
 
+/** Where a protected resource's metadata can be: path-inserted first, then at the root (RFC 9728 §3.1, MCP). */
+function prmCandidates(url: URL): Array<{ at: URL; expect: string[] }> {
+  const exact = url.href;
+  const out = [{ at: url, expect: [exact] }];
+  if (url.pathname !== '/' && url.pathname !== '') {
+    // The root document may name the resource itself or its origin.
+    out.push({ at: new URL(url.origin), expect: [exact, url.origin, `${url.origin}/`] });
+  }
+  return out;
+}
+
+function resourceMismatch(): AgentIamError {
+  return oauthErrorFor('resource discovery', 'invalid_resource', 'the protected resource metadata names another resource than the one asked for');
+}
+
 /**
- * RFC 9728: the protected resource's metadata names its authorization server; without usable
- * metadata, fall back to the resource host's own well-known metadata.
+ * RFC 9728: the protected resource's metadata names its authorization server. The metadata is
+ * looked for path-inserted, then at the root; a document that names another resource is refused
+ * (never a reason to try elsewhere). Without any metadata, fall back to the resource host's own
+ * authorization server metadata (the 2025-03-26 MCP behaviour).
  */
 export async function discoverFromResource(resource: string, http: HttpSettings): Promise<ServerInfo> {
   const url = requireSecureUrl(resource, 'resource', 'OAUTH_ERROR');
   const insecure = url.protocol === 'http:';
-  let authorizationServer: string | undefined;
-  try {
-    const rs = await withRetry(http, 'resource discovery', async (signal) => {
-      const res = await oauth.resourceDiscoveryRequest(url, requestOptions(http, signal, insecure));
-      return oauth.processResourceDiscoveryResponse(url, res);
-    });
+  for (const { at, expect } of prmCandidates(url)) {
+    let raw: Response | undefined;
+    let rs: oauth.ResourceServer | undefined;
+    try {
+      rs = await withRetry(http, 'resource discovery', async (signal) => {
+        const res = await oauth.resourceDiscoveryRequest(at, requestOptions(http, signal, insecure));
+        raw = res.clone();
+        return oauth.processResourceDiscoveryResponse(at, res);
+      });
+    } catch (e) {
+      const err = toSafeError(e, 'resource discovery');
+      if (isTransient(err)) throw err;
+      // A document that is there but names something else: accept the resource's own forms at the
+      // root, refuse anything else.
+      const named = await namedResource(raw);
+      if (named === undefined) continue;
+      if (!expect.includes(named)) throw resourceMismatch();
+      rs = await namedDocument(raw);
+      if (rs === undefined) continue;
+    }
+    if (rs.resource !== undefined && !expect.includes(rs.resource)) throw resourceMismatch();
     const list = rs.authorization_servers;
-    if (Array.isArray(list) && typeof list[0] === 'string') authorizationServer = list[0];
-  } catch (e) {
-    const err = toSafeError(e, 'resource discovery');
-    if (isTransient(err)) throw err;
+    if (!Array.isArray(list) || typeof list[0] !== 'string') continue;
+    const info = await discoverIssuer(list[0], http);
+    const scopes = rs.scopes_supported;
+    if (Array.isArray(scopes) && scopes.every((x) => typeof x === 'string')) info.resourceScopes = [...scopes];
+    return info;
   }
-  return discoverIssuer(authorizationServer ?? url.origin, http);
+  return discoverIssuer(url.origin, http);
+}
+
+/** The `resource` a 200 JSON metadata answer names, if any (to tell a mismatch from a missing document). */
+async function namedResource(res: Response | undefined): Promise<string | undefined> {
+  const doc = await namedDocument(res);
+  return typeof doc?.resource === 'string' ? doc.resource : undefined;
+}
+
+async function namedDocument(res: Response | undefined): Promise<oauth.ResourceServer | undefined> {
+  if (res === undefined || res.status !== 200) return undefined;
+  try {
+    const body: unknown = await res.clone().json();
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+    return body as oauth.ResourceServer;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Resolve a connection's authorization server. */

@@ -29,9 +29,64 @@ interface StoredClient {
   token_endpoint_auth_method?: string;
 }
 
+/**
+ * HTTP Basic client authentication. RFC 6749 §2.3.1 form-encodes the id and secret first;
+ * oauth4webapi also escapes `-`, `.`, `_`, `~` and others, which many servers do not decode (the MCP
+ * SDK's among them: `pre-registered-client` arrives as `pre%2Dregistered%2Dclient`). Escaping only
+ * what form encoding must escape gives the same bytes for every id made of unreserved characters.
+ */
+function basicAuth(secret: string): oauth.ClientAuth {
+  const enc = (v: string): string => encodeURIComponent(v).replace(/%20/g, '+');
+  return (_as, client, _body, headers) => {
+    headers.set('authorization', `Basic ${btoa(`${enc(client.client_id)}:${enc(secret)}`)}`);
+  };
+}
+
 function clientAuth(method: string | undefined, secret: string | undefined): oauth.ClientAuth {
   if (secret === undefined || method === 'none') return oauth.None();
-  return method === 'client_secret_post' ? oauth.ClientSecretPost(secret) : oauth.ClientSecretBasic(secret);
+  return method === 'client_secret_post' ? oauth.ClientSecretPost(secret) : basicAuth(secret);
+}
+
+/**
+ * The token endpoint auth method to register with: the connection's, else what the server lists
+ * (`client_secret_post` first, as the most widely accepted; then `client_secret_basic`; then `none`),
+ * else RFC 8414's default `client_secret_basic` when it lists nothing.
+ */
+export function chooseAuthMethod(c: Connection, as: oauth.AuthorizationServer): string {
+  if (c.tokenEndpointAuthMethod !== undefined) return c.tokenEndpointAuthMethod;
+  const listed = as.token_endpoint_auth_methods_supported;
+  if (!Array.isArray(listed) || listed.length === 0) return 'client_secret_basic';
+  for (const m of ['client_secret_post', 'client_secret_basic', 'none']) if (listed.includes(m)) return m;
+  throw new AgentIamError('CONFIG_INVALID', `connection ${c.id}: the authorization server supports none of client_secret_post, client_secret_basic, none for registration (it lists ${listed.slice(0, 5).join(', ')}); set tokenEndpointAuthMethod or clientId`, { field: 'tokenEndpointAuthMethod' });
+}
+
+function isLoopbackOrNative(uri: string): boolean {
+  try {
+    const u = new URL(uri);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return true; // a private-use scheme: a native app
+    return u.hostname === '127.0.0.1' || u.hostname === '[::1]' || u.hostname === 'localhost';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * RFC 7591 makes `client_secret_expires_at` required with a secret, and oauth4webapi enforces it;
+ * many servers (the MCP SDK's among them) omit it. Absent means "does not expire" (0), which is what
+ * the field's own definition gives for 0, so read it that way; a present value is still checked.
+ */
+async function tolerateMissingSecretExpiry(res: Response): Promise<Response> {
+  if (res.status !== 201) return res;
+  let body: unknown;
+  try {
+    body = await res.clone().json();
+  } catch {
+    return res;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return res;
+  const b = body as Record<string, unknown>;
+  if (typeof b.client_secret !== 'string' || 'client_secret_expires_at' in b) return res;
+  return new Response(JSON.stringify({ ...b, client_secret_expires_at: 0 }), { status: 201, headers: { 'content-type': 'application/json' } });
 }
 
 export function registrationKey(c: Connection, issuer: string): string {
@@ -125,16 +180,17 @@ function fromStored(s: StoredClient): ClientInfo {
 }
 
 async function register(c: Connection, server: ServerInfo, http: HttpSettings): Promise<StoredClient> {
-  const method = c.tokenEndpointAuthMethod ?? 'client_secret_basic';
+  const method = chooseAuthMethod(c, server.as);
   const metadata: Record<string, unknown> = c.redirectUri !== undefined
     ? { redirect_uris: [c.redirectUri], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] }
     : { grant_types: ['client_credentials'], response_types: [] };
   metadata.token_endpoint_auth_method = method;
+  metadata.application_type = c.redirectUri !== undefined && isLoopbackOrNative(c.redirectUri) ? 'native' : 'web';
   metadata.client_name = 'agent-iam';
   Object.assign(metadata, c.registrationMetadata);
   const answer = await withRetry(http, 'client registration', async (signal) => {
     const res = await oauth.dynamicClientRegistrationRequest(server.as, metadata as Partial<oauth.Client>, requestOptions(http, signal, server.insecure));
-    return oauth.processDynamicClientRegistrationResponse(res);
+    return oauth.processDynamicClientRegistrationResponse(await tolerateMissingSecretExpiry(res));
   });
   const out: StoredClient = { client_id: answer.client_id };
   if (typeof answer.client_secret === 'string') out.client_secret = answer.client_secret;

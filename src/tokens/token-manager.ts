@@ -509,15 +509,20 @@ class Manager implements TokenManager {
     throw await this.#consentRequired(c, userId, orgId, 'no connected account');
   }
 
-  async #consentRequired(c: Connection, userId: string | undefined, orgId: string | undefined, why: string): Promise<AgentIamError> {
+  async #consentRequired(c: Connection, userId: string | undefined, orgId: string | undefined, why: string, scopes?: string[]): Promise<AgentIamError> {
     audit(this.#rt, { type: 'consent.required', userId, connection: c.id, decision: 'consent', code: 'CONSENT_REQUIRED' });
     if (userId !== undefined && supportsAuthorizationCode(c)) {
       try {
         const start: StartAuthorizationOptions = { connection: c.id, userId };
+        if (scopes !== undefined) start.scopes = scopes;
         const { url } = await this.startAuthorization(start);
         return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`, { authorizationUrl: url });
-      } catch {
-        // The server cannot be reached to build a URL right now: still say that consent is needed.
+      } catch (e) {
+        // No URL can be built right now. Still say that consent is needed, and why there is no URL:
+        // `reason` names the failure's code and `cause` (not enumerable) holds the error itself.
+        const err = toSafeError(e, 'authorization');
+        const detail = err.code === 'OAUTH_ERROR' && err.oauthError !== undefined ? `${err.code} (${err.oauthError})` : err.code;
+        return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}; no authorization URL: ${detail}`, { reason: `authorization_start_failed:${err.code}`, cause: err });
       }
     }
     if (c.kind === 'apiKey') return new AgentIamError('CONSENT_REQUIRED', `Connection ${c.id} needs an API key: ${why}`);
@@ -879,6 +884,35 @@ class Manager implements TokenManager {
     return toConnectedAccount(record, now);
   }
 
+  /**
+   * A resource rejected this account's access token (401 invalid_token). Never send it again: the
+   * token is marked expired, so the next call refreshes; `final` (the refreshed token was rejected
+   * too) ends the account in `needs_consent`. Only while the stored token is the rejected one, by
+   * compare-and-set, so a stale 401 never touches a newer token.
+   */
+  async #rejectAccountToken(ref: AccountRef, accessToken: string, final: boolean): Promise<boolean> {
+    const c = this.#oauthConnection(ref?.connection);
+    const userId = checkId(ref.userId, 'userId');
+    const key = accountKey(c.id, 'user', userId);
+    this.#cache?.delete(hotKey(c.id, 'u', userId));
+    const u = this.#unsaved.get(key);
+    if (u !== undefined && u.record.accessToken === accessToken) this.#unsaved.delete(key);
+    let changed = false;
+    await this.#update(key, (prev) => {
+      if (prev === undefined || prev.accessToken !== accessToken || prev.status !== 'active') return undefined;
+      changed = true;
+      const now = Date.now();
+      const next: AccountRecord = { ...prev, generation: prev.generation + 1, updatedAt: now };
+      if (final || prev.refreshToken === undefined) {
+        next.status = 'needs_consent';
+        delete next.accessToken;
+        delete next.refreshToken;
+      } else next.expiresAt = Math.min(prev.expiresAt ?? now, now - 1);
+      return next;
+    });
+    return changed;
+  }
+
   // ---- service tokens ----------------------------------------------------------------------
 
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult> {
@@ -893,7 +927,8 @@ class Manager implements TokenManager {
   }
 
   /** @internal toolFetch calls this when a tool answered 401 to a cached service token. */
-  [DROP_REJECTED_TOKEN](request: RejectedTokenRequest, accessToken: string): boolean {
+  [DROP_REJECTED_TOKEN](request: RejectedTokenRequest, accessToken: string): boolean | Promise<boolean> {
+    if (request.kind === 'account') return this.#rejectAccountToken(request.options, accessToken, request.final === true).catch(() => false);
     try {
       const c = this.#oauthConnection(request.options?.connection);
       return request.kind === 'clientCredentials' ? this.#cc.drop(c, request.options, accessToken) : this.#exchanger.drop(c, request.options, accessToken);

@@ -83,7 +83,9 @@ export const DROP_REJECTED_TOKEN: unique symbol = Symbol.for('agent-iam.dropReje
 /** @internal Which cached service token a tool rejected: the same options that obtained it. */
 export type RejectedTokenRequest =
   | { kind: 'clientCredentials'; options: ClientCredentialsOptions }
-  | { kind: 'tokenExchange'; options: TokenExchangeOptions };
+  | { kind: 'tokenExchange'; options: TokenExchangeOptions }
+  /** A user's account token: expire it (a refresh follows), or with `final`, the account needs consent. */
+  | { kind: 'account'; options: AccountRef; final?: boolean };
 
 /** The part of the token manager that outbound credential injection uses. */
 export interface TokenSource {
@@ -96,5 +98,5 @@ export interface TokenSource {
    * holds exactly `accessToken` (a token refreshed meanwhile, or another user's or subject's
    * entry, is never touched). Returns true when an entry was dropped. Never throws.
    */
-  [DROP_REJECTED_TOKEN]?(request: RejectedTokenRequest, accessToken: string): boolean;
+  [DROP_REJECTED_TOKEN]?(request: RejectedTokenRequest, accessToken: string): boolean | Promise<boolean>;
 }

@@ -27,6 +27,18 @@ export interface OutgoingRequest {
    * options, that subject) so the next call obtains a fresh one. Called when the tool rejects it.
    */
   dropToken?: () => void;
+  /**
+   * Set by the `oauth2` injector: the tool rejected the user's token (401). The first time the
+   * token is expired (resolves undefined: send once more, a refresh follows); `again` (the new
+   * token was rejected too) ends the account in needs_consent and resolves the error to throw.
+   */
+  onRejected?: (again: boolean) => Promise<AgentIamError | undefined>;
+  /**
+   * Set by the `oauth2` injector: the tool asked for more scopes (403 insufficient_scope). Resolves
+   * the `CONSENT_REQUIRED` to throw (an authorization URL for the granted and challenged scopes), or
+   * undefined when those scopes are already granted (the 403 then goes to the caller as is).
+   */
+  stepUp?: (scopes: string[]) => Promise<AgentIamError | undefined>;
 }
 
 /** @internal */
@@ -106,6 +118,7 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
     }
     case 'oauth2': {
       const connection = auth.connection;
+      const stepUps = new Map<string, number>();
       return {
         needsBody: false,
         ownedHeaders: ['authorization'],
@@ -116,11 +129,36 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
             result = await fromSource(tool, ms, () => tokens.getAccessToken({ connection, userId }));
           } catch (error) {
             if (isAgentIamError(error) && error.code === 'CONSENT_REQUIRED') {
-              throw await consentError(tool, connection, userId, tokens, ms, error.authorizationUrl);
+              // The token manager already tried to build the URL (and says why it could not): pass it on.
+              if (error.authorizationUrl !== undefined || error.reason !== undefined) throw error;
+              throw await consentError(tool, connection, userId, tokens, ms, undefined);
             }
             throw error;
           }
           setBearer(request.headers, tool, result);
+          const sent = result.accessToken;
+          const reject = tokens[DROP_REJECTED_TOKEN];
+          if (typeof reject === 'function') {
+            request.onRejected = async (again) => {
+              await reject.call(tokens, { kind: 'account', options: { connection, userId }, final: again }, sent);
+              if (!again) return undefined;
+              return consentError(tool, connection, userId, tokens, ms, undefined, undefined, 'the tool rejected the token again after a refresh');
+            };
+          }
+          request.stepUp = async (challenged) => {
+            const granted = result.scopes ?? [];
+            if (challenged.every((x) => granted.includes(x))) return undefined; // granted already: no loop
+            const union = [...granted];
+            for (const x of challenged) if (!union.includes(x)) union.push(x);
+            // A server that never grants what its tool demands would loop consent forever: ask for
+            // one scope set at most MAX_STEP_UPS times, then hand the 403 to the caller.
+            const key = `${connection}\u0000${userId}\u0000${[...union].sort().join(' ')}`;
+            const asked = stepUps.get(key) ?? 0;
+            if (asked >= MAX_STEP_UPS) return undefined;
+            if (stepUps.size >= 10_000) stepUps.clear();
+            stepUps.set(key, asked + 1);
+            return consentError(tool, connection, userId, tokens, ms, undefined, union, 'the tool needs more scopes');
+          };
         },
       };
     }
@@ -235,6 +273,9 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
   }
 }
 
+/** Consents asked for one scope set of one user before a 403 insufficient_scope goes to the caller. */
+const MAX_STEP_UPS = 2;
+
 async function consentError(
   tool: string,
   connection: string,
@@ -242,16 +283,22 @@ async function consentError(
   tokens: TokenSource,
   ms: number,
   known: string | undefined,
+  scopes?: string[],
+  why = 'needs the user to connect an account',
 ): Promise<AgentIamError> {
   let authorizationUrl = known;
+  let reason: string | undefined;
   if (authorizationUrl === undefined) {
     try {
-      authorizationUrl = (await fromSource(tool, ms, () => tokens.startAuthorization({ connection, userId }))).url;
-    } catch {
+      authorizationUrl = (await fromSource(tool, ms, () => tokens.startAuthorization({ connection, userId, ...(scopes !== undefined ? { scopes } : {}) }))).url;
+    } catch (e) {
       authorizationUrl = undefined;
+      reason = `authorization_start_failed:${isAgentIamError(e) ? e.code : 'error'}`;
     }
   }
-  return new AgentIamError('CONSENT_REQUIRED', `Tool ${tool} needs the user to connect an account`, {
+  return new AgentIamError('CONSENT_REQUIRED', `Tool ${tool} ${why}`, {
     ...(authorizationUrl !== undefined ? { authorizationUrl } : {}),
+    ...(scopes !== undefined ? { scopes } : {}),
+    ...(reason !== undefined ? { reason } : {}),
   });
 }
