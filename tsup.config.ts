@@ -7,6 +7,8 @@ export default defineConfig({
     hono: 'src/adapters/hono.ts',
     mcp: 'src/mcp/index.ts',
     testing: 'src/testing/index.ts',
+    redis: 'src/redis/index.ts',
+    postgres: 'src/postgres/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
@@ -18,5 +20,5 @@ export default defineConfig({
   treeshake: true,
   // Keep `node:async_hooks` as written: Deno and Workers resolve only the prefixed form.
   removeNodeProtocol: false,
-  external: ['express', 'hono', 'oidc-provider', /^node:/, /^@modelcontextprotocol\//],
+  external: ['express', 'hono', 'oidc-provider', 'redis', 'ioredis', 'pg', /^node:/, /^@modelcontextprotocol\//],
 });

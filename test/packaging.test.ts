@@ -21,7 +21,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   name: string;
   exports: Record<string, string | { import: { types: string; default: string }; require: { types: string; default: string } }>;
 };
-const subpaths = ['.', './express', './hono', './mcp', './testing'] as const;
+const subpaths = ['.', './express', './hono', './mcp', './testing', './redis', './postgres'] as const;
 const specifier = (subpath: string): string => (subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`);
 
 /** Exports each entry must offer (a floor, not the whole list: other areas add more). */
@@ -31,6 +31,8 @@ const expected: Record<string, string[]> = {
   './hono': ['agentAuth', 'requireScopes'],
   './mcp': [],
   './testing': [],
+  './redis': ['redisStore'],
+  './postgres': ['postgresStore'],
 };
 
 beforeAll(async () => {

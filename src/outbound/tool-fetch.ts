@@ -509,6 +509,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           headers,
           bodyBytes,
           hasOpaqueBody: sendBody !== undefined && bodyBytes === undefined && !isReplayable(sendBody),
+          mayProbe: effect !== 'approval',
         };
         // ---- 7. identity (set before the credential step so that a SigV4 signature covers it) ----
         if (forwardUser) headers.set('x-end-user-id', userId as string);
@@ -526,6 +527,11 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (sendBody instanceof ReadableStream) body = sendBody; // consumed: not replayable
 
         const status = response.status;
+        if (outgoing.probe !== undefined && status === 401) {
+          const err = await outgoing.probe(response.headers.get('www-authenticate'));
+          void response.body?.cancel().catch(() => {});
+          throw err;
+        }
         if (status === 401 && outgoing.dropToken !== undefined && rejectsToken(response.headers.get('www-authenticate'))) {
           try {
             outgoing.dropToken();

@@ -64,6 +64,13 @@ export interface ConnectionConfig {
   scopes?: string[];
   /** Joins scopes in requests (default `' '`; Slack and Linear use `','`). */
   scopeSeparator?: string;
+  /**
+   * For a `resource` connection (an MCP server) without endpoints or issuer: when a user has no
+   * account yet, toolFetch sends the request once without a credential, as an MCP client does, so
+   * that the resource's 401 challenge (`resource_metadata`, `scope`) drives discovery and consent.
+   * Default false: nothing reaches a tool before the user has consented.
+   */
+  probeResource?: boolean;
   /** Send RFC 8707 `resource` (default true when `resource` is set; Microsoft Entra rejects it). */
   sendResource?: boolean;
   /** An `audience` parameter to send with token requests (Auth0-style APIs). */
@@ -97,6 +104,7 @@ export const connectionSchema = z.strictObject({
   scopes: z.array(z.string().min(1).max(512).regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'scope tokens are visible ASCII without space, " or \\')).max(100).optional(),
   scopeSeparator: z.string().min(1).max(3).default(' '),
   sendResource: z.boolean().optional(),
+  probeResource: z.boolean().optional(),
   audience: z.string().min(1).max(2048).optional(),
   authorizationParams: z.record(z.string(), z.string()).optional(),
   tokenParams: z.record(z.string(), z.string()).optional(),

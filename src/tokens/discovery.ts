@@ -79,9 +79,9 @@ export async function discoverIssuer(issuer: string, http: HttpSettings): Promis
 }
 
 /** Where a protected resource's metadata can be: path-inserted first, then at the root (RFC 9728 §3.1, MCP). */
-function prmCandidates(url: URL): Array<{ at: URL; expect: string[] }> {
+function prmCandidates(url: URL): Array<{ at: URL; expect: string[]; direct?: boolean }> {
   const exact = url.href;
-  const out = [{ at: url, expect: [exact] }];
+  const out: Array<{ at: URL; expect: string[]; direct?: boolean }> = [{ at: url, expect: [exact] }];
   if (url.pathname !== '/' && url.pathname !== '') {
     // The root document may name the resource itself or its origin.
     out.push({ at: new URL(url.origin), expect: [exact, url.origin, `${url.origin}/`] });
@@ -99,17 +99,27 @@ function resourceMismatch(): AgentIamError {
  * (never a reason to try elsewhere). Without any metadata, fall back to the resource host's own
  * authorization server metadata (the 2025-03-26 MCP behaviour).
  */
-export async function discoverFromResource(resource: string, http: HttpSettings): Promise<ServerInfo> {
+export async function discoverFromResource(resource: string, http: HttpSettings, metadataUrl?: string): Promise<ServerInfo> {
   const url = requireSecureUrl(resource, 'resource', 'OAUTH_ERROR');
   const insecure = url.protocol === 'http:';
-  for (const { at, expect } of prmCandidates(url)) {
+  const candidates = prmCandidates(url);
+  if (metadataUrl !== undefined) {
+    // Named by the resource's own 401 (`resource_metadata`): first, on the same rules (https, the same resource).
+    // Only on the resource's own origin: a resource cannot send us to fetch from elsewhere.
+    const at = requireSecureUrl(metadataUrl, 'resource_metadata', 'OAUTH_ERROR');
+    if (at.origin === url.origin) candidates.unshift({ at, expect: [url.href], direct: true });
+  }
+  for (const { at, expect, direct } of candidates) {
     let raw: Response | undefined;
     let rs: oauth.ResourceServer | undefined;
     try {
       rs = await withRetry(http, 'resource discovery', async (signal) => {
-        const res = await oauth.resourceDiscoveryRequest(at, requestOptions(http, signal, insecure));
+        const opts = requestOptions(http, signal, insecure || at.protocol === 'http:');
+        const res = direct === true
+          ? await (http.fetch ?? fetch)(at.href, { headers: { accept: 'application/json' }, redirect: 'error', signal })
+          : await oauth.resourceDiscoveryRequest(at, opts);
         raw = res.clone();
-        return oauth.processResourceDiscoveryResponse(at, res);
+        return oauth.processResourceDiscoveryResponse(direct === true ? url : at, res);
       });
     } catch (e) {
       const err = toSafeError(e, 'resource discovery');
@@ -151,8 +161,8 @@ async function namedDocument(res: Response | undefined): Promise<oauth.ResourceS
 }
 
 /** Resolve a connection's authorization server. */
-export function resolveServer(c: Connection, http: HttpSettings): Promise<ServerInfo> {
+export function resolveServer(c: Connection, http: HttpSettings, metadataUrl?: string): Promise<ServerInfo> {
   if (c.tokenEndpoint !== undefined) return Promise.resolve(explicitServer(c));
   if (c.issuer !== undefined) return discoverIssuer(c.issuer, http);
-  return discoverFromResource(c.resource as string, http);
+  return discoverFromResource(c.resource as string, http, metadataUrl);
 }

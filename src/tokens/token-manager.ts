@@ -35,7 +35,8 @@ import type {
   TokenSource,
   RejectedTokenRequest,
 } from './types.js';
-import { DROP_REJECTED_TOKEN } from './types.js';
+import { DROP_REJECTED_TOKEN, RESOURCE_CHALLENGE, type ResourceChallengeHooks } from './types.js';
+import { parseBearerChallenge } from './challenge.js';
 import * as oauth from 'oauth4webapi';
 
 /**
@@ -316,6 +317,28 @@ class Manager implements TokenManager {
   readonly #cc: ClientCredentialsCache;
   readonly #exchanger: TokenExchanger;
   readonly #instance = randomToken(9);
+  /** What each `resource` connection's resource said in its 401 (per process; the resource decides). */
+  readonly #challenges = new Map<string, { metadataUrl?: string; scopes?: string[] }>();
+  /** Connections whose discovery has succeeded once. */
+  readonly #discovered = new Set<string>();
+  readonly [RESOURCE_CHALLENGE]: ResourceChallengeHooks = {
+    wantsProbe: (connection) => {
+      const c = this.#byId.get(connection);
+      return c !== undefined && c.kind === 'oauth2' && c.resource !== undefined && c.tokenEndpoint === undefined && c.issuer === undefined && c.probeResource === true;
+    },
+    challenge: (connection, header) => {
+      const c = this.#byId.get(connection);
+      if (c === undefined || c.resource === undefined) return;
+      const parsed = parseBearerChallenge(header);
+      const prev = this.#challenges.get(c.id);
+      const next: { metadataUrl?: string; scopes?: string[] } = {};
+      if (parsed.resourceMetadata !== undefined) next.metadataUrl = parsed.resourceMetadata;
+      if (parsed.scopes !== undefined) next.scopes = parsed.scopes;
+      this.#challenges.set(c.id, next);
+      // A discovery that failed without the challenge's metadata URL is tried again with it.
+      if (next.metadataUrl !== undefined && next.metadataUrl !== prev?.metadataUrl && !this.#discovered.has(c.id)) this.#servers.delete(c.id);
+    },
+  };
   readonly #storeTimeoutMs: number;
   /** Rotated tokens the store has not taken yet (its write failed); served and retried meanwhile. */
   readonly #unsaved = new Map<string, Unsaved>();
@@ -364,9 +387,12 @@ class Manager implements TokenManager {
   #server(c: Connection): Promise<ServerInfo> {
     let p = this.#servers.get(c.id);
     if (p === undefined) {
-      p = resolveServer(c, this.#rt.http);
+      p = resolveServer(c, this.#rt.http, this.#challenges.get(c.id)?.metadataUrl);
       this.#servers.set(c.id, p);
-      p.catch(() => this.#servers.delete(c.id));
+      p.then(
+        () => this.#discovered.add(c.id),
+        () => this.#servers.delete(c.id),
+      );
     }
     return p;
   }
@@ -409,7 +435,8 @@ class Manager implements TokenManager {
     const userId = checkId(options.userId, 'userId');
     const owner: { userId: string; orgId?: string } = { userId };
     if (options.orgId !== undefined) owner.orgId = checkId(options.orgId, 'orgId');
-    return startAuthorization(this.#rt, c, owner, options.scopes);
+    // No scopes asked for: what the resource's challenge named comes before its metadata's list.
+    return startAuthorization(this.#rt, c, owner, options.scopes ?? this.#challenges.get(c.id)?.scopes);
   }
 
   async completeAuthorization(callbackUrl: string | URL, options: CompleteAuthorizationOptions = {}): Promise<ConnectedAccount> {

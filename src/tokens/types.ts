@@ -80,6 +80,21 @@ export interface TokenExchangeOptions {
 // Symbol.for: the ESM and CJS builds must agree on it (a token manager from one, toolFetch from the other).
 export const DROP_REJECTED_TOKEN: unique symbol = Symbol.for('agent-iam.dropRejectedToken');
 
+/**
+ * @internal Key of the optional {@link TokenSource} member toolFetch uses to learn a protected
+ * resource's challenge: whether a connection wants its resource asked without a credential first
+ * (an MCP server discovered from `resource`, with no account yet), and what its 401 said.
+ */
+export const RESOURCE_CHALLENGE: unique symbol = Symbol.for('agent-iam.resourceChallenge');
+
+/** @internal See {@link RESOURCE_CHALLENGE}. */
+export interface ResourceChallengeHooks {
+  /** True when a request to this connection's resource should go out once without a credential. */
+  wantsProbe(connection: string): boolean;
+  /** The `WWW-Authenticate` of the resource's 401: its `resource_metadata` and `scope` are used by discovery and consent. */
+  challenge(connection: string, wwwAuthenticate: string): void;
+}
+
 /** @internal Which cached service token a tool rejected: the same options that obtained it. */
 export type RejectedTokenRequest =
   | { kind: 'clientCredentials'; options: ClientCredentialsOptions }
@@ -99,4 +114,6 @@ export interface TokenSource {
    * entry, is never touched). Returns true when an entry was dropped. Never throws.
    */
   [DROP_REJECTED_TOKEN]?(request: RejectedTokenRequest, accessToken: string): boolean | Promise<boolean>;
+  /** @internal Optional: see {@link RESOURCE_CHALLENGE}. */
+  readonly [RESOURCE_CHALLENGE]?: ResourceChallengeHooks;
 }

@@ -8,7 +8,7 @@
 import { AgentIamError, isAgentIamError } from '../../errors.js';
 import type { AgentContext } from '../../context.js';
 import { withTimeout } from '../../lib/async.js';
-import { DROP_REJECTED_TOKEN, type AccessTokenResult, type TokenSource } from '../../tokens/types.js';
+import { DROP_REJECTED_TOKEN, RESOURCE_CHALLENGE, type AccessTokenResult, type TokenSource } from '../../tokens/types.js';
 import type { AwsCredentials, ToolAuth } from '../tools.js';
 import { queryRecord, s3Path } from './aws-request.js';
 import type { SigV4Signer } from './sigv4.js';
@@ -39,6 +39,14 @@ export interface OutgoingRequest {
    * undefined when those scopes are already granted (the 403 then goes to the caller as is).
    */
   stepUp?: (scopes: string[]) => Promise<AgentIamError | undefined>;
+  /** Set by toolFetch: false when the request must not go out without a credential (an approval was spent on it). */
+  mayProbe?: boolean;
+  /**
+   * Set by the `oauth2` injector instead of a credential: the user has no account and the
+   * connection's resource is asked first, as an MCP client does. Given the 401's
+   * `WWW-Authenticate`, resolves the `CONSENT_REQUIRED` to throw.
+   */
+  probe?: (wwwAuthenticate: string | null) => Promise<AgentIamError>;
 }
 
 /** @internal */
@@ -129,6 +137,17 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
             result = await fromSource(tool, ms, () => tokens.getAccessToken({ connection, userId }));
           } catch (error) {
             if (isAgentIamError(error) && error.code === 'CONSENT_REQUIRED') {
+              const hooks = tokens[RESOURCE_CHALLENGE];
+              if (request.mayProbe === true && hooks !== undefined && hooks.wantsProbe(connection)) {
+                // Send without a credential: the resource's 401 says where its metadata is and which
+                // scopes this call needs, and consent is then asked for exactly those.
+                request.probe = async (header) => {
+                  if (header !== null) hooks.challenge(connection, header);
+                  else if (error.authorizationUrl !== undefined) return error;
+                  return consentError(tool, connection, userId, tokens, ms, undefined);
+                };
+                return;
+              }
               // The token manager already tried to build the URL (and says why it could not): pass it on.
               if (error.authorizationUrl !== undefined || error.reason !== undefined) throw error;
               throw await consentError(tool, connection, userId, tokens, ms, undefined);
