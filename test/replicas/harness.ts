@@ -120,7 +120,7 @@ export async function startReplicas(o: ReplicaOptions): Promise<Replicas> {
     toolOrigin,
     ...(o.breaks !== undefined ? { breaks: o.breaks } : {}),
   };
-  const store = o.store === 'redis' ? redisStore({ url: o.url }) : postgresStore({ url: o.url });
+  const store = o.store === 'redis' ? redisStore({ url: o.url }) : postgresStore({ url: o.url, poolOptions: { max: 4 } });
   const tokens = createTokenManager({ store, encryptionKey: config.encryptionKey, connections: [connection], refreshSkewSeconds: config.refreshSkewSeconds });
   // Consent for every user, ten at a time.
   const queue = [...config.users];
@@ -249,7 +249,7 @@ export interface ApprovalTrialsResult {
  * Before approval, every replica asks at once too: they must all be given the same pending approval.
  */
 export async function runApprovalTrials(r: Replicas, trials: number): Promise<ApprovalTrialsResult> {
-  const store = r.config.store === 'redis' ? redisStore({ url: r.config.url }) : postgresStore({ url: r.config.url });
+  const store = r.config.store === 'redis' ? redisStore({ url: r.config.url }) : postgresStore({ url: r.config.url, poolOptions: { max: 4 } });
   const approvals = createApprovals({ store });
   const fireAll = async (trial: number): Promise<string[]> => {
     const at = Date.now() + 40;

