@@ -539,12 +539,12 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
             // forgetting a token is best effort: the answer still goes to the caller
           }
         }
-        if (status === 401 && outgoing.onRejected !== undefined && rejectsToken(response.headers.get('www-authenticate'))) {
+        if (status === 401 && outgoing.account !== undefined && current.injector.onRejected !== undefined && rejectsToken(response.headers.get('www-authenticate'))) {
           // The user's token was rejected: never send it again. Once, with a body that can be sent
           // again and no approval spent on it, refresh and retry; a second rejection needs consent.
           const replayable = effect !== 'approval' && !outgoing.hasOpaqueBody && !(sendBody instanceof ReadableStream);
           const again = rejectedOnce || !replayable;
-          const err = await outgoing.onRejected(rejectedOnce).catch(() => undefined);
+          const err = await current.injector.onRejected(outgoing, rejectedOnce).catch(() => undefined);
           if (!again) {
             rejectedOnce = true;
             void response.body?.cancel().catch(() => {});
@@ -556,9 +556,9 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
             throw err;
           }
         }
-        if (status === 403 && outgoing.stepUp !== undefined) {
+        if (status === 403 && outgoing.account !== undefined && current.injector.stepUp !== undefined) {
           const wanted = challengedScopes(response.headers.get('www-authenticate'));
-          const err = wanted === undefined ? undefined : await outgoing.stepUp(wanted);
+          const err = wanted === undefined ? undefined : await current.injector.stepUp(outgoing, wanted);
           if (err !== undefined) {
             void response.body?.cancel().catch(() => {});
             throw err;

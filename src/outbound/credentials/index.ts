@@ -27,18 +27,8 @@ export interface OutgoingRequest {
    * options, that subject) so the next call obtains a fresh one. Called when the tool rejects it.
    */
   dropToken?: () => void;
-  /**
-   * Set by the `oauth2` injector: the tool rejected the user's token (401). The first time the
-   * token is expired (resolves undefined: send once more, a refresh follows); `again` (the new
-   * token was rejected too) ends the account in needs_consent and resolves the error to throw.
-   */
-  onRejected?: (again: boolean) => Promise<AgentIamError | undefined>;
-  /**
-   * Set by the `oauth2` injector: the tool asked for more scopes (403 insufficient_scope). Resolves
-   * the `CONSENT_REQUIRED` to throw (an authorization URL for the granted and challenged scopes), or
-   * undefined when those scopes are already granted (the 403 then goes to the caller as is).
-   */
-  stepUp?: (scopes: string[]) => Promise<AgentIamError | undefined>;
+  /** Set by the `oauth2` injector: whose token was sent (for {@link Injector.onRejected} and {@link Injector.stepUp}). */
+  account?: { userId: string; result: AccessTokenResult };
   /** Set by toolFetch: false when the request must not go out without a credential (an approval was spent on it). */
   mayProbe?: boolean;
   /**
@@ -56,6 +46,18 @@ export interface Injector {
   /** Header names this injector owns: callers can never set them. */
   readonly ownedHeaders: readonly string[];
   inject(request: OutgoingRequest, context: AgentContext | undefined): Promise<void> | void;
+  /**
+   * `oauth2`: the tool rejected the user's token (401). The first time the token is expired
+   * (resolves undefined: send once more, a refresh follows); `again` (the new token was rejected
+   * too) ends the account in needs_consent and resolves the error to throw.
+   */
+  onRejected?(request: OutgoingRequest, again: boolean): Promise<AgentIamError | undefined>;
+  /**
+   * `oauth2`: the tool asked for more scopes (403 insufficient_scope). Resolves the
+   * `CONSENT_REQUIRED` to throw (a URL for the granted and challenged scopes), or undefined when
+   * those are granted already or were asked for twice (the 403 then goes to the caller as is).
+   */
+  stepUp?(request: OutgoingRequest, scopes: string[]): Promise<AgentIamError | undefined>;
 }
 
 /** @internal */
@@ -155,29 +157,32 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
             throw error;
           }
           setBearer(request.headers, tool, result);
-          const sent = result.accessToken;
+          // What a 401/403 answer needs; the handlers below are built once per tool, not per request.
+          request.account = { userId, result };
+        },
+        async onRejected(request, again) {
+          const account = request.account;
           const reject = tokens[DROP_REJECTED_TOKEN];
-          if (typeof reject === 'function') {
-            request.onRejected = async (again) => {
-              await reject.call(tokens, { kind: 'account', options: { connection, userId }, final: again }, sent);
-              if (!again) return undefined;
-              return consentError(tool, connection, userId, tokens, ms, undefined, undefined, 'the tool rejected the token again after a refresh');
-            };
-          }
-          request.stepUp = async (challenged) => {
-            const granted = result.scopes ?? [];
-            if (challenged.every((x) => granted.includes(x))) return undefined; // granted already: no loop
-            const union = [...granted];
-            for (const x of challenged) if (!union.includes(x)) union.push(x);
-            // A server that never grants what its tool demands would loop consent forever: ask for
-            // one scope set at most MAX_STEP_UPS times, then hand the 403 to the caller.
-            const key = `${connection}\u0000${userId}\u0000${[...union].sort().join(' ')}`;
-            const asked = stepUps.get(key) ?? 0;
-            if (asked >= MAX_STEP_UPS) return undefined;
-            if (stepUps.size >= 10_000) stepUps.clear();
-            stepUps.set(key, asked + 1);
-            return consentError(tool, connection, userId, tokens, ms, undefined, union, 'the tool needs more scopes');
-          };
+          if (account === undefined || typeof reject !== 'function') return undefined;
+          await reject.call(tokens, { kind: 'account', options: { connection, userId: account.userId }, final: again }, account.result.accessToken);
+          if (!again) return undefined;
+          return consentError(tool, connection, account.userId, tokens, ms, undefined, undefined, 'the tool rejected the token again after a refresh');
+        },
+        async stepUp(request, challenged) {
+          const account = request.account;
+          if (account === undefined) return undefined;
+          const granted = account.result.scopes ?? [];
+          if (challenged.every((x) => granted.includes(x))) return undefined; // granted already: no loop
+          const union = [...granted];
+          for (const x of challenged) if (!union.includes(x)) union.push(x);
+          // A server that never grants what its tool demands would loop consent forever: ask for
+          // one scope set at most MAX_STEP_UPS times, then hand the 403 to the caller.
+          const key = `${connection}\u0000${account.userId}\u0000${[...union].sort().join(' ')}`;
+          const asked = stepUps.get(key) ?? 0;
+          if (asked >= MAX_STEP_UPS) return undefined;
+          if (stepUps.size >= 10_000) stepUps.clear();
+          stepUps.set(key, asked + 1);
+          return consentError(tool, connection, account.userId, tokens, ms, undefined, union, 'the tool needs more scopes');
         },
       };
     }
