@@ -140,7 +140,56 @@ export async function discoverFromResource(resource: string, http: HttpSettings,
     if (Array.isArray(scopes) && scopes.every((x) => typeof x === 'string')) info.resourceScopes = [...scopes];
     return info;
   }
-  return discoverIssuer(url.origin, http);
+  return discoverLegacy(url, http);
+}
+
+/**
+ * The 2025-03-26 MCP behaviour for a server that publishes no protected resource metadata: the
+ * authorization server is the MCP server's origin. Its metadata is read at the origin's root; the
+ * document's `issuer` may carry a path (`/oauth`) but must be on that same origin, so the answer can
+ * only name the host the MCP server already is. With no metadata at all (404 on both well-known
+ * paths), the spec's default endpoints `/authorize`, `/token` and `/register` at the origin are used,
+ * with PKCE S256 as the spec requires of such servers.
+ */
+async function discoverLegacy(resource: URL, http: HttpSettings): Promise<ServerInfo> {
+  const origin = new URL(resource.origin);
+  const insecure = origin.protocol === 'http:';
+  let missing = 0;
+  for (const algorithm of ['oauth2', 'oidc'] as const) {
+    let doc: { issuer?: unknown } | undefined;
+    try {
+      const as = await withRetry(http, 'discovery', async (signal) => {
+        const res = await oauth.discoveryRequest(origin, { ...requestOptions(http, signal, insecure), algorithm });
+        if (res.status === 404) return undefined;
+        doc = (await namedDocument(res)) as { issuer?: unknown } | undefined;
+        const issuer = typeof doc?.issuer === 'string' ? doc.issuer : undefined;
+        let expected = origin;
+        if (issuer !== undefined && URL.canParse(issuer) && new URL(issuer).origin === origin.origin) expected = new URL(issuer);
+        return oauth.processDiscoveryResponse(expected, res);
+      });
+      if (as === undefined) {
+        missing++;
+        continue;
+      }
+      return checkEndpoints(as, 'metadata');
+    } catch (e) {
+      const err = toSafeError(e, 'discovery');
+      if (isTransient(err) || (e as { field?: string }).field?.startsWith('metadata') || err.message.includes('does not match')) throw err;
+      // Anything else (not JSON, wrong content type): try the next path, never the defaults.
+    }
+  }
+  if (missing < 2) throw oauthErrorFor('discovery', 'invalid_response', 'the authorization server sent an invalid response');
+  const base = origin.href.replace(/\/$/, '');
+  return checkEndpoints(
+    {
+      issuer: base,
+      authorization_endpoint: `${base}/authorize`,
+      token_endpoint: `${base}/token`,
+      registration_endpoint: `${base}/register`,
+      code_challenge_methods_supported: ['S256'],
+    },
+    'metadata',
+  );
 }
 
 /** The `resource` a 200 JSON metadata answer names, if any (to tell a mismatch from a missing document). */

@@ -113,6 +113,48 @@ describe('discovery', () => {
     expect(new URL(url).origin).toBe(idp.issuer);
     expect(new URL(url).searchParams.has('resource')).toBe(false);
   });
+
+  it('2025-03-26 back-compat: metadata at the origin root may name an issuer with a path on that origin, never another origin', async () => {
+    const legacy = await jsonServer((origin) => ({
+      '/.well-known/oauth-authorization-server': {
+        body: { issuer: `${origin}/oauth`, authorization_endpoint: `${origin}/oauth/authorize`, token_endpoint: `${origin}/oauth/token`, code_challenge_methods_supported: ['S256'] },
+      },
+    }));
+    const elsewhere = await jsonServer(() => ({
+      '/.well-known/oauth-authorization-server': { body: { issuer: 'https://idp.example.com', authorization_endpoint: 'https://idp.example.com/authorize', token_endpoint: 'https://idp.example.com/token' } },
+    }));
+    try {
+      const ok = createTokenManager({ connections: [{ id: 'l', resource: `${legacy.origin}/mcp`, clientId: 'c', redirectUri: REDIRECT, tokenEndpointAuthMethod: 'none' }] });
+      const { url } = await ok.startAuthorization({ connection: 'l', userId: 'dana' });
+      expect(`${new URL(url).origin}${new URL(url).pathname}`).toBe(`${legacy.origin}/oauth/authorize`);
+      expect(legacy.hits).toContain('GET /.well-known/oauth-protected-resource/mcp');
+      const bad = createTokenManager({ connections: [{ id: 'e', resource: `${elsewhere.origin}/mcp`, clientId: 'c', redirectUri: REDIRECT, tokenEndpointAuthMethod: 'none' }] });
+      const e = await expectCode(bad.startAuthorization({ connection: 'e', userId: 'dana' }), 'OAUTH_ERROR');
+      expect(e.oauthError).toBe('invalid_response');
+    } finally {
+      legacy.server.close();
+      elsewhere.server.close();
+    }
+  });
+
+  it('2025-03-26 back-compat: with no metadata at all, the default endpoints at the origin, PKCE S256; an unreadable document is an error, not a fallback', async () => {
+    const bare = await jsonServer(() => ({}));
+    const broken = await jsonServer(() => ({ '/.well-known/oauth-authorization-server': { status: 500, body: {} }, '/.well-known/openid-configuration': { body: 'x' } }));
+    try {
+      const t = createTokenManager({ retries: 0, connections: [{ id: 'b', resource: `${bare.origin}/mcp`, clientId: 'c', redirectUri: REDIRECT, tokenEndpointAuthMethod: 'none' }] });
+      const u = new URL((await t.startAuthorization({ connection: 'b', userId: 'erin' })).url);
+      expect(`${u.origin}${u.pathname}`).toBe(`${bare.origin}/authorize`);
+      expect(u.searchParams.get('code_challenge_method')).toBe('S256');
+      expect(u.searchParams.get('resource')).toBe(`${bare.origin}/mcp`);
+      const b = createTokenManager({ retries: 0, connections: [{ id: 'x', resource: `${broken.origin}/mcp`, clientId: 'c', redirectUri: REDIRECT, tokenEndpointAuthMethod: 'none' }] });
+      const e = await b.startAuthorization({ connection: 'x', userId: 'erin' }).then(() => undefined, (err: unknown) => err as { code?: string });
+      expect(['TOKEN_ENDPOINT_UNAVAILABLE', 'OAUTH_ERROR']).toContain(e?.code);
+      expect(broken.hits.some((h) => h.includes('/authorize'))).toBe(false);
+    } finally {
+      bare.server.close();
+      broken.server.close();
+    }
+  });
 });
 
 describe('registration', () => {
