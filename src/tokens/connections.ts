@@ -6,16 +6,21 @@
 import { z } from 'zod';
 import { configError } from '../errors.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
+import { CLIENT_KEY_ALGS, type ClientKeyAlg } from './client-key.js';
 
 /**
- * How the client authenticates at the token endpoint.
+ * How the client authenticates at the token endpoint. `private_key_jwt` (RFC 7523 §2.2) signs a
+ * short-lived assertion with `clientPrivateKey`; it is the default when that key is set.
  *
  * @example
  * ```ts
  * { id: 'notion', ...connectionPresets.notion(), tokenEndpointAuthMethod: 'client_secret_basic' }
  * ```
  */
-export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
+
+/** A private JSON Web Key (RFC 7517) with its private members (`d`, ...). */
+export type PrivateJwk = Record<string, unknown> & { kty: string; d: string };
 
 /**
  * One connection: an OAuth 2.0 authorization server (or an API-key provider) that users connect
@@ -51,6 +56,21 @@ export interface ConnectionConfig {
   /** A pre-registered client id. */
   clientId?: string;
   clientSecret?: string;
+  /**
+   * The client's private key for `private_key_jwt`: a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) or a
+   * private JWK. RSA, EC (P-256/384/521) or Ed25519. Imported once as a non-extractable key; with
+   * dynamic registration its public half is registered as `jwks`.
+   *
+   * @example
+   * ```ts
+   * { id: 'mcp', resource: 'https://mcp.example.com/mcp', clientId: 'agent', clientPrivateKey: process.env.MCP_CLIENT_KEY_PEM }
+   * ```
+   */
+  clientPrivateKey?: string | PrivateJwk;
+  /** The key's signing algorithm (default: from the JWK, else ES256/RS256/ES384/ES512/EdDSA as the key fits). */
+  clientPrivateKeyAlg?: ClientKeyAlg;
+  /** `kid` header of the assertion (default: the JWK's `kid`, else none). */
+  clientPrivateKeyId?: string;
   /** A Client ID Metadata Document URL (https), used when the server advertises `client_id_metadata_document_supported`. */
   clientMetadataUrl?: string;
   /** `'dynamic'`: RFC 7591 dynamic client registration; the registered client is stored and reused. */
@@ -96,10 +116,13 @@ export const connectionSchema = z.strictObject({
   registrationEndpoint: urlString.optional(),
   clientId: z.string().min(1).max(2048).optional(),
   clientSecret: z.string().min(1).max(4096).optional(),
+  clientPrivateKey: z.union([z.string().min(1).max(16384), z.looseObject({ kty: z.string(), d: z.string() })], { error: 'must be a PKCS#8 PEM string or a private JWK (with d)' }).optional(),
+  clientPrivateKeyAlg: z.enum(CLIENT_KEY_ALGS).optional(),
+  clientPrivateKeyId: z.string().min(1).max(256).optional(),
   clientMetadataUrl: urlString.optional(),
   registration: z.literal('dynamic').optional(),
   registrationMetadata: z.record(z.string(), z.unknown()).optional(),
-  tokenEndpointAuthMethod: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional(),
+  tokenEndpointAuthMethod: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
   redirectUri: urlString.optional(),
   scopes: z.array(z.string().min(1).max(512).regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'scope tokens are visible ASCII without space, " or \\')).max(100).optional(),
   scopeSeparator: z.string().min(1).max(3).default(' '),
@@ -136,8 +159,15 @@ export function checkConnections(connections: Connection[]): void {
       throw configError(`${at}.tokenEndpoint`, 'give tokenEndpoint (explicit endpoints), issuer or resource');
     }
     if (c.clientSecret !== undefined && c.clientId === undefined) throw configError(`${at}.clientId`, 'clientSecret needs clientId');
-    if (c.tokenEndpointAuthMethod !== undefined && c.tokenEndpointAuthMethod !== 'none' && c.clientId !== undefined && c.clientSecret === undefined) {
-      throw configError(`${at}.clientSecret`, `required for ${c.tokenEndpointAuthMethod}`);
+    const method = c.tokenEndpointAuthMethod;
+    if (c.clientPrivateKey !== undefined) {
+      if (c.clientSecret !== undefined) throw configError(`${at}.clientSecret`, 'give clientSecret or clientPrivateKey, not both');
+      if (method !== undefined && method !== 'private_key_jwt') throw configError(`${at}.tokenEndpointAuthMethod`, 'clientPrivateKey is used only with private_key_jwt');
+      if (c.clientId === undefined && c.registration !== 'dynamic') throw configError(`${at}.clientId`, "clientPrivateKey needs clientId or registration: 'dynamic'");
+    } else if (method === 'private_key_jwt') {
+      throw configError(`${at}.clientPrivateKey`, 'required for private_key_jwt');
+    } else if (method !== undefined && method !== 'none' && c.clientId !== undefined && c.clientSecret === undefined) {
+      throw configError(`${at}.clientSecret`, `required for ${method}`);
     }
   });
 }

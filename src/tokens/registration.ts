@@ -10,6 +10,7 @@ import { AgentIamError } from '../errors.js';
 import { sleep } from '../lib/async.js';
 import { randomToken } from '../lib/encoding.js';
 import { storeKey, type Store } from '../stores/store.js';
+import { clientKey } from './client-key.js';
 import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
 import { type HttpSettings, oauthError, requestOptions, withRetry } from './http.js';
@@ -42,7 +43,8 @@ function basicAuth(secret: string): oauth.ClientAuth {
   };
 }
 
-function clientAuth(method: string | undefined, secret: string | undefined): oauth.ClientAuth {
+async function clientAuth(c: Connection, method: string | undefined, secret: string | undefined): Promise<oauth.ClientAuth> {
+  if (method === 'private_key_jwt') return oauth.PrivateKeyJwt((await clientKey(c)).key);
   if (secret === undefined || method === 'none') return oauth.None();
   return method === 'client_secret_post' ? oauth.ClientSecretPost(secret) : basicAuth(secret);
 }
@@ -54,6 +56,9 @@ function clientAuth(method: string | undefined, secret: string | undefined): oau
  */
 export function chooseAuthMethod(c: Connection, as: oauth.AuthorizationServer): string {
   if (c.tokenEndpointAuthMethod !== undefined) return c.tokenEndpointAuthMethod;
+  // A configured key is what the client has: use it (RFC 8414's default list does not name it, but a
+  // server that lists nothing may still accept it; one that lists others gets a clear error below).
+  if (c.clientPrivateKey !== undefined) return 'private_key_jwt';
   const listed = as.token_endpoint_auth_methods_supported;
   if (!Array.isArray(listed) || listed.length === 0) return 'client_secret_basic';
   for (const m of ['client_secret_post', 'client_secret_basic', 'none']) if (listed.includes(m)) return m;
@@ -120,8 +125,8 @@ export async function resolveClient(
   failedClientId?: string,
 ): Promise<ClientInfo> {
   if (c.clientId !== undefined) {
-    const method = c.tokenEndpointAuthMethod ?? (c.clientSecret === undefined ? 'none' : 'client_secret_basic');
-    return { client: { client_id: c.clientId, token_endpoint_auth_method: method }, auth: clientAuth(method, c.clientSecret), dynamic: false };
+    const method = c.tokenEndpointAuthMethod ?? (c.clientPrivateKey !== undefined ? 'private_key_jwt' : c.clientSecret === undefined ? 'none' : 'client_secret_basic');
+    return { client: { client_id: c.clientId, token_endpoint_auth_method: method }, auth: await clientAuth(c, method, c.clientSecret), dynamic: false };
   }
   const as = server.as;
   if (c.clientMetadataUrl !== undefined && as.client_id_metadata_document_supported === true) {
@@ -131,7 +136,7 @@ export async function resolveClient(
     if (as.registration_endpoint === undefined) {
       throw new AgentIamError('CONFIG_INVALID', `connection ${c.id}: registration is 'dynamic' but the authorization server has no registration_endpoint; set clientId`, { field: 'clientId' });
     }
-    return fromStored(await registerOnce(c, server, stores, http, failedClientId));
+    return fromStored(c, await registerOnce(c, server, stores, http, failedClientId));
   }
   const why = c.clientMetadataUrl !== undefined
     ? 'the authorization server does not advertise client_id_metadata_document_supported for clientMetadataUrl, and registration is not dynamic'
@@ -174,9 +179,9 @@ async function registerOnce(c: Connection, server: ServerInfo, stores: Registrat
   }
 }
 
-function fromStored(s: StoredClient): ClientInfo {
+async function fromStored(c: Connection, s: StoredClient): Promise<ClientInfo> {
   const method = s.token_endpoint_auth_method ?? (s.client_secret === undefined ? 'none' : 'client_secret_basic');
-  return { client: { client_id: s.client_id, token_endpoint_auth_method: method }, auth: clientAuth(method, s.client_secret), dynamic: true };
+  return { client: { client_id: s.client_id, token_endpoint_auth_method: method }, auth: await clientAuth(c, method, s.client_secret), dynamic: true };
 }
 
 async function register(c: Connection, server: ServerInfo, http: HttpSettings): Promise<StoredClient> {
@@ -185,6 +190,11 @@ async function register(c: Connection, server: ServerInfo, http: HttpSettings): 
     ? { redirect_uris: [c.redirectUri], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] }
     : { grant_types: ['client_credentials'], response_types: [] };
   metadata.token_endpoint_auth_method = method;
+  if (method === 'private_key_jwt') {
+    const k = await clientKey(c);
+    metadata.jwks = { keys: [k.publicJwk] };
+    metadata.token_endpoint_auth_signing_alg = k.alg;
+  }
   metadata.application_type = c.redirectUri !== undefined && isLoopbackOrNative(c.redirectUri) ? 'native' : 'web';
   metadata.client_name = 'agent-iam';
   Object.assign(metadata, c.registrationMetadata);

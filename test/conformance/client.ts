@@ -82,13 +82,10 @@ function setup(): { mode: Mode; connections: ConnectionConfig[]; auth: ToolAuth 
         auth: { type: 'clientCredentials', connection: CONNECTION },
       };
     case 'auth/client-credentials-jwt':
-      // agent-iam has no private_key_jwt (TokenEndpointAuthMethod is basic | post | none), so the
-      // context's private_key_pem cannot be given to it. Try with the client id alone, to record
-      // what the suite sees.
-      log('note: agent-iam cannot sign a private_key_jwt client assertion; trying client_credentials with client_id only');
+      // RFC 7523 private_key_jwt with the key the suite hands out (PKCS#8 PEM).
       return {
         mode: 'client_credentials',
-        connections: [{ id: CONNECTION, resource: serverUrl, clientId: ctx.client_id, tokenEndpointAuthMethod: 'none' }],
+        connections: [{ id: CONNECTION, resource: serverUrl, clientId: ctx.client_id, clientPrivateKey: ctx.private_key_pem, ...(ctx.signing_algorithm ? { clientPrivateKeyAlg: ctx.signing_algorithm as 'ES256' } : {}) }],
         auth: { type: 'clientCredentials', connection: CONNECTION },
       };
     case 'auth/cross-app-access-complete-flow':
