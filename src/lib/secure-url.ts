@@ -1,3 +1,4 @@
+import { hasControlChars } from './encoding.js';
 import { AgentIamError, configError } from '../errors.js';
 
 /** True for loopback host names: 127.0.0.0/8, [::1] and localhost. */
@@ -39,4 +40,23 @@ export function isSecureUrl(value: string | URL): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A Client ID Metadata Document URL (draft-ietf-oauth-client-id-metadata-document §3): https (http
+ * only on loopback), a path, no fragment, query, dot segments, spaces or backslashes, written in
+ * canonical form (the authorization server compares the document's `client_id` with the URL it
+ * fetched, character for character). One rule for `clientMetadataDocument()` and a connection's
+ * `clientMetadataUrl`.
+ */
+export function checkClientIdUrl(value: string, field: string): URL {
+  if (/[\s\\]/.test(value) || hasControlChars(value)) throw configError(field, 'must not contain spaces, backslashes or control characters');
+  const url = requireSecureUrl(value, field);
+  if (value.includes('#')) throw configError(field, 'must not contain a fragment');
+  if (url.search !== '') throw configError(field, 'should not contain a query');
+  const rawPath = value.replace(/^[a-z]+:\/\/[^/?#]*/i, '').split('?')[0] ?? '';
+  if (rawPath === '' || rawPath === '/') throw configError(field, 'must contain a path, e.g. https://agent.example.com/oauth/client.json');
+  if (rawPath.split('/').some((seg) => /^(\.|%2e){1,2}$/i.test(seg))) throw configError(field, 'must not contain dot segments');
+  if (url.href !== value) throw configError(field, `must be written in canonical form: ${url.href}`);
+  return url;
 }

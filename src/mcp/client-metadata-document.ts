@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { configError } from '../errors.js';
-import { hasControlChars } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
-import { isLoopbackHost, requireSecureUrl } from '../lib/secure-url.js';
+import { checkClientIdUrl, isLoopbackHost, requireSecureUrl } from '../lib/secure-url.js';
 import { publishDocument, type PublishedDocument } from './well-known.js';
 
 /** Options of {@link clientMetadataDocument}. */
@@ -88,20 +87,6 @@ const schema = z.object({
   extra: z.record(z.string(), z.unknown()).optional(),
 });
 
-/** Raw-text checks of draft-ietf-oauth-client-id-metadata-document §3 on the client id URL. */
-function checkClientId(value: string): URL {
-  if (/[\s\\]/.test(value) || hasControlChars(value)) throw configError('clientId', 'must not contain spaces, backslashes or control characters');
-  const url = requireSecureUrl(value, 'clientId');
-  if (value.includes('#')) throw configError('clientId', 'must not contain a fragment');
-  if (url.search !== '') throw configError('clientId', 'should not contain a query');
-  const rawPath = value.replace(/^[a-z]+:\/\/[^/?#]*/i, '').split('?')[0] ?? '';
-  if (rawPath === '' || rawPath === '/') throw configError('clientId', 'must contain a path, e.g. https://agent.example.com/oauth/client.json');
-  if (rawPath.split('/').some((seg) => /^(\.|%2e){1,2}$/i.test(seg))) throw configError('clientId', 'must not contain dot segments');
-  // The authorization server compares the document's client_id with the URL it fetched, character for
-  // character: only the canonical spelling is accepted, so that both always agree.
-  if (url.href !== value) throw configError('clientId', `must be written in canonical form: ${url.href}`);
-  return url;
-}
 
 function checkRedirectUri(value: string, field: string): void {
   let url: URL;
@@ -137,7 +122,7 @@ function checkRedirectUri(value: string, field: string): void {
  */
 export function clientMetadataDocument(options: ClientMetadataDocumentOptions): ClientMetadataDocumentResult {
   const o = parseOptions(schema, options);
-  const url = checkClientId(o.clientId);
+  const url = checkClientIdUrl(o.clientId, 'clientId');
   o.redirectUris.forEach((uri, i) => checkRedirectUri(uri, `redirectUris.${i}`));
   for (const field of ['jwksUri', 'clientUri', 'logoUri', 'tosUri', 'policyUri'] as const) {
     if (o[field] !== undefined) requireSecureUrl(o[field], field);

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { configError } from '../errors.js';
-import { requireSecureUrl } from '../lib/secure-url.js';
+import { checkClientIdUrl, requireSecureUrl } from '../lib/secure-url.js';
 import { CLIENT_KEY_ALGS, type ClientKeyAlg } from './client-key.js';
 
 /**
@@ -151,8 +151,7 @@ export function checkConnections(connections: Connection[]): void {
       if (v !== undefined) requireSecureUrl(v, `${at}.${f}`);
     }
     if (c.clientMetadataUrl !== undefined) {
-      const u = requireSecureUrl(c.clientMetadataUrl, `${at}.clientMetadataUrl`);
-      if (u.protocol !== 'https:' || u.pathname === '/') throw configError(`${at}.clientMetadataUrl`, 'must be an https URL with a path');
+      checkClientIdUrl(c.clientMetadataUrl, `${at}.clientMetadataUrl`);
     }
     if (c.kind === 'apiKey') return;
     if (c.tokenEndpoint === undefined && c.issuer === undefined && c.resource === undefined) {

@@ -16,7 +16,7 @@ import { createEncryptor, type EncryptionKeyInput, type Encryptor } from '../sto
 import { createSecureStore } from '../stores/secure-store.js';
 import { createKeyValueStore, type KeyValueStore, type Store, storeKey } from '../stores/store.js';
 import { type AccountRecord, accountKey, effectiveStatus, indexKey, isAccountRecord, legacyIndexKey, type OwnerType, splitScopes, toConnectedAccount } from './accounts.js';
-import { completeAuthorization, startAuthorization } from './authorization-code.js';
+import { completeAuthorization, startAuthorization, unionScopes } from './authorization-code.js';
 import { ClientCredentialsCache } from './client-credentials.js';
 import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
 import { resolveServer, type ServerInfo } from './discovery.js';
@@ -284,6 +284,15 @@ function lazySecureStore(base: Store, encryptor: Promise<Encryptor> | Encryptor 
  * const { accessToken } = await tokens.getAccessToken({ connection: 'github', userId: 'alice' });
  * ```
  */
+/**
+ * The scopes to ask for again when an account needs consent: what it was granted (so a stepped-up
+ * account does not fall back to the resource's base scopes), unless the user revoked it; none known:
+ * the default selection (challenge, then the resource's metadata).
+ */
+function priorScopes(r: AccountRecord): string[] | undefined {
+  return r.status === 'revoked' || r.scopes.length === 0 ? undefined : r.scopes;
+}
+
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const o = parseOptions(optionsSchema, options);
   const connections = o.connections as Connection[];
@@ -541,7 +550,8 @@ class Manager implements TokenManager {
     if (userId !== undefined && supportsAuthorizationCode(c)) {
       try {
         const start: StartAuthorizationOptions = { connection: c.id, userId };
-        if (scopes !== undefined) start.scopes = scopes;
+        // Consent again for what the account held, plus what the resource's challenge asks now.
+        if (scopes !== undefined) start.scopes = unionScopes(scopes, this.#challenges.get(c.id)?.scopes ?? []);
         const { url } = await this.startAuthorization(start);
         return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`, { authorizationUrl: url });
       } catch (e) {
@@ -598,7 +608,7 @@ class Manager implements TokenManager {
     const orgId = ownerType === 'org' ? ownerId : undefined;
     const now = Date.now();
     if (r.status === 'revoked' || r.status === 'needs_consent' || r.accessToken === undefined) {
-      throw await this.#consentRequired(c, userId, orgId, `the account is ${r.status}`);
+      throw await this.#consentRequired(c, userId, orgId, `the account is ${r.status}`, priorScopes(r));
     }
     if (this.#fresh(r, now)) {
       const result = this.#resultOf(r);
@@ -607,7 +617,7 @@ class Manager implements TokenManager {
     }
     if (r.refreshToken === undefined) {
       if (r.expiresAt !== undefined && r.expiresAt > now) return this.#resultOf(r); // inside the skew, still valid
-      throw await this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, now)}`);
+      throw await this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, now)}`, priorScopes(r));
     }
     const next = await this.#refreshFlight.run(key, () => this.#refresh(c, key, r, userId, orgId));
     const result = this.#resultOf(next);
@@ -696,7 +706,7 @@ class Manager implements TokenManager {
     const ttl = this.#rt.leaseTtlMs;
     const deadline = Date.now() + ttl + 1000;
     const patience = Date.now() + this.#rt.http.timeoutMs;
-    const consent = (r: AccountRecord): Promise<AgentIamError> => this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, Date.now())}`);
+    const consent = (r: AccountRecord): Promise<AgentIamError> => this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, Date.now())}`, priorScopes(r));
     let cur = await this.#current(key);
     if (cur === undefined) throw await this.#consentRequired(c, userId, orgId, 'no connected account');
     let leaseUntil = 0;
@@ -757,7 +767,7 @@ class Manager implements TokenManager {
           this.#unsaved.delete(key);
         }
         if (again === undefined) {
-          if (supportsAuthorizationCode(c)) throw await this.#consentRequired(c, userId, orgId, 'the authorization server no longer accepts the refresh token');
+          if (supportsAuthorizationCode(c)) throw await this.#consentRequired(c, userId, orgId, 'the authorization server no longer accepts the refresh token', latest === undefined ? undefined : priorScopes(latest.record));
           throw err;
         }
       }

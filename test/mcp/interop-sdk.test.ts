@@ -535,14 +535,10 @@ describe('consent again after the MCP server rejected a stepped-up token', () =>
     await s?.close();
   });
 
-  // Known defect (src/tokens, not fixed here): when an account ends in needs_consent (the resource
-  // answered 401 invalid_token and there is no refresh token) or expired, the CONSENT_REQUIRED URL
-  // asks for the protected resource's scopes_supported only. The scopes the account held (here
-  // mcp:admin, granted by a step-up) are still in the stored record but not asked for again, so the
-  // user consents once more and the next admin-report call needs yet another step-up consent.
-  // Cause: token-manager.ts #tokenForKey calls #consentRequired(c, userId, orgId, why) without the
-  // record's scopes, and startAuthorization then falls back to the challenge / resourceScopes.
-  it.fails('asks again for the scopes the account held (mcp:tools and mcp:admin), not only scopes_supported', async () => {
+  // An account that ends in needs_consent (401 invalid_token, no refresh token) or expired asks
+  // again for the scopes it held (here mcp:admin from a step-up), not only scopes_supported: one
+  // consent brings back everything the user had.
+  it('asks again for the scopes the account held (mcp:tools and mcp:admin), not only scopes_supported', async () => {
     const { tokens, toolFetch } = defaultClient(s);
     const first = await consentError(callTool(s, toolFetch, 'echo'));
     await authorize(tokens, first.authorizationUrl as string);

@@ -58,6 +58,20 @@ describe('configuration', () => {
   });
 });
 
+describe('clientMetadataUrl', () => {
+  it('follows the same rule as clientMetadataDocument(): loopback http accepted, other http, no path, fragments and non-canonical forms refused', async () => {
+    const { clientMetadataDocument } = await import('../../src/mcp/index.js');
+    const ok = 'http://127.0.0.1:8123/oauth/client.json';
+    expect(() => clientMetadataDocument({ clientId: ok, clientName: 'Agent', redirectUris: ['http://127.0.0.1:8123/cb'] })).not.toThrow();
+    expect(() => createTokenManager({ connections: [{ id: 'm', resource: 'https://mcp.example.com/mcp', clientMetadataUrl: ok, redirectUri: REDIRECT }] })).not.toThrow();
+    for (const bad of ['http://agent.example.com/client.json', 'https://agent.example.com/', 'https://agent.example.com/c.json#x', 'https://agent.example.com/a/../c.json', 'HTTPS://agent.example.com/c.json']) {
+      const e = await expectCode(() => createTokenManager({ connections: [{ id: 'm', resource: 'https://mcp.example.com/mcp', clientMetadataUrl: bad, redirectUri: REDIRECT }] }), 'CONFIG_INVALID');
+      expect(e.field).toBe('connections.0.clientMetadataUrl');
+      await expectCode(() => clientMetadataDocument({ clientId: bad, clientName: 'Agent', redirectUris: ['https://agent.example.com/cb'] }), 'CONFIG_INVALID');
+    }
+  });
+});
+
 describe('discovery', () => {
   it('refuses metadata whose issuer differs from the one asked for, and non-loopback http endpoints', async () => {
     const evil = await jsonServer((origin) => ({
