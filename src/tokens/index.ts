@@ -4,3 +4,6 @@ export type { TokenManager, TokenManagerOptions, ListAccountsFilter, CompleteAut
 export type { ConnectionConfig, TokenEndpointAuthMethod } from './connections.js';
 export { connectionPresets } from './presets.js';
 export type { ConnectionPreset } from './presets.js';
+export type { EnterpriseTokenOptions } from './id-jag.js';
+export type { PrivateJwk } from './connections.js';
+export type { ClientKeyAlg } from './client-key.js';

@@ -16,6 +16,7 @@ import { createEncryptor, type EncryptionKeyInput, type Encryptor } from '../sto
 import { createSecureStore } from '../stores/secure-store.js';
 import { createKeyValueStore, type KeyValueStore, type Store, storeKey } from '../stores/store.js';
 import { type AccountRecord, accountKey, effectiveStatus, indexKey, isAccountRecord, legacyIndexKey, type OwnerType, splitScopes, toConnectedAccount } from './accounts.js';
+import { EnterpriseTokens, type EnterpriseTokenOptions } from './id-jag.js';
 import { completeAuthorization, startAuthorization, unionScopes } from './authorization-code.js';
 import { ClientCredentialsCache } from './client-credentials.js';
 import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
@@ -167,6 +168,23 @@ export interface TokenManager extends TokenSource {
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
   /** RFC 8693 token exchange; never widens scopes. The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */
   exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
+  /**
+   * Enterprise-managed authorization (MCP extension, the IETF ID-JAG grant): exchange the user's ID
+   * token at the enterprise IdP (`idp` connection) for an Identity Assertion JWT Authorization Grant
+   * aimed at `connection`'s authorization server, then redeem it there with the `jwt-bearer` grant.
+   * No consent screen: the IdP's policy decides. The access token is cached per ID token and scope
+   * set, never past the ID token's expiry; the ID-JAG itself is never kept.
+   *
+   * @example
+   * ```ts
+   * const tokens = createTokenManager({ connections: [
+   *   { id: 'okta', tokenEndpoint: 'https://acme.okta.com/oauth2/v1/token', clientId, clientSecret },
+   *   { id: 'mcp', resource: 'https://mcp.example.com/mcp', clientId: mcpClientId, clientSecret: mcpSecret },
+   * ] });
+   * const { accessToken } = await tokens.enterpriseToken({ connection: 'mcp', idp: 'okta', idToken });
+   * ```
+   */
+  enterpriseToken(options: EnterpriseTokenOptions): Promise<AccessTokenResult>;
   /** Store an API key as a connected account (non-OAuth providers). */
   setApiKey(options: SetApiKeyOptions): Promise<ConnectedAccount>;
   /** The validated connection ids. */
@@ -325,6 +343,7 @@ class Manager implements TokenManager {
   readonly #readFlight = new SingleFlight<AccessTokenResult | undefined>();
   readonly #cc: ClientCredentialsCache;
   readonly #exchanger: TokenExchanger;
+  readonly #enterprise: EnterpriseTokens;
   readonly #instance = randomToken(9);
   /** What each `resource` connection's resource said in its 401 (per process; the resource decides). */
   readonly #challenges = new Map<string, { metadataUrl?: string; scopes?: string[] }>();
@@ -361,6 +380,7 @@ class Manager implements TokenManager {
     this.#cache = o.cacheSize > 0 ? new HotCache(o.cacheSize) : undefined;
     this.#cacheTtlMs = o.cacheTtlSeconds * 1000;
     this.#cc = new ClientCredentialsCache(Math.max(1, Math.min(o.cacheSize, 1000)));
+    this.#enterprise = new EnterpriseTokens(Math.max(1, Math.min(o.cacheSize, 1000)));
     const ex = o.exchangeCache;
     this.#exchanger = new TokenExchanger(ex === undefined ? (o.cacheSize > 0 ? 1000 : 0) : ex === true ? 1000 : ex === false ? 0 : ex);
     const self = this;
@@ -955,6 +975,14 @@ class Manager implements TokenManager {
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult> {
     const c = this.#oauthConnection(options?.connection);
     return this.#cc.get(this.#rt, c, options);
+  }
+
+  async enterpriseToken(options: EnterpriseTokenOptions): Promise<AccessTokenResult> {
+    const c = this.#oauthConnection(options?.connection);
+    if (!this.connections.includes(options.idp)) throw badRequest('idp', 'no connection with this id is configured');
+    const idp = this.#oauthConnection(options.idp);
+    if (options.scopes !== undefined && !Array.isArray(options.scopes)) throw badRequest('scopes', 'must be an array');
+    return this.#enterprise.get(this.#rt, c, idp, options);
   }
 
   async exchange(options: TokenExchangeOptions): Promise<AccessTokenResult> {

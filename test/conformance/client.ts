@@ -92,7 +92,7 @@ function setup(): { mode: Mode; connections: ConnectionConfig[]; auth: ToolAuth 
       return {
         mode: 'cross_app_access',
         connections: [
-          { id: 'idp', tokenEndpoint: ctx.idp_token_endpoint, clientId: ctx.idp_client_id, tokenTypes: ['N_A'] },
+          { id: 'idp', tokenEndpoint: ctx.idp_token_endpoint, clientId: ctx.idp_client_id },
           { id: CONNECTION, resource: serverUrl, clientId: ctx.client_id, clientSecret: ctx.client_secret },
         ],
         auth: { type: 'clientCredentials', connection: CONNECTION },
@@ -195,32 +195,20 @@ async function main(): Promise<void> {
 }
 
 /**
- * SEP-990 (cross-app access): (1) RFC 8693 at the IdP, ID token -> ID-JAG; (2) RFC 7523 jwt-bearer
- * grant at the MCP server's AS with the ID-JAG. agent-iam's `exchange` covers (1) only partly and
- * has no public API for (2).
+ * SEP-990 (cross-app access, enterprise-managed authorization): `tokens.enterpriseToken` exchanges
+ * the IdP's ID token for an ID-JAG at the IdP and redeems it at the MCP server's authorization server
+ * (discovered from the resource); then the MCP calls go out with that token.
  */
 async function crossAppAccess(tokens: ReturnType<typeof createTokenManager>): Promise<void> {
-  // The AS issuer is the audience of the ID-JAG; agent-iam exposes no discovery, so read the PRM.
-  const prmUrl = new URL(serverUrl);
-  prmUrl.pathname = `/.well-known/oauth-protected-resource${prmUrl.pathname}`;
-  const prm = (await (await fetch(prmUrl)).json()) as { authorization_servers?: string[] };
-  const audience = prm.authorization_servers?.[0];
-  log(`step 1: token exchange at the IdP (audience=${audience})`);
-  try {
-    const jag = await tokens.exchange({
-      connection: 'idp',
-      subjectToken: ctx.idp_id_token,
-      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
-      ...(audience !== undefined ? { audience } : {}),
-      resource: serverUrl,
-      scopes: [],
-    });
-    log(`step 1 done: got a ${jag.tokenType} token`);
-  } catch (e) {
-    log(`step 1 failed: ${describe(e)}`);
-    throw e;
-  }
-  throw new Error('step 2: agent-iam has no jwt-bearer (RFC 7523) authorization grant; cannot continue');
+  const { accessToken } = await tokens.enterpriseToken({ connection: CONNECTION, idp: 'idp', idToken: ctx.idp_id_token });
+  log('enterprise token issued');
+  const client = new Client({ name: 'agent-iam-conformance-client', version: '1.0.0' }, { capabilities: {} });
+  const transport = new StreamableHTTPClientTransport(new URL(serverUrl), { requestInit: { headers: { authorization: `Bearer ${accessToken}` } } });
+  await client.connect(transport);
+  const tools = await client.listTools();
+  log(`tools/list: ${tools.tools.map((t) => t.name).join(', ')}`);
+  if (tools.tools.some((t) => t.name === 'test-tool')) await client.callTool({ name: 'test-tool', arguments: {} });
+  await transport.close();
 }
 
 main().then(

@@ -1,0 +1,128 @@
+/**
+ * Internal: enterprise-managed authorization (MCP's extension; the IETF Identity Assertion JWT
+ * Authorization Grant, "ID-JAG"). Two grants, both by oauth4webapi's generic token endpoint request:
+ *
+ * 1. at the enterprise IdP, RFC 8693 token exchange of the user's ID token for an ID-JAG
+ *    (`requested_token_type=urn:ietf:params:oauth:token-type:id-jag`, `audience` = the resource's
+ *    authorization server issuer, `resource` = the resource);
+ * 2. at the resource's authorization server, the RFC 7523 `jwt-bearer` grant with the ID-JAG as
+ *    `assertion`, authenticated as the connection's client.
+ *
+ * The ID-JAG is a bearer credential for step 2 only: it is never cached, logged or returned. The
+ * access token of step 2 is cached per connection, IdP, ID token (its SHA-256) and scope set, never
+ * past the ID token's own `exp`.
+ *
+ * @see https://datatracker.ietf.org/doc/draft-ietf-oauth-identity-assertion-authz-grant/
+ * @module
+ */
+import * as oauth from 'oauth4webapi';
+import { type AgentContext, rawTokenOf } from '../context.js';
+import { AgentIamError } from '../errors.js';
+import { fromBase64Url } from '../lib/encoding.js';
+import { sha256HexSync } from '../lib/sha256.js';
+import { splitScopes } from './accounts.js';
+import { type Connection, resourceParam } from './connections.js';
+import { oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
+import { audit, type Runtime } from './runtime.js';
+import { ExpiringCache } from './token-cache.js';
+import { TOKEN_EXCHANGE_GRANT } from './token-exchange.js';
+import type { AccessTokenResult } from './types.js';
+
+export const ID_JAG_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id-jag';
+export const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/** Options of {@link TokenManager.enterpriseToken}. */
+export interface EnterpriseTokenOptions {
+  /** The resource's connection (e.g. an MCP server): its authorization server accepts the ID-JAG. */
+  connection: string;
+  /** The enterprise IdP's connection: where the ID token is exchanged for an ID-JAG (its client authenticates there). */
+  idp: string;
+  /** The user's ID token from the enterprise IdP. */
+  idToken?: string;
+  /** Or a context verified from that ID token (its raw token is used). */
+  context?: AgentContext;
+  /** Scopes to ask of the resource's authorization server (default: the connection's `scopes`). */
+  scopes?: string[];
+}
+
+function expiryOfJwt(token: string): number | undefined {
+  const part = token.split('.')[1];
+  if (part === undefined || part.length > 65536) return undefined;
+  try {
+    const exp: unknown = JSON.parse(new TextDecoder().decode(fromBase64Url(part))).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class EnterpriseTokens {
+  readonly #cache: ExpiringCache<AccessTokenResult>;
+
+  constructor(size: number) {
+    this.#cache = new ExpiringCache(size);
+  }
+
+  async get(rt: Runtime, c: Connection, idp: Connection, o: EnterpriseTokenOptions): Promise<AccessTokenResult> {
+    const idToken = o.idToken ?? (o.context !== undefined ? rawTokenOf(o.context) : undefined);
+    if (idToken === undefined || idToken === '') {
+      throw new AgentIamError('TOKEN_MISSING', 'Enterprise authorization needs the user\'s ID token: pass idToken or a context verified from it');
+    }
+    const scopes = [...new Set(o.scopes ?? c.scopes ?? [])];
+    const idExp = expiryOfJwt(idToken);
+    const key = JSON.stringify([c.id, idp.id, sha256HexSync(idToken), [...scopes].sort()]);
+    const hit = this.#cache.get(key);
+    if (hit !== undefined) return hit;
+    return this.#cache.load(key, async () => {
+      const result = Object.freeze(await this.#issue(rt, c, idp, idToken, scopes, o.context?.userId));
+      if (result.expiresAt === undefined || idExp === undefined) return { value: result, until: undefined };
+      const lifetime = Math.max(0, result.expiresAt - Date.now());
+      return { value: result, until: Math.min(result.expiresAt - Math.min(rt.refreshSkewMs, lifetime / 2), idExp) };
+    });
+  }
+
+  async #issue(rt: Runtime, c: Connection, idp: Connection, idToken: string, scopes: string[], userId: string | undefined): Promise<AccessTokenResult> {
+    const started = Date.now();
+    try {
+      const result = await rt.withClient(c, async (server, client) => {
+        const resource = resourceParam(c);
+        // 1. The ID-JAG, from the IdP, for this authorization server (its issuer is the audience).
+        const jag = await rt.withClient(idp, (idpServer, idpClient) =>
+          withRetry(rt.http, 'enterprise token exchange', async (signal) => {
+            const params = new URLSearchParams(idp.tokenParams);
+            params.set('requested_token_type', ID_JAG_TOKEN_TYPE);
+            params.set('subject_token', idToken);
+            params.set('subject_token_type', ID_TOKEN_TYPE);
+            params.set('audience', server.as.issuer);
+            if (resource !== undefined) params.set('resource', resource);
+            if (scopes.length > 0) params.set('scope', scopes.join(c.scopeSeparator));
+            const res = await oauth.genericTokenEndpointRequest(idpServer.as, idpClient.client, idpClient.auth, TOKEN_EXCHANGE_GRANT, params, requestOptions(rt.http, signal, idpServer.insecure));
+            return oauth.processGenericTokenEndpointResponse(idpServer.as, idpClient.client, res, { recognizedTokenTypes: recognizedTokenTypes(['n_a', ...(idp.tokenTypes ?? [])]) ?? {} });
+          }),
+        );
+        if (jag.issued_token_type !== ID_JAG_TOKEN_TYPE) {
+          throw oauthError('enterprise token exchange', 'invalid_response', 'the IdP did not issue an ID-JAG (issued_token_type)');
+        }
+        // 2. The access token, from the resource's authorization server, for the ID-JAG.
+        const tokens = await withRetry(rt.http, 'jwt-bearer grant', async (signal) => {
+          const params = new URLSearchParams(c.tokenParams);
+          params.set('assertion', jag.access_token);
+          if (scopes.length > 0) params.set('scope', scopes.join(c.scopeSeparator));
+          if (resource !== undefined) params.set('resource', resource);
+          const res = await oauth.genericTokenEndpointRequest(server.as, client.client, client.auth, JWT_BEARER_GRANT, params, requestOptions(rt.http, signal, server.insecure));
+          const types = recognizedTokenTypes(c.tokenTypes);
+          return oauth.processGenericTokenEndpointResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+        });
+        const out: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? scopes };
+        if (typeof tokens.expires_in === 'number') out.expiresAt = Date.now() + tokens.expires_in * 1000;
+        return out;
+      });
+      audit(rt, { type: 'token.exchange', connection: c.id, userId, decision: 'allow', durationMs: Date.now() - started });
+      return result;
+    } catch (e) {
+      audit(rt, { type: 'token.exchange', connection: c.id, userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started });
+      throw e;
+    }
+  }
+}
