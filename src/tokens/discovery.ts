@@ -17,6 +17,11 @@ export interface ServerInfo {
   insecure: boolean;
   /** `scopes_supported` of the protected resource's metadata (RFC 9728), when there was one. */
   resourceScopes?: string[];
+  /**
+   * True when found by the 2025-03-26 fallback (no protected resource metadata was found): a later
+   * `resource_metadata` from the resource's own 401 challenge takes precedence over it.
+   */
+  legacy?: boolean;
 }
 
 const ENDPOINT_FIELDS = [
@@ -171,7 +176,7 @@ async function discoverLegacy(resource: URL, http: HttpSettings): Promise<Server
         missing++;
         continue;
       }
-      return checkEndpoints(as, 'metadata');
+      return { ...checkEndpoints(as, 'metadata'), legacy: true };
     } catch (e) {
       const err = toSafeError(e, 'discovery');
       if (isTransient(err) || (e as { field?: string }).field?.startsWith('metadata') || err.message.includes('does not match')) throw err;
@@ -180,7 +185,7 @@ async function discoverLegacy(resource: URL, http: HttpSettings): Promise<Server
   }
   if (missing < 2) throw oauthErrorFor('discovery', 'invalid_response', 'the authorization server sent an invalid response');
   const base = origin.href.replace(/\/$/, '');
-  return checkEndpoints(
+  const info = checkEndpoints(
     {
       issuer: base,
       authorization_endpoint: `${base}/authorize`,
@@ -190,6 +195,7 @@ async function discoverLegacy(resource: URL, http: HttpSettings): Promise<Server
     },
     'metadata',
   );
+  return { ...info, legacy: true };
 }
 
 /** The `resource` a 200 JSON metadata answer names, if any (to tell a mismatch from a missing document). */

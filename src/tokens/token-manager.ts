@@ -419,7 +419,10 @@ class Manager implements TokenManager {
       p = resolveServer(c, this.#rt.http, this.#challenges.get(c.id)?.metadataUrl);
       this.#servers.set(c.id, p);
       p.then(
-        () => this.#discovered.add(c.id),
+        // A fallback (no protected resource metadata found) stays open to the resource's own challenge.
+        (info) => {
+          if (info.legacy !== true) this.#discovered.add(c.id);
+        },
         () => this.#servers.delete(c.id),
       );
     }

@@ -3,7 +3,7 @@ import Keyv from 'keyv';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestIdentityProvider, type TestIdentityProvider } from '../../src/testing/index.js';
-import { createTokenManager } from '../../src/index.js';
+import { anonymousContext, createTokenManager, createToolFetch, isAgentIamError } from '../../src/index.js';
 import { assertNoSecret, expectCode, REDIRECT } from './helpers.js';
 
 let idp: TestIdentityProvider;
@@ -167,6 +167,45 @@ describe('discovery', () => {
     } finally {
       bare.server.close();
       broken.server.close();
+    }
+  });
+});
+
+describe('the resource challenge over the 2025-03-26 fallback', () => {
+  it('a resource_metadata named by the resource\'s 401 replaces a fallback found before it (no metadata at the well-known paths)', async () => {
+    let origin = '';
+    const hits: string[] = [];
+    const rs = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', origin).pathname;
+      hits.push(`${req.method} ${path}`);
+      res.setHeader('content-type', 'application/json');
+      if (path === '/custom/prm.json') return res.end(JSON.stringify({ resource: `${origin}/mcp`, authorization_servers: [idp.issuer] }));
+      if (path === '/mcp') {
+        res.statusCode = 401;
+        res.setHeader('www-authenticate', `Bearer resource_metadata="${origin}/custom/prm.json"`);
+        return res.end('{}');
+      }
+      res.statusCode = 404;
+      res.end('{"error":"not_found"}');
+    });
+    await new Promise<void>((r) => rs.listen(0, '127.0.0.1', r));
+    origin = `http://127.0.0.1:${(rs.address() as { port: number }).port}`;
+    try {
+      const tokens = createTokenManager({ retries: 0, connections: [{ id: 'mcp', resource: `${origin}/mcp`, registration: 'dynamic', redirectUri: REDIRECT, probeResource: true }] });
+      const toolFetch = createToolFetch({
+        agent: { id: 'a' },
+        tools: [{ name: 'mcp', baseUrl: `${origin}/mcp`, auth: { type: 'oauth2', connection: 'mcp' }, forwardUser: false }],
+        policies: [{ agent: 'a', tool: 'mcp' }],
+        tokens,
+      });
+      const context = { ...anonymousContext(), userId: 'u1', subject: 'u1', authenticated: true };
+      const e = await toolFetch(`${origin}/mcp`, { method: 'POST', body: '{}', context }).then(() => undefined, (err: unknown) => err);
+      expect(isAgentIamError(e) && e.code).toBe('CONSENT_REQUIRED');
+      const url = new URL((e as { authorizationUrl: string }).authorizationUrl);
+      expect(url.origin).toBe(idp.issuer);
+      expect(hits).toContain('GET /custom/prm.json');
+    } finally {
+      rs.close();
     }
   });
 });
