@@ -396,6 +396,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       let url: URL | undefined;
       let tool: CompiledTool | undefined;
       let rejectedOnce = false;
+      let steppedUp = false;
       for (let hop = 0; ; hop++) {
         // ---- 1. URL safety, 2. tool -------------------------------------------------------------
         if (hop === 0) {
@@ -556,9 +557,17 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
             throw err;
           }
         }
-        if (status === 403 && outgoing.account !== undefined && current.injector.stepUp !== undefined) {
+        if (status === 403 && (outgoing.account !== undefined || outgoing.serviceScopes !== undefined) && current.injector.stepUp !== undefined) {
           const wanted = challengedScopes(response.headers.get('www-authenticate'));
-          const err = wanted === undefined ? undefined : await current.injector.stepUp(outgoing, wanted);
+          const replayable = effect !== 'approval' && !outgoing.hasOpaqueBody && !(sendBody instanceof ReadableStream);
+          const err = wanted === undefined || (outgoing.serviceScopes !== undefined && (steppedUp || !replayable)) ? undefined : await current.injector.stepUp(outgoing, wanted);
+          if (err === 'retry') {
+            // A service token for the challenged scopes too, and one more send.
+            steppedUp = true;
+            void response.body?.cancel().catch(() => {});
+            hop--;
+            continue;
+          }
           if (err !== undefined) {
             void response.body?.cancel().catch(() => {});
             throw err;

@@ -29,6 +29,8 @@ export interface OutgoingRequest {
   dropToken?: () => void;
   /** Set by the `oauth2` injector: whose token was sent (for {@link Injector.onRejected} and {@link Injector.stepUp}). */
   account?: { userId: string; result: AccessTokenResult };
+  /** Set by the `clientCredentials` injector: the scopes of the service token sent (for {@link Injector.stepUp}). */
+  serviceScopes?: readonly string[];
   /** Set by toolFetch: false when the request must not go out without a credential (an approval was spent on it). */
   mayProbe?: boolean;
   /**
@@ -53,11 +55,13 @@ export interface Injector {
    */
   onRejected?(request: OutgoingRequest, again: boolean): Promise<AgentIamError | undefined>;
   /**
-   * `oauth2`: the tool asked for more scopes (403 insufficient_scope). Resolves the
-   * `CONSENT_REQUIRED` to throw (a URL for the granted and challenged scopes), or undefined when
-   * those are granted already or were asked for twice (the 403 then goes to the caller as is).
+   * The tool asked for more scopes (403 insufficient_scope). `oauth2`: resolves the
+   * `CONSENT_REQUIRED` to throw (a URL for the granted and challenged scopes). `clientCredentials`:
+   * resolves `'retry'` once the next token will be asked for the union (toolFetch sends once more).
+   * Undefined when those are granted already or were asked for twice (the 403 then goes to the
+   * caller as is).
    */
-  stepUp?(request: OutgoingRequest, scopes: string[]): Promise<AgentIamError | undefined>;
+  stepUp?(request: OutgoingRequest, scopes: string[]): Promise<AgentIamError | 'retry' | undefined>;
 }
 
 /** @internal */
@@ -192,16 +196,34 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
         ...(auth.scopes !== undefined ? { scopes: auth.scopes } : {}),
         ...(auth.resource !== undefined ? { resource: auth.resource } : {}),
       };
+      // Scopes a 403 challenge asked for, added to every later token of this tool (a service has one identity).
+      let stepped: typeof opts & { scopes?: string[] } = opts;
+      const stepUps = new Map<string, number>();
       return {
         needsBody: false,
         ownedHeaders: ['authorization'],
         async inject(request) {
-          const result = await fromSource(tool, ms, () => tokens.clientCredentials(opts));
+          const options = stepped;
+          const result = await fromSource(tool, ms, () => tokens.clientCredentials(options));
           setBearer(request.headers, tool, result);
+          request.serviceScopes = result.scopes;
           if (typeof tokens[DROP_REJECTED_TOKEN] === 'function') {
             const token = result.accessToken;
-            request.dropToken = () => tokens[DROP_REJECTED_TOKEN]?.({ kind: 'clientCredentials', options: opts }, token);
+            request.dropToken = () => tokens[DROP_REJECTED_TOKEN]?.({ kind: 'clientCredentials', options }, token);
           }
+        },
+        async stepUp(request, challenged) {
+          const granted = request.serviceScopes;
+          if (granted === undefined || challenged.every((x) => granted.includes(x))) return undefined;
+          const union = [...granted];
+          for (const x of challenged) if (!union.includes(x)) union.push(x);
+          const key = [...union].sort().join(' ');
+          const asked = stepUps.get(key) ?? 0;
+          if (asked >= MAX_STEP_UPS) return undefined;
+          if (stepUps.size >= 1000) stepUps.clear();
+          stepUps.set(key, asked + 1);
+          stepped = { ...opts, scopes: union };
+          return 'retry';
         },
       };
     }
