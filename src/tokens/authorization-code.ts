@@ -40,6 +40,20 @@ function mismatch(why: string): AgentIamError {
 }
 
 /** `a` then the members of `b` not in it, in order. */
+/**
+ * `offline_access` as the MCP authorization spec (SEP-2207) asks: for a resource connection (an MCP
+ * server) it is added when the authorization server lists it in `scopes_supported` (an agent wants
+ * refresh tokens) and never sent when the server does not list it, unless the connection's own
+ * `scopes` name it (configured scopes are never dropped).
+ */
+function offlineAccess(wanted: string[], c: Connection, as: oauth.AuthorizationServer): string[] {
+  if (c.resource === undefined || c.issuer !== undefined || c.tokenEndpoint !== undefined) return wanted;
+  const listed = Array.isArray(as.scopes_supported) && as.scopes_supported.includes('offline_access');
+  if (listed) return wanted.includes('offline_access') ? wanted : [...wanted, 'offline_access'];
+  if (c.scopes?.includes('offline_access') === true) return wanted;
+  return wanted.filter((s) => s !== 'offline_access');
+}
+
 export function unionScopes(a: readonly string[], b: readonly string[]): string[] {
   const out = [...new Set(a)];
   for (const x of b) if (!out.includes(x)) out.push(x);
@@ -64,7 +78,8 @@ export async function startAuthorization(
     const state = oauth.generateRandomState();
     // What the caller (or a step-up challenge) asks for, else what the protected resource lists;
     // the connection's configured scopes are always added, never dropped. None: no scope parameter.
-    const wanted = unionScopes(scopes ?? server.resourceScopes ?? [], c.scopes ?? []);
+    let wanted = unionScopes(scopes ?? server.resourceScopes ?? [], c.scopes ?? []);
+    wanted = offlineAccess(wanted, c, server.as);
     const url = new URL(endpoint);
     for (const [k, v] of Object.entries(c.authorizationParams ?? {})) if (!RESERVED.has(k)) url.searchParams.set(k, v);
     url.searchParams.set('client_id', client.client.client_id);

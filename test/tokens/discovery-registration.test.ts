@@ -171,6 +171,29 @@ describe('discovery', () => {
   });
 });
 
+describe('offline_access (SEP-2207)', () => {
+  it('a resource connection asks for offline_access when the authorization server lists it, and never when it does not', async () => {
+    const make = (listsOffline: boolean) =>
+      jsonServer((origin) => ({
+        '/.well-known/oauth-protected-resource/mcp': { body: { resource: `${origin}/mcp`, authorization_servers: [origin], scopes_supported: ['mcp:tools', 'offline_access'] } },
+        '/.well-known/oauth-authorization-server': {
+          body: { issuer: origin, authorization_endpoint: `${origin}/authorize`, token_endpoint: `${origin}/token`, code_challenge_methods_supported: ['S256'], scopes_supported: listsOffline ? ['mcp:tools', 'offline_access'] : ['mcp:tools'] },
+        },
+      }));
+    const [yes, no] = [await make(true), await make(false)];
+    try {
+      for (const [srv, expected] of [[yes, ['mcp:tools', 'offline_access']], [no, ['mcp:tools']]] as const) {
+        const t = createTokenManager({ connections: [{ id: 'm', resource: `${srv.origin}/mcp`, clientId: 'c', tokenEndpointAuthMethod: 'none', redirectUri: REDIRECT }] });
+        const u = new URL((await t.startAuthorization({ connection: 'm', userId: 'u' })).url);
+        expect(u.searchParams.get('scope')?.split(' ').sort()).toEqual([...expected]);
+      }
+    } finally {
+      yes.server.close();
+      no.server.close();
+    }
+  });
+});
+
 describe('the resource challenge over the 2025-03-26 fallback', () => {
   it('a resource_metadata named by the resource\'s 401 replaces a fallback found before it (no metadata at the well-known paths)', async () => {
     let origin = '';
