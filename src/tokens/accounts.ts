@@ -22,6 +22,12 @@ export interface AccountRecord {
   refreshToken?: string;
   tokenType?: string;
   expiresAt?: number;
+  /**
+   * The authorization server that granted the tokens. A refresh token is only ever sent to it: if
+   * the connection now resolves to another server (a resource's metadata changed), the account needs
+   * consent again. Absent in records written by earlier builds.
+   */
+  issuer?: string;
   /** Incremented on every token write; a refresh writes only if the generation it read is current. */
   generation: number;
   createdAt: number;

@@ -42,14 +42,16 @@ function mismatch(why: string): AgentIamError {
 /** `a` then the members of `b` not in it, in order. */
 /**
  * `offline_access` as the MCP authorization spec (SEP-2207) asks: for a resource connection (an MCP
- * server) it is added when the authorization server lists it in `scopes_supported` (an agent wants
- * refresh tokens) and never sent when the server does not list it, unless the connection's own
- * `scopes` name it (configured scopes are never dropped).
+ * server) it is added to the other scopes asked for when the authorization server lists it in
+ * `scopes_supported` (an agent wants refresh tokens) and never sent when the server does not list
+ * it, unless the connection's own `scopes` name it (configured scopes are never dropped).
  */
 function offlineAccess(wanted: string[], c: Connection, as: oauth.AuthorizationServer): string[] {
   if (c.resource === undefined || c.issuer !== undefined || c.tokenEndpoint !== undefined) return wanted;
   const listed = Array.isArray(as.scopes_supported) && as.scopes_supported.includes('offline_access');
-  if (listed) return wanted.includes('offline_access') ? wanted : [...wanted, 'offline_access'];
+  // Only beside other scopes: with nothing else known the scope parameter is omitted (the server's
+  // default), and a lone offline_access is refused by servers that drop it without openid.
+  if (listed) return wanted.length === 0 || wanted.includes('offline_access') ? wanted : [...wanted, 'offline_access'];
   if (c.scopes?.includes('offline_access') === true) return wanted;
   return wanted.filter((s) => s !== 'offline_access');
 }
@@ -73,6 +75,13 @@ export async function startAuthorization(
   return rt.withClient(c, async (server, client) => {
     const endpoint = server.as.authorization_endpoint;
     if (endpoint === undefined) throw new AgentIamError('CONFIG_INVALID', `connection ${c.id}: the server has no authorization endpoint`, { field: 'authorizationEndpoint' });
+    // PKCE S256 or nothing: a server that lists other methods only is refused, and so is one that
+    // lists none when it was found from an MCP resource (the MCP authorization spec's MUST).
+    const methods = server.as.code_challenge_methods_supported;
+    const discoveredFromResource = c.resource !== undefined && c.issuer === undefined && c.tokenEndpoint === undefined;
+    if (Array.isArray(methods) ? !methods.includes('S256') : discoveredFromResource) {
+      throw oauthError('authorization', 'invalid_request', 'the authorization server does not advertise PKCE S256 (code_challenge_methods_supported)');
+    }
     const verifier = oauth.generateRandomCodeVerifier();
     const challenge = await oauth.calculatePKCECodeChallenge(verifier);
     const state = oauth.generateRandomState();
@@ -186,6 +195,7 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL,
     scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? pending.scopes,
     accessToken: tokens.access_token,
     tokenType: tokens.token_type,
+    issuer: pending.issuer,
     updatedAt: now,
   };
   if (tokens.refresh_token !== undefined) record.refreshToken = tokens.refresh_token;

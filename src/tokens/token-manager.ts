@@ -21,7 +21,7 @@ import { completeAuthorization, startAuthorization, unionScopes } from './author
 import { ClientCredentialsCache } from './client-credentials.js';
 import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
 import { resolveServer, type ServerInfo } from './discovery.js';
-import { type HttpSettings, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
+import { type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
 import { type ClientInfo, resolveClient } from './registration.js';
 import { audit, type Runtime } from './runtime.js';
 import { TokenExchanger } from './token-exchange.js';
@@ -762,16 +762,21 @@ class Manager implements TokenManager {
       if (base.record.status !== 'active' || refreshToken === undefined) throw await consent(base.record);
       let tokens;
       try {
-        tokens = await this.#rt.withClient(c, (server, client) =>
-          withRetry(this.#rt.http, 'refresh', async (signal) => {
+        const grantedBy = base.record.issuer;
+        tokens = await this.#rt.withClient(c, (server, client) => {
+          // Never send a refresh token to another authorization server than the one that issued it.
+          if (grantedBy !== undefined && grantedBy !== server.as.issuer) {
+            return Promise.reject(oauthError('refresh', 'invalid_grant', 'the account was granted by another authorization server'));
+          }
+          return withRetry(this.#rt.http, 'refresh', async (signal) => {
             const res = await oauth.refreshTokenGrantRequest(server.as, client.client, client.auth, refreshToken, {
               ...requestOptions(this.#rt.http, signal, server.insecure),
               additionalParameters: { ...c.tokenParams, ...(c.resource !== undefined && c.sendResource !== false ? { resource: c.resource } : {}) },
             });
             const types = recognizedTokenTypes(c.tokenTypes);
             return oauth.processRefreshTokenResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
-          }),
-        );
+          });
+        });
       } catch (e) {
         const err = toSafeError(e, 'refresh');
         audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'error', code: err.code, durationMs: Date.now() - started });
@@ -880,6 +885,8 @@ class Manager implements TokenManager {
       try {
         await this.#rt.withClient(c, async (server, client) => {
           if (server.as.revocation_endpoint === undefined) return;
+          // Tokens go back only to the server that issued them (the connection may resolve elsewhere now).
+          if (r.issuer !== undefined && r.issuer !== server.as.issuer) return;
           // Revoking the refresh token ends the grant (RFC 7009 §2.1); the access token is revoked
           // only when there is no refresh token (servers often cannot revoke JWT access tokens).
           const tokens: Array<[string, string]> = [];

@@ -194,6 +194,56 @@ describe('offline_access (SEP-2207)', () => {
   });
 });
 
+describe('credentials stay with their authorization server', () => {
+  it('when the resource\'s metadata names another authorization server, the refresh token is never sent there; the account needs consent at the new one', async () => {
+    const other = await createTestIdentityProvider();
+    let current = idp.issuer;
+    const rs = await jsonServer((origin) => ({ '/.well-known/oauth-protected-resource/mcp': { body: { resource: `${origin}/mcp`, authorization_servers: [current] } } }));
+    try {
+      const store = new Keyv();
+      const conn = { id: 'mcp', resource: `${rs.origin}/mcp`, registration: 'dynamic' as const, redirectUri: REDIRECT, scopes: ['tools'] };
+      const first = createTokenManager({ store, connections: [conn] });
+      const { url } = await first.startAuthorization({ connection: 'mcp', userId: 'gina' });
+      const account = await first.completeAuthorization(await idp.authorize(url, { userId: 'gina' }));
+      expect(account.status).toBe('active');
+      current = other.issuer; // the resource now names another authorization server
+      other.resetStats();
+      const later = createTokenManager({ store, refreshSkewSeconds: 86_400, connections: [conn] });
+      const e = await expectCode(later.getAccessToken({ connection: 'mcp', userId: 'gina' }), 'CONSENT_REQUIRED');
+      expect(new URL(e.authorizationUrl as string).origin).toBe(other.issuer);
+      expect(other.stats.token.refresh_token ?? 0).toBe(0);
+      expect((await later.getAccount({ connection: 'mcp', userId: 'gina' }))?.status).toBe('needs_consent');
+    } finally {
+      rs.server.close();
+      await other.close();
+    }
+  });
+
+  it('PKCE: a server that does not list S256 is refused before the user is sent anywhere; a resource\'s server must list it', async () => {
+    const plainOnly = await jsonServer((origin) => ({
+      '/.well-known/oauth-protected-resource/mcp': { body: { resource: `${origin}/mcp`, authorization_servers: [origin] } },
+      '/.well-known/oauth-authorization-server': { body: { issuer: origin, authorization_endpoint: `${origin}/authorize`, token_endpoint: `${origin}/token`, code_challenge_methods_supported: ['plain'] } },
+    }));
+    const unlisted = await jsonServer((origin) => ({
+      '/.well-known/oauth-protected-resource/mcp': { body: { resource: `${origin}/mcp`, authorization_servers: [origin] } },
+      '/.well-known/oauth-authorization-server': { body: { issuer: origin, authorization_endpoint: `${origin}/authorize`, token_endpoint: `${origin}/token` } },
+    }));
+    try {
+      for (const srv of [plainOnly, unlisted]) {
+        const t = createTokenManager({ connections: [{ id: 'm', resource: `${srv.origin}/mcp`, clientId: 'c', tokenEndpointAuthMethod: 'none', redirectUri: REDIRECT }] });
+        const e = await expectCode(t.startAuthorization({ connection: 'm', userId: 'u' }), 'OAUTH_ERROR');
+        expect(e.message).toContain('S256');
+      }
+      // An issuer connection to a server that omits the field (many OpenID providers do) still works.
+      const byIssuer = createTokenManager({ connections: [{ id: 'i', issuer: unlisted.origin, clientId: 'c', tokenEndpointAuthMethod: 'none', redirectUri: REDIRECT }] });
+      expect((await byIssuer.startAuthorization({ connection: 'i', userId: 'u' })).url).toContain('code_challenge_method=S256');
+    } finally {
+      plainOnly.server.close();
+      unlisted.server.close();
+    }
+  });
+});
+
 describe('the resource challenge over the 2025-03-26 fallback', () => {
   it('a resource_metadata named by the resource\'s 401 replaces a fallback found before it (no metadata at the well-known paths)', async () => {
     let origin = '';
