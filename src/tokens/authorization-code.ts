@@ -10,7 +10,7 @@ import { AgentIamError } from '../errors.js';
 import { storeKey } from '../stores/store.js';
 import { type AccountRecord, type OwnerType, splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
-import { oauthError, recognizedTokenTypes, requestOptions, safeOAuthCode, toSafeError, withRetry } from './http.js';
+import { checkedTokens, oauthError, recognizedTokenTypes, requestOptions, safeOAuthCode, toSafeError, withRetry } from './http.js';
 import type { Runtime, TokenResponse } from './runtime.js';
 import type { StartAuthorizationResult } from './types.js';
 
@@ -180,7 +180,7 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL,
         additionalParameters: extra,
       });
       const types = recognizedTokenTypes(c.tokenTypes);
-      return oauth.processAuthorizationCodeResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+      return checkedTokens(await oauth.processAuthorizationCodeResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'authorization code');
     });
   }, false);
 

@@ -7,7 +7,7 @@
 import * as oauth from 'oauth4webapi';
 import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
-import { recognizedTokenTypes, requestOptions, withRetry } from './http.js';
+import { checkedTokens, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
 import { ExpiringCache } from './token-cache.js';
 import type { AccessTokenResult, ClientCredentialsOptions } from './types.js';
@@ -44,7 +44,7 @@ export class ClientCredentialsCache {
             if (audience !== undefined) params.audience = audience;
             const res = await oauth.clientCredentialsGrantRequest(server.as, client.client, client.auth, params, requestOptions(rt.http, signal, server.insecure));
             const types = recognizedTokenTypes(c.tokenTypes);
-            return oauth.processClientCredentialsResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+            return checkedTokens(await oauth.processClientCredentialsResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'client credentials');
           }),
         );
         const now = Date.now();

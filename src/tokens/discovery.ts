@@ -9,7 +9,7 @@ import * as oauth from 'oauth4webapi';
 import type { AgentIamError } from '../errors.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import type { Connection } from './connections.js';
-import { type HttpSettings, isTransient, oauthError as oauthErrorFor, requestOptions, toSafeError, withRetry } from './http.js';
+import { boundedFetch, type HttpSettings, isTransient, oauthError as oauthErrorFor, requestOptions, toSafeError, withRetry } from './http.js';
 
 /** Metadata plus whether plain http (loopback only) must be allowed for it. */
 export interface ServerInfo {
@@ -121,7 +121,7 @@ export async function discoverFromResource(resource: string, http: HttpSettings,
       rs = await withRetry(http, 'resource discovery', async (signal) => {
         const opts = requestOptions(http, signal, insecure || at.protocol === 'http:');
         const res = direct === true
-          ? await (http.fetch ?? fetch)(at.href, { headers: { accept: 'application/json' }, redirect: 'error', signal })
+          ? await boundedFetch(http)(at.href, { headers: { accept: 'application/json' }, redirect: 'error', signal })
           : await oauth.resourceDiscoveryRequest(at, opts);
         raw = res.clone();
         return oauth.processResourceDiscoveryResponse(direct === true ? url : at, res);

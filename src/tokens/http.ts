@@ -8,12 +8,44 @@
 import * as oauth from 'oauth4webapi';
 import { AgentIamError, isAgentIamError } from '../errors.js';
 import { sleep } from '../lib/async.js';
+import { readBoundedBytes } from '../lib/bounded-read.js';
 
 /** Shared HTTP settings of a token manager. */
 export interface HttpSettings {
   fetch?: typeof fetch;
   timeoutMs: number;
   retries: number;
+  /** Largest answer read from an authorization server or metadata endpoint (bytes). */
+  maxResponseBytes: number;
+}
+
+/** Default {@link HttpSettings.maxResponseBytes}: token, registration and metadata answers are a few KiB. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024;
+
+function tooLarge(max: number): AgentIamError {
+  return oauthError('response', 'invalid_response', `the server's answer is larger than ${max} bytes`);
+}
+
+/**
+ * The answer with its body read, at most `max` bytes (a `content-length` above it is refused before
+ * reading). oauth4webapi reads bodies without a limit; every answer it sees passes through here.
+ */
+export async function boundedResponse(res: Response, max: number): Promise<Response> {
+  if (res.body === null) return res;
+  const declared = Number(res.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > max) {
+    await res.body.cancel().catch(() => {});
+    throw tooLarge(max);
+  }
+  const bytes = await readBoundedBytes(res.body, max);
+  if (bytes === undefined) throw tooLarge(max);
+  return new Response(bytes as BodyInit, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+/** `fetch` for any request to an authorization server or metadata endpoint: the configured one, bounded. */
+export function boundedFetch(http: HttpSettings): (url: string, init?: RequestInit) => Promise<Response> {
+  const f = http.fetch ?? fetch;
+  return async (url, init) => boundedResponse(await f(url, init), http.maxResponseBytes);
 }
 
 /** Options for an oauth4webapi request. `insecure` only when the endpoint is loopback http (checked before). */
@@ -21,17 +53,53 @@ export interface HttpSettings {
 export function requestOptions(http: HttpSettings, signal: AbortSignal, insecure: boolean): oauth.HttpRequestOptions<any, any> {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const o: oauth.HttpRequestOptions<any, any> = { signal };
-  if (http.fetch !== undefined) {
-    const f = http.fetch;
-    o[oauth.customFetch] = (url, init) => f(url, init as RequestInit);
-  }
+  const f = boundedFetch(http);
+  o[oauth.customFetch] = (url, init) => f(url, init as RequestInit);
   if (insecure) o[oauth.allowInsecureRequests] = true;
   return o;
 }
 
-/** An OAuth `error` value made safe to carry: visible ASCII, bounded. */
+/**
+ * RFC 6749 token values: visible ASCII (`%x20-7E` allows a space; tokens here are sent in headers,
+ * so no space either) and at most 16 KiB. Checked on receipt, before anything is cached or stored:
+ * a token the SDK could never send again (CR/LF, control characters) is refused at once.
+ */
+export function checkTokenValue(value: unknown, what: string): void {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 16384 || !/^[\x21-\x7e]+$/.test(value)) {
+    throw oauthError(what, 'invalid_response', 'the server sent a token that is not a valid token value');
+  }
+}
+
+/** {@link checkTokenValue} on an answer's access token and, when present, its refresh token. Returns the answer. */
+export function checkedTokens<T extends { access_token: string; refresh_token?: string | undefined }>(tokens: T, what: string): T {
+  checkTokenValue(tokens.access_token, what);
+  if (tokens.refresh_token !== undefined) checkTokenValue(tokens.refresh_token, what);
+  return tokens;
+}
+
+/**
+ * The `error` codes registered for OAuth (RFC 6749, 6750, 7591, 8628, 8693, 8707, 9068, 9449, OpenID
+ * Connect) and the provider aliases normalised below. Only these are carried as sent.
+ */
+const KNOWN_ERROR_CODES = new Set([
+  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
+  'access_denied', 'unsupported_response_type', 'server_error', 'temporarily_unavailable', 'invalid_token', 'insufficient_scope',
+  'invalid_redirect_uri', 'invalid_client_metadata', 'invalid_software_statement', 'unapproved_software_statement',
+  'authorization_pending', 'slow_down', 'expired_token', 'unsupported_token_type', 'invalid_target', 'invalid_dpop_proof',
+  'use_dpop_nonce', 'interaction_required', 'login_required', 'account_selection_required', 'consent_required',
+  'invalid_request_uri', 'invalid_request_object', 'request_not_supported', 'request_uri_not_supported',
+  'registration_not_supported', 'invalid_authorization_details', 'invalid_resource', 'invalid_response', 'unsupported_response',
+  'bad_refresh_token', 'bad_verification_code', 'invalid_refresh_token', 'invalid_code', 'token_revoked', 'code_already_used',
+]);
+
+/**
+ * An OAuth `error` value made safe to carry in a message, `oauthError` or an audit event: a
+ * registered code as sent, anything else `unrecognized_error` (a hostile server could otherwise put a
+ * token or other text of its choosing there). The description is never used.
+ */
 export function safeOAuthCode(value: unknown): string {
-  return typeof value === 'string' && /^[\x21-\x7e]{1,64}$/.test(value) ? value : 'invalid_response';
+  if (typeof value !== 'string') return 'invalid_response';
+  return KNOWN_ERROR_CODES.has(value) ? value : 'unrecognized_error';
 }
 
 /** Provider-specific names for an unusable grant (GitHub, Slack), normalised to `invalid_grant`. */

@@ -22,7 +22,7 @@ import { fromBase64Url } from '../lib/encoding.js';
 import { sha256HexSync } from '../lib/sha256.js';
 import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
-import { oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
+import { checkedTokens, oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
 import { ExpiringCache } from './token-cache.js';
 import { TOKEN_EXCHANGE_GRANT } from './token-exchange.js';
@@ -98,7 +98,7 @@ export class EnterpriseTokens {
             if (resource !== undefined) params.set('resource', resource);
             if (scopes.length > 0) params.set('scope', scopes.join(c.scopeSeparator));
             const res = await oauth.genericTokenEndpointRequest(idpServer.as, idpClient.client, idpClient.auth, TOKEN_EXCHANGE_GRANT, params, requestOptions(rt.http, signal, idpServer.insecure));
-            return oauth.processGenericTokenEndpointResponse(idpServer.as, idpClient.client, res, { recognizedTokenTypes: recognizedTokenTypes(['n_a', ...(idp.tokenTypes ?? [])]) ?? {} });
+            return checkedTokens(await oauth.processGenericTokenEndpointResponse(idpServer.as, idpClient.client, res, { recognizedTokenTypes: recognizedTokenTypes(['n_a', ...(idp.tokenTypes ?? [])]) ?? {} }), 'enterprise token exchange');
           }),
         );
         if (jag.issued_token_type !== ID_JAG_TOKEN_TYPE) {
@@ -112,7 +112,7 @@ export class EnterpriseTokens {
           if (resource !== undefined) params.set('resource', resource);
           const res = await oauth.genericTokenEndpointRequest(server.as, client.client, client.auth, JWT_BEARER_GRANT, params, requestOptions(rt.http, signal, server.insecure));
           const types = recognizedTokenTypes(c.tokenTypes);
-          return oauth.processGenericTokenEndpointResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+          return checkedTokens(await oauth.processGenericTokenEndpointResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'jwt-bearer grant');
         });
         const out: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? scopes };
         if (typeof tokens.expires_in === 'number') out.expiresAt = Date.now() + tokens.expires_in * 1000;

@@ -14,7 +14,7 @@ import { AgentIamError } from '../errors.js';
 import { fromBase64Url } from '../lib/encoding.js';
 import { splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
-import { oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
+import { checkedTokens, oauthError, recognizedTokenTypes, requestOptions, withRetry } from './http.js';
 import { audit, type Runtime } from './runtime.js';
 import { sha256HexSync } from '../lib/sha256.js';
 import { ExpiringCache } from './token-cache.js';
@@ -200,7 +200,7 @@ async function exchangeAtServer(rt: Runtime, c: Connection, o: TokenExchangeOpti
         params.set('requested_token_type', ACCESS_TOKEN_TYPE);
         const res = await oauth.genericTokenEndpointRequest(server.as, client.client, client.auth, TOKEN_EXCHANGE_GRANT, params, requestOptions(rt.http, signal, server.insecure));
         const types = recognizedTokenTypes(['n_a', ...(c.tokenTypes ?? [])]);
-        return oauth.processGenericTokenEndpointResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+        return checkedTokens(await oauth.processGenericTokenEndpointResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'token exchange');
       }),
     );
     if (typeof tokens.issued_token_type !== 'string' || tokens.issued_token_type === '') {

@@ -21,7 +21,7 @@ import { completeAuthorization, startAuthorization, unionScopes } from './author
 import { ClientCredentialsCache } from './client-credentials.js';
 import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
 import { resolveServer, type ServerInfo } from './discovery.js';
-import { type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
+import { checkedTokens, DEFAULT_MAX_RESPONSE_BYTES, type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
 import { type ClientInfo, resolveClient } from './registration.js';
 import { audit, type Runtime } from './runtime.js';
 import { TokenExchanger } from './token-exchange.js';
@@ -76,6 +76,11 @@ export interface TokenManagerOptions {
   timeoutMs?: number;
   /** Retries on network errors, timeouts and 5xx (default 2). */
   retries?: number;
+  /**
+   * Largest answer read from an authorization server or metadata endpoint, bytes (default 262144).
+   * A larger one is refused with `OAUTH_ERROR` (`invalid_response`) without reading it all.
+   */
+  maxResponseBytes?: number;
   /** Refresh this many seconds before the access token expires (default 60). */
   refreshSkewSeconds?: number;
   /** Lifetime of a pending authorization state, seconds (default 600). */
@@ -199,6 +204,7 @@ const optionsSchema = z.object({
   fetch: z.custom<typeof fetch>((v) => v === undefined || typeof v === 'function', 'must be a function').optional(),
   timeoutMs: z.number().int().min(1).max(300_000).default(10_000),
   retries: z.number().int().min(0).max(10).default(2),
+  maxResponseBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(DEFAULT_MAX_RESPONSE_BYTES),
   refreshSkewSeconds: z.number().min(0).max(86_400).default(60),
   stateTtlSeconds: z.number().int().min(1).max(86_400).default(600),
   storeTimeoutMs: z.number().int().min(1).max(300_000).default(5000),
@@ -375,7 +381,7 @@ class Manager implements TokenManager {
     for (const c of connections) this.#byId.set(c.id, c);
     this.#storeTimeoutMs = o.storeTimeoutMs;
     this.connections = Object.freeze(connections.map((c) => c.id));
-    const http: HttpSettings = { timeoutMs: o.timeoutMs, retries: o.retries };
+    const http: HttpSettings = { timeoutMs: o.timeoutMs, retries: o.retries, maxResponseBytes: o.maxResponseBytes };
     if (o.fetch !== undefined) http.fetch = o.fetch;
     this.#cache = o.cacheSize > 0 ? new HotCache(o.cacheSize) : undefined;
     this.#cacheTtlMs = o.cacheTtlSeconds * 1000;
@@ -774,7 +780,7 @@ class Manager implements TokenManager {
               additionalParameters: { ...c.tokenParams, ...(c.resource !== undefined && c.sendResource !== false ? { resource: c.resource } : {}) },
             });
             const types = recognizedTokenTypes(c.tokenTypes);
-            return oauth.processRefreshTokenResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {});
+            return checkedTokens(await oauth.processRefreshTokenResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'refresh');
           });
         });
       } catch (e) {
