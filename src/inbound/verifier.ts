@@ -63,8 +63,18 @@ export interface ProviderOptions {
   audiences?: string[];
   /** The claim that holds the user id (default `sub`). */
   userIdClaim?: string;
-  /** Accept only users whose `email` domain is one of these (exact, case-insensitive). */
+  /**
+   * Accept only users whose `email` domain is one of these (exact, case-insensitive), and only when
+   * the provider vouches for the address: the claim named by {@link ProviderOptions.emailVerifiedClaim}
+   * must be `true` (or the string `"true"`, which Apple sends). Missing, `null`, `false`, `0`,
+   * `"false"`, `"False"` and anything else are `DOMAIN_NOT_ALLOWED`.
+   */
   allowedDomains?: string[];
+  /**
+   * The claim that says the provider verified the `email` address, checked with `allowedDomains`
+   * (default `email_verified`, OpenID Connect Core §5.1). The Entra preset sets `xms_edov`.
+   */
+  emailVerifiedClaim?: string;
   /** Only requests for this host (`Host` header; with `:port` to compare the port too) may use this provider. */
   host?: string;
   /** Allowed `alg` values (default: every asymmetric algorithm of {@link SUPPORTED_ALGORITHMS}). */
@@ -196,6 +206,7 @@ const providerSchema = z.strictObject({
     .array(z.string().regex(/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/, 'must be a bare domain name'))
     .min(1)
     .optional(),
+  emailVerifiedClaim: z.string().min(1).max(256).optional(),
   host: z.string().min(1).max(300).regex(/^[A-Za-z0-9.\-[\]:]+$/, 'must be a host name').optional(),
   algorithms: z.array(z.enum(SUPPORTED_ALGORITHMS)).min(1).optional(),
   clockTolerance: z.number().min(0).max(3600).optional(),
@@ -230,6 +241,7 @@ interface Provider {
   audiences: ReadonlySet<string> | undefined;
   userIdClaim: string;
   allowedDomains: ReadonlySet<string> | undefined;
+  emailVerifiedClaim: string;
   /** Lower-case host; `hostHasPort` says whether to compare the port too. */
   host: string | undefined;
   hostHasPort: boolean;
@@ -333,6 +345,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       audiences: p.audiences ? new Set(p.audiences) : undefined,
       userIdClaim: p.userIdClaim ?? 'sub',
       allowedDomains: p.allowedDomains ? new Set(p.allowedDomains.map((d) => d.toLowerCase())) : undefined,
+      emailVerifiedClaim: p.emailVerifiedClaim ?? 'email_verified',
       host,
       hostHasPort: host !== undefined && /:\d+$/.test(host),
       algorithms: new Set(p.algorithms ?? SUPPORTED_ALGORITHMS),
@@ -503,8 +516,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
       }
     }
     if (provider.allowedDomains !== undefined) {
-      const verified = payload.email_verified;
-      if (domain === undefined || !provider.allowedDomains.has(domain) || verified === false || verified === 'false') {
+      // Only an address the provider vouches for: exactly true (Apple sends the string "true").
+      const verified = payload[provider.emailVerifiedClaim];
+      if (domain === undefined || !provider.allowedDomains.has(domain) || (verified !== true && verified !== 'true')) {
         throw errors.error('DOMAIN_NOT_ALLOWED', 'The user email domain is not allowed');
       }
     }

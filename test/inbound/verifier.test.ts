@@ -283,14 +283,14 @@ describe('createVerifier: rejections', () => {
     expect((await failure(v().verify(bearer(await signToken(rsa, claims(issuer, { sub: { id: 1 } }))))))).toMatchObject({ code: 'TOKEN_MALFORMED' });
   });
 
-  it('DOMAIN_NOT_ALLOWED: exact, case-insensitive domain match; email_verified false', async () => {
+  it('DOMAIN_NOT_ALLOWED: exact, case-insensitive domain match; email_verified not exactly true', async () => {
     const d = verifier({}, { allowedDomains: ['company.com'] });
     for (const email of ['a@evilcompany.com', 'a@company.com.evil.io', 'a@sub.company.com', 'company.com', 'a@company.com@evil.io', undefined]) {
-      const e = await failure(d.verify(bearer(await signToken(rsa, claims(issuer, { email })))));
+      const e = await failure(d.verify(bearer(await signToken(rsa, claims(issuer, { email, email_verified: true })))));
       expect(e.code).toBe('DOMAIN_NOT_ALLOWED');
       expect(e.status).toBe(403);
     }
-    for (const email_verified of [false, 'false']) {
+    for (const email_verified of [false, 'false', undefined, null, 0, 'False']) {
       const e = await failure(d.verify(bearer(await signToken(rsa, claims(issuer, { email: 'a@company.com', email_verified })))));
       expect(e.code).toBe('DOMAIN_NOT_ALLOWED');
     }
@@ -365,7 +365,7 @@ describe('createVerifier: configuration', () => {
     [{ providers: [{ issuer: 'x', jwksUri: 'ftp://127.0.0.1/jwks' }] }, 'providers.0.jwksUri'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', algorithms: ['HS256'] }] }, 'providers.0.algorithms.0'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', algorithms: ['none'] }] }, 'providers.0.algorithms.0'],
-    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audience: ['typo'] }] }, 'providers.0'],
+    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audience: ['typo'] }] }, 'providers.0.audience'],
     [{ providers: [] }, 'providers'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks' }], jwksCooldownMs: 0 }, 'jwksCooldownMs'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks' }], resourceMetadataUrl: 'http://api.example.com/x' }, 'resourceMetadataUrl'],
