@@ -79,7 +79,7 @@ export interface ProviderOptions {
   host?: string;
   /** Allowed `alg` values (default: every asymmetric algorithm of {@link SUPPORTED_ALGORITHMS}). */
   algorithms?: string[];
-  /** Clock skew accepted for `exp`, `nbf` and `iat`, in seconds (default 30). */
+  /** Clock skew accepted for `exp`, `nbf` and `iat`, in seconds (default 5, at most 3600). */
   clockTolerance?: number;
   /** Require this JOSE `typ` (e.g. `at+jwt` for RFC 9068 access tokens; `application/` prefix optional). */
   requireTyp?: string;
@@ -269,6 +269,11 @@ interface CachedToken {
   actorChain: readonly Actor[];
 }
 
+/**
+ * Seconds of clock skew accepted by default (jose: 0; express-oauth2-jwt-bearer: 5). Small on
+ * purpose: it is how long a token stays usable after its `exp`.
+ */
+const DEFAULT_CLOCK_TOLERANCE = 5;
 const VERIFIER = Symbol.for('agent-iam.verifier');
 /** The synchronous entry the adapters use (shared by the ESM and CJS builds, hence `Symbol.for`). */
 const VERIFY_NOW = Symbol.for('agent-iam.verifier.verifyNow');
@@ -349,7 +354,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       host,
       hostHasPort: host !== undefined && /:\d+$/.test(host),
       algorithms: new Set(p.algorithms ?? SUPPORTED_ALGORITHMS),
-      tolerance: p.clockTolerance ?? 30,
+      tolerance: p.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE,
       requireTyp: p.requireTyp === undefined ? undefined : normalizeTyp(p.requireTyp),
       maxDepth: p.maxDelegationDepth ?? 4,
       jwks: new JwksCache({
