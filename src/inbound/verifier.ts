@@ -59,8 +59,18 @@ export interface ProviderOptions {
   issuer: string;
   /** Where its public keys are (https; plain http only on loopback). */
   jwksUri: string;
-  /** The token's `aud` must contain one of these. Strongly recommended: without it any token of the issuer passes. */
+  /**
+   * The token's `aud` must contain one of these (your API identifier or client id). Required, unless
+   * {@link ProviderOptions.dangerouslyAllowAnyAudience} is set: without an audience check a token the
+   * issuer minted for any other application would pass (RFC 8725 §3.9; the MCP authorization spec).
+   */
   audiences?: string[];
+  /**
+   * Accept tokens of this issuer whatever their `aud`. Only for an issuer that mints tokens for you
+   * alone (and never with a shared one such as Google or Entra). Must be exactly `true`, and cannot be
+   * combined with `audiences`.
+   */
+  dangerouslyAllowAnyAudience?: true;
   /** The claim that holds the user id (default `sub`). */
   userIdClaim?: string;
   /**
@@ -201,6 +211,7 @@ const providerSchema = z.strictObject({
   issuer: z.string().min(1).max(2048),
   jwksUri: z.string().min(1).max(2048),
   audiences: z.array(z.string().min(1)).min(1).optional(),
+  dangerouslyAllowAnyAudience: z.literal(true).optional(),
   userIdClaim: z.string().min(1).max(256).optional(),
   allowedDomains: z
     .array(z.string().regex(/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/, 'must be a bare domain name'))
@@ -344,6 +355,15 @@ export function createVerifier(options: VerifierOptions): Verifier {
   let hostsUsed = false;
   o.providers.forEach((p, i) => {
     const jwksUri = requireSecureUrl(p.jwksUri, `providers.${i}.jwksUri`).href;
+    if (p.audiences === undefined && p.dangerouslyAllowAnyAudience !== true) {
+      throw configError(
+        `providers.${i}.audiences`,
+        'is required: list the aud values meant for this API (or, for an issuer that mints tokens for nobody else, set dangerouslyAllowAnyAudience: true)',
+      );
+    }
+    if (p.audiences !== undefined && p.dangerouslyAllowAnyAudience === true) {
+      throw configError(`providers.${i}.dangerouslyAllowAnyAudience`, 'cannot be combined with audiences');
+    }
     const host = p.host?.toLowerCase().replace(/\.$/, '');
     const provider: Provider = {
       issuer: p.issuer,

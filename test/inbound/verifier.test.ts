@@ -175,7 +175,7 @@ describe('createVerifier: rejections', () => {
     const e = await failure(v().verify(bearer(`${huge}.${huge}.${huge}`)));
     expect(e.code).toBe('TOKEN_MALFORMED');
     expect(e.message).toMatch(/too long/);
-    const small = createVerifier({ providers: [{ issuer, jwksUri: jwks.url }], maxTokenLength: 256 });
+    const small = createVerifier({ providers: [{ issuer, jwksUri: jwks.url, audiences: ['api://test'] }], maxTokenLength: 256 });
     const token = await signToken(rsa, claims(issuer));
     expect((await failure(small.verify(bearer(token)))).message).toMatch(/too long/);
   });
@@ -336,8 +336,8 @@ describe('createVerifier: providers by issuer and host', () => {
     try {
       const v = createVerifier({
         providers: [
-          { issuer, jwksUri: jwks.url, host: 'portal.example.com' },
-          { issuer: jwks2.origin, jwksUri: jwks2.url },
+          { issuer, jwksUri: jwks.url, audiences: ['api://test'], host: 'portal.example.com' },
+          { issuer: jwks2.origin, jwksUri: jwks2.url, audiences: ['api://test'] },
         ],
       });
       const t1 = await signToken(rsa, claims(issuer));
@@ -368,8 +368,8 @@ describe('createVerifier: configuration', () => {
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', algorithms: ['none'] }] }, 'providers.0.algorithms.0'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audience: ['typo'] }] }, 'providers.0.audience'],
     [{ providers: [] }, 'providers'],
-    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks' }], jwksCooldownMs: 0 }, 'jwksCooldownMs'],
-    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks' }], resourceMetadataUrl: 'http://api.example.com/x' }, 'resourceMetadataUrl'],
+    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audiences: ['a'] }], jwksCooldownMs: 0 }, 'jwksCooldownMs'],
+    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audiences: ['a'] }], resourceMetadataUrl: 'http://api.example.com/x' }, 'resourceMetadataUrl'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', allowedDomains: ['@company.com'] }] }, 'providers.0.allowedDomains.0'],
   ])('CONFIG_INVALID names the field (%#)', (options, field) => {
     let error: { code?: string; field?: string; message?: string } | undefined;
@@ -384,7 +384,7 @@ describe('createVerifier: configuration', () => {
 
   it('accepts http JWKS on loopback hosts', () => {
     for (const jwksUri of ['http://127.0.0.1:1/jwks', 'http://localhost:1/jwks', 'http://[::1]:1/jwks']) {
-      expect(() => createVerifier({ providers: [{ issuer: 'x', jwksUri }] })).not.toThrow();
+      expect(() => createVerifier({ providers: [{ issuer: 'x', jwksUri, audiences: ['a'] }] })).not.toThrow();
     }
   });
 });
