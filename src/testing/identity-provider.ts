@@ -178,7 +178,8 @@ let modulePromise: Promise<OidcModule> | undefined;
  * prints "Unsupported runtime" under Node < 22 and re-exports `lib/provider.js` and
  * `lib/helpers/errors.js`; the package has no `exports` map, so those two are imported directly and
  * the warning is never printed (nothing is filtered: the global `console` is left as it is). Should a
- * later oidc-provider move them, the entry module is used and its warning shows.
+ * later oidc-provider move them, the entry module is used and its warning shows. Without the package,
+ * a typed `CONFIG_INVALID` says what to install.
  */
 function loadOidcProvider(): Promise<OidcModule> {
   modulePromise ??= (async (): Promise<OidcModule> => {
@@ -191,8 +192,23 @@ function loadOidcProvider(): Promise<OidcModule> {
     } catch {
       // not there (or laid out differently): the entry module below says which
     }
-    return (await import('oidc-provider')) as OidcModule;
+    try {
+      return (await import('oidc-provider')) as OidcModule;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+        throw new AgentIamError(
+          'CONFIG_INVALID',
+          'agent-iam/testing needs the optional peer dependency "oidc-provider" (v9): npm install --save-dev oidc-provider@^9',
+          { field: 'oidc-provider', cause: error },
+        );
+      }
+      throw error;
+    }
   })();
+  modulePromise.catch(() => {
+    modulePromise = undefined; // installed later (or fixed): the next call tries again
+  });
   return modulePromise;
 }
 
