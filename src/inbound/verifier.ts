@@ -59,17 +59,37 @@ export interface ProviderOptions {
   issuer: string;
   /** Where its public keys are (https; plain http only on loopback). */
   jwksUri: string;
-  /** The token's `aud` must contain one of these. Strongly recommended: without it any token of the issuer passes. */
+  /**
+   * The token's `aud` must contain one of these (your API identifier or client id). Required, unless
+   * {@link ProviderOptions.dangerouslyAllowAnyAudience} is set: without an audience check a token the
+   * issuer minted for any other application would pass (RFC 8725 §3.9; the MCP authorization spec).
+   */
   audiences?: string[];
+  /**
+   * Accept tokens of this issuer whatever their `aud`. Only for an issuer that mints tokens for you
+   * alone (and never with a shared one such as Google or Entra). Must be exactly `true`, and cannot be
+   * combined with `audiences`.
+   */
+  dangerouslyAllowAnyAudience?: true;
   /** The claim that holds the user id (default `sub`). */
   userIdClaim?: string;
-  /** Accept only users whose `email` domain is one of these (exact, case-insensitive). */
+  /**
+   * Accept only users whose `email` domain is one of these (exact, case-insensitive), and only when
+   * the provider vouches for the address: the claim named by {@link ProviderOptions.emailVerifiedClaim}
+   * must be `true` (or the string `"true"`, which Apple sends). Missing, `null`, `false`, `0`,
+   * `"false"`, `"False"` and anything else are `DOMAIN_NOT_ALLOWED`.
+   */
   allowedDomains?: string[];
+  /**
+   * The claim that says the provider verified the `email` address, checked with `allowedDomains`
+   * (default `email_verified`, OpenID Connect Core §5.1). The Entra preset sets `xms_edov`.
+   */
+  emailVerifiedClaim?: string;
   /** Only requests for this host (`Host` header; with `:port` to compare the port too) may use this provider. */
   host?: string;
   /** Allowed `alg` values (default: every asymmetric algorithm of {@link SUPPORTED_ALGORITHMS}). */
   algorithms?: string[];
-  /** Clock skew accepted for `exp`, `nbf` and `iat`, in seconds (default 30). */
+  /** Clock skew accepted for `exp`, `nbf` and `iat`, in seconds (default 5, at most 3600). */
   clockTolerance?: number;
   /** Require this JOSE `typ` (e.g. `at+jwt` for RFC 9068 access tokens; `application/` prefix optional). */
   requireTyp?: string;
@@ -191,11 +211,13 @@ const providerSchema = z.strictObject({
   issuer: z.string().min(1).max(2048),
   jwksUri: z.string().min(1).max(2048),
   audiences: z.array(z.string().min(1)).min(1).optional(),
+  dangerouslyAllowAnyAudience: z.literal(true).optional(),
   userIdClaim: z.string().min(1).max(256).optional(),
   allowedDomains: z
     .array(z.string().regex(/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/, 'must be a bare domain name'))
     .min(1)
     .optional(),
+  emailVerifiedClaim: z.string().min(1).max(256).optional(),
   host: z.string().min(1).max(300).regex(/^[A-Za-z0-9.\-[\]:]+$/, 'must be a host name').optional(),
   algorithms: z.array(z.enum(SUPPORTED_ALGORITHMS)).min(1).optional(),
   clockTolerance: z.number().min(0).max(3600).optional(),
@@ -230,6 +252,7 @@ interface Provider {
   audiences: ReadonlySet<string> | undefined;
   userIdClaim: string;
   allowedDomains: ReadonlySet<string> | undefined;
+  emailVerifiedClaim: string;
   /** Lower-case host; `hostHasPort` says whether to compare the port too. */
   host: string | undefined;
   hostHasPort: boolean;
@@ -257,6 +280,11 @@ interface CachedToken {
   actorChain: readonly Actor[];
 }
 
+/**
+ * Seconds of clock skew accepted by default (jose: 0; express-oauth2-jwt-bearer: 5). Small on
+ * purpose: it is how long a token stays usable after its `exp`.
+ */
+const DEFAULT_CLOCK_TOLERANCE = 5;
 const VERIFIER = Symbol.for('agent-iam.verifier');
 /** The synchronous entry the adapters use (shared by the ESM and CJS builds, hence `Symbol.for`). */
 const VERIFY_NOW = Symbol.for('agent-iam.verifier.verifyNow');
@@ -327,16 +355,26 @@ export function createVerifier(options: VerifierOptions): Verifier {
   let hostsUsed = false;
   o.providers.forEach((p, i) => {
     const jwksUri = requireSecureUrl(p.jwksUri, `providers.${i}.jwksUri`).href;
+    if (p.audiences === undefined && p.dangerouslyAllowAnyAudience !== true) {
+      throw configError(
+        `providers.${i}.audiences`,
+        'is required: list the aud values meant for this API (or, for an issuer that mints tokens for nobody else, set dangerouslyAllowAnyAudience: true)',
+      );
+    }
+    if (p.audiences !== undefined && p.dangerouslyAllowAnyAudience === true) {
+      throw configError(`providers.${i}.dangerouslyAllowAnyAudience`, 'cannot be combined with audiences');
+    }
     const host = p.host?.toLowerCase().replace(/\.$/, '');
     const provider: Provider = {
       issuer: p.issuer,
       audiences: p.audiences ? new Set(p.audiences) : undefined,
       userIdClaim: p.userIdClaim ?? 'sub',
       allowedDomains: p.allowedDomains ? new Set(p.allowedDomains.map((d) => d.toLowerCase())) : undefined,
+      emailVerifiedClaim: p.emailVerifiedClaim ?? 'email_verified',
       host,
       hostHasPort: host !== undefined && /:\d+$/.test(host),
       algorithms: new Set(p.algorithms ?? SUPPORTED_ALGORITHMS),
-      tolerance: p.clockTolerance ?? 30,
+      tolerance: p.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE,
       requireTyp: p.requireTyp === undefined ? undefined : normalizeTyp(p.requireTyp),
       maxDepth: p.maxDelegationDepth ?? 4,
       jwks: new JwksCache({
@@ -503,8 +541,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
       }
     }
     if (provider.allowedDomains !== undefined) {
-      const verified = payload.email_verified;
-      if (domain === undefined || !provider.allowedDomains.has(domain) || verified === false || verified === 'false') {
+      // Only an address the provider vouches for: exactly true (Apple sends the string "true").
+      const verified = payload[provider.emailVerifiedClaim];
+      if (domain === undefined || !provider.allowedDomains.has(domain) || (verified !== true && verified !== 'true')) {
         throw errors.error('DOMAIN_NOT_ALLOWED', 'The user email domain is not allowed');
       }
     }

@@ -66,7 +66,8 @@ export interface TokenForOptions {
 /** A fault injected in front of the token endpoint (or the JWKS endpoint). */
 export interface TokenEndpointFault {
   /**
-   * `5xx`: 503 temporarily_unavailable; `slow`: wait `delayMs` then answer normally; `invalid_grant` /
+   * `5xx`: 503 temporarily_unavailable; `slow`: answer normally, `delayMs` late (on the token
+   * endpoint the request is processed at once, the answer held back); `invalid_grant` /
    * `invalid_client`: an OAuth error. On the JWKS endpoint every kind but `slow` answers 503.
    */
   kind: '5xx' | 'slow' | 'invalid_grant' | 'invalid_client';
@@ -168,32 +169,46 @@ const optionsSchema = z.object({
   users: z.record(z.string().min(1), z.record(z.string(), z.unknown())).optional(),
 });
 
-// oidc-provider warns on import under Node < 22, about its in-memory adapter (exactly what a test
-// server wants), and when a request body was already read (our fault injector reads it). Only these
-// expected warnings are dropped; anything else still reaches the console.
-const SILENCED = [
-  'oidc-provider WARNING: Unsupported runtime',
-  'oidc-provider WARNING: already parsed request body',
-  'oidc-provider WARNING: a quick start development-only in-memory adapter',
-];
-let silencerInstalled = false;
-function installWarningFilter(): void {
-  if (silencerInstalled) return;
-  silencerInstalled = true;
-  const original = console.warn.bind(console);
-  console.warn = (...args: unknown[]) => {
-    const first = args[0];
-    if (typeof first === 'string' && SILENCED.some((s) => first.includes(s))) return;
-    original(...args);
-  };
-}
-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type OidcModule = { default: any; errors: any };
 let modulePromise: Promise<OidcModule> | undefined;
+
+/**
+ * Load oidc-provider without touching anything process-wide. Its entry module (`lib/index.js`) only
+ * prints "Unsupported runtime" under Node < 22 and re-exports `lib/provider.js` and
+ * `lib/helpers/errors.js`; the package has no `exports` map, so those two are imported directly and
+ * the warning is never printed (nothing is filtered: the global `console` is left as it is). Should a
+ * later oidc-provider move them, the entry module is used and its warning shows. Without the package,
+ * a typed `CONFIG_INVALID` says what to install.
+ */
 function loadOidcProvider(): Promise<OidcModule> {
-  installWarningFilter();
-  modulePromise ??= import('oidc-provider') as Promise<OidcModule>;
+  modulePromise ??= (async (): Promise<OidcModule> => {
+    try {
+      const [{ Provider }, errors] = await Promise.all([
+        import('oidc-provider/lib/provider.js') as Promise<{ Provider: unknown }>,
+        import('oidc-provider/lib/helpers/errors.js') as Promise<Record<string, unknown>>,
+      ]);
+      if (typeof Provider === 'function' && typeof errors.InvalidRequest === 'function') return { default: Provider, errors };
+    } catch {
+      // not there (or laid out differently): the entry module below says which
+    }
+    try {
+      return (await import('oidc-provider')) as OidcModule;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+        throw new AgentIamError(
+          'CONFIG_INVALID',
+          'agent-iam/testing needs the optional peer dependency "oidc-provider" (v9): npm install --save-dev oidc-provider@^9',
+          { field: 'oidc-provider', cause: error },
+        );
+      }
+      throw error;
+    }
+  })();
+  modulePromise.catch(() => {
+    modulePromise = undefined; // installed later (or fixed): the next call tries again
+  });
   return modulePromise;
 }
 
@@ -212,6 +227,64 @@ function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
     });
     req.on('end', () => resolve(new TextDecoder().decode(concat(chunks))));
     req.on('error', reject);
+  });
+}
+
+/**
+ * Read a request body and give it back to the stream (`readable.unshift`, before `end` is emitted),
+ * so that oidc-provider still reads and parses the body itself, as it expects (handing it over in
+ * `req.body` instead makes it warn). `rewrite` may replace what it will read; `content-length`
+ * follows. Resolves with the body as sent.
+ */
+function peekBody(req: IncomingMessage, rewrite?: (body: string) => string, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => {
+      req.off('readable', onReadable);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onError = (error: unknown): void => {
+      done();
+      reject(error);
+    };
+    const onEnd = (): void => {
+      // only an empty body ends before it was complete in a readable handler: nothing to give back
+      done();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    function onReadable(): void {
+      let chunk: Buffer | null;
+      while ((chunk = req.read() as Buffer | null) !== null) {
+        size += chunk.length;
+        if (size > limit) {
+          done();
+          req.destroy();
+          reject(new Error('body too large'));
+          return;
+        }
+        chunks.push(chunk);
+      }
+      if (!req.complete) return;
+      done();
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let bytes: Buffer;
+      try {
+        bytes = Buffer.from(rewrite === undefined ? raw : rewrite(raw), 'utf8');
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      req.headers['content-length'] = String(bytes.length);
+      delete req.headers['transfer-encoding'];
+      // Synchronously, in the same turn as the last read: the stream has not emitted `end` yet.
+      if (bytes.length > 0) req.unshift(bytes);
+      resolve(raw);
+    }
+    req.on('readable', onReadable);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
 }
 
@@ -524,8 +597,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       if (ctx.method === 'GET') {
         clientId = new URLSearchParams(ctx.querystring).get('client_id');
       } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
-        const body = formToObject(await readBody(ctx.req));
-        ctx.req.body = body;
+        const body = formToObject(await peekBody(ctx.req));
         clientId = typeof body.client_id === 'string' ? body.client_id : null;
       }
       if (clientId === null || !/^https?:\/\//i.test(clientId)) return next();
@@ -577,19 +649,18 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     provider.use(async function registrationScopes(ctx: any, next: () => Promise<void>) {
       if (ctx.method !== 'POST' || ctx.path !== registrationPath || !ctx.is('application/json')) return next();
-      let metadata: unknown;
       try {
-        metadata = JSON.parse(await readBody(ctx.req));
+        // oidc-provider then reads the rewritten body itself.
+        await peekBody(ctx.req, (raw) => {
+          const metadata: unknown = JSON.parse(raw);
+          const kept = metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata) ? withStaticScopesOnly(metadata as Record<string, unknown>) : metadata;
+          return JSON.stringify(kept);
+        });
       } catch {
         ctx.status = 400;
         ctx.body = { error: 'invalid_client_metadata', error_description: 'the body is not valid JSON' };
         return;
       }
-      // oidc-provider reads an already-read body from req.body.
-      ctx.req.body =
-        metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata)
-          ? withStaticScopesOnly(metadata as Record<string, unknown>)
-          : metadata;
       return next();
     });
 
@@ -602,10 +673,8 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         count(ctx.oidc?.params?.grant_type);
         return;
       }
-      // A fault is set: read the body to learn the grant type (oidc-provider then uses req.body).
-      const raw = await readBody(ctx.req);
-      const body = formToObject(raw);
-      ctx.req.body = body;
+      // A fault is set: read the body to learn the grant type (and give it back for oidc-provider).
+      const body = formToObject(await peekBody(ctx.req));
       count(body.grant_type);
       if ((active.grantType !== undefined && active.grantType !== body.grant_type) || faultRemaining <= 0) {
         return next();
@@ -615,8 +684,12 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       ctx.set('cache-control', 'no-store');
       switch (active.kind) {
         case 'slow':
+          // The server does the work now and answers delayMs late, as a slow server that completes
+          // a request its client gave up on (a refresh rotates although nobody hears the answer).
+          // Working first also means the body is read while the request is still open.
+          await next();
           await new Promise((r) => setTimeout(r, active.delayMs ?? 1000));
-          return next();
+          return;
         case '5xx':
           ctx.status = 503;
           ctx.body = { error: 'temporarily_unavailable', error_description: 'injected fault' };

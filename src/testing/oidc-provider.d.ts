@@ -10,3 +10,11 @@ declare module 'oidc-provider' {
   export { Provider };
   export default Provider;
 }
+// The two modules that the entry module re-exports (see loadOidcProvider).
+declare module 'oidc-provider/lib/provider.js' {
+  export const Provider: unknown;
+}
+declare module 'oidc-provider/lib/helpers/errors.js' {
+  const errors: Record<string, unknown>;
+  export = errors;
+}

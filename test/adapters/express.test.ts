@@ -66,10 +66,10 @@ describe('express: construction', () => {
     expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'http://idp.example.com/jwks' }] })).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID', field: 'providers.0.jwksUri' }),
     );
-    expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] }, { requiredScopes: ['a b'] })).toThrow(
+    expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] }, { requiredScopes: ['a b'] })).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID', field: 'agentAuth.requiredScopes.0' }),
     );
-    expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] }, { bogus: true } as never)).toThrow(
+    expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] }, { bogus: true } as never)).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID' }),
     );
     expect(() => requireScopes()).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'requireScopes' }));
@@ -77,7 +77,7 @@ describe('express: construction', () => {
   });
 
   it('returns named middleware functions', () => {
-    const mw = agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] });
+    const mw = agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] });
     expect(mw.name).toBe('agentAuthMiddleware');
     expect(requireScopes('a').name).toBe('requireScopesMiddleware');
   });

@@ -44,7 +44,7 @@ function views(c: Context) {
 beforeAll(async () => {
   key = await createTestKey('ES256');
   jwks = await startJwksServer([key.publicJwk]);
-  verifier = createVerifier({ providers: [{ issuer: jwks.origin, jwksUri: jwks.url }], mode: 'open' });
+  verifier = createVerifier({ providers: [{ issuer: jwks.origin, jwksUri: jwks.url, audiences: ['api://test'] }], mode: 'open' });
   const app = new Hono();
   // /touched/*: a middleware reads the headers first (logging, CORS...), so a copy exists
   app.use('/touched/*', async (c, next) => {

@@ -106,14 +106,14 @@ describe('hono: construction', () => {
     expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'http://idp.example.com/jwks' }] })).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID', field: 'providers.0.jwksUri' }),
     );
-    expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] }, { requiredScopes: [''] })).toThrow(
+    expect(() => agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] }, { requiredScopes: [''] })).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID', field: 'agentAuth.requiredScopes.0' }),
     );
     expect(() => requireScopes()).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
   });
 
   it('returns named middleware functions', () => {
-    expect(agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] }).name).toBe('agentAuthMiddleware');
+    expect(agentAuth({ providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] }).name).toBe('agentAuthMiddleware');
     expect(requireScopes('a').name).toBe('requireScopesMiddleware');
   });
 });

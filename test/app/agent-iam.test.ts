@@ -186,7 +186,7 @@ describe.each(['express', 'hono'] as const)('createAgentIam from JSON on %s', (k
 describe('loadAgentIamConfig', () => {
   const base = (): Record<string, unknown> => ({
     agent: { id: 'a' },
-    verifier: { providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] },
+    verifier: { providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] },
   });
 
   it('resolves { env } references anywhere and leaves the rest as is', () => {
@@ -229,7 +229,7 @@ describe('loadAgentIamConfig', () => {
 describe('createAgentIam: invalid configuration fails at construction, naming the field', () => {
   const ok = (): AgentIamConfig => ({
     agent: { id: 'a' },
-    verifier: { providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }] },
+    verifier: { providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api'] }] },
   });
 
   it('names the field in every section', () => {

@@ -13,7 +13,7 @@ afterAll(() => s.close());
 
 const req = (token: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${token}`, ...extra } });
 const v = (extra: Partial<VerifierOptions> = {}, provider: Record<string, unknown> = {}) =>
-  createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url, ...provider }], ...extra });
+  createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url, audiences: ['api://test'], ...provider }], ...extra });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('verified-token cache', () => {

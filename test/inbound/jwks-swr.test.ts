@@ -28,7 +28,7 @@ function server(keys = [k1.publicJwk]): Promise<JwksServer> {
 
 function verifierFor(s: JwksServer, extra: Partial<VerifierOptions> = {}) {
   return createVerifier({
-    providers: [{ issuer: s.origin, jwksUri: s.url }],
+    providers: [{ issuer: s.origin, jwksUri: s.url, audiences: ['api://test'] }],
     jwksTimeoutMs: TIMEOUT_MS,
     jwksMaxAgeMs: MAX_AGE_MS,
     jwksCooldownMs: 200,

@@ -18,7 +18,7 @@ function server(keys = [k1.publicJwk]): Promise<JwksServer> {
 }
 
 function verifierFor(s: JwksServer, extra: Partial<VerifierOptions> = {}) {
-  return createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url }], jwksCooldownMs: 200, ...extra });
+  return createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url, audiences: ['api://test'] }], jwksCooldownMs: 200, ...extra });
 }
 
 const req = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });

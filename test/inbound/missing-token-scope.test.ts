@@ -3,7 +3,7 @@ import { createVerifier } from '../../src/inbound/verifier.js';
 
 describe('a request without a token on a route that needs scopes', () => {
   const verifier = createVerifier({
-    providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks' }],
+    providers: [{ issuer: 'https://idp.example.com', jwksUri: 'https://idp.example.com/jwks', audiences: ['api://test'] }],
     resourceMetadataUrl: 'https://agent.example.com/.well-known/oauth-protected-resource/mcp',
   });
 

@@ -20,7 +20,7 @@ beforeAll(async () => {
   const key = await createTestKey('ES256');
   jwks = await startJwksServer([key.publicJwk]);
   token = await signToken(key, claims(jwks.origin));
-  verifier = createVerifier({ providers: [{ issuer: jwks.origin, jwksUri: jwks.url }] });
+  verifier = createVerifier({ providers: [{ issuer: jwks.origin, jwksUri: jwks.url, audiences: ['api://test'] }] });
   server = createServer((req, res) => {
     verifier
       .verify({ headers: req.headers, rawHeaders: req.rawHeaders, method: req.method, url: req.url })

@@ -109,7 +109,7 @@ describe('oidc-provider end to end', () => {
     const token = await clientCredentials('tickets:write');
     const wrongAud = createVerifier({ providers: [{ issuer, jwksUri: `${issuer}/jwks`, audiences: ['https://other.example.com'] }] });
     await expect(wrongAud.verify({ headers: { authorization: `Bearer ${token}` } })).rejects.toMatchObject({ code: 'TOKEN_AUDIENCE_MISMATCH' });
-    const rsOnly = createVerifier({ providers: [{ issuer, jwksUri: `${issuer}/jwks`, algorithms: ['RS256'] }] });
+    const rsOnly = createVerifier({ providers: [{ issuer, jwksUri: `${issuer}/jwks`, audiences: [RESOURCE], algorithms: ['RS256'] }] });
     await expect(rsOnly.verify({ headers: { authorization: `Bearer ${token}` } })).rejects.toMatchObject({ code: 'TOKEN_ALG_NOT_ALLOWED' });
   });
 });

@@ -48,7 +48,7 @@ describe('identityProviders presets', () => {
   it('presets cannot override issuer and jwksUri, and feed createVerifier', () => {
     const p = identityProviders.google({ issuer: 'https://evil', jwksUri: 'https://evil/jwks' } as never);
     expect(p.issuer).toBe('https://accounts.google.com');
-    expect(() => createVerifier({ providers: [p, identityProviders.okta({ domain: 'acme.okta.com' })] })).not.toThrow();
+    expect(() => createVerifier({ providers: [{ ...p, audiences: ['cid'] }, identityProviders.okta({ domain: 'acme.okta.com', audiences: ['api://default'] })] })).not.toThrow();
   });
 
   it.each([

@@ -175,7 +175,7 @@ describe('createVerifier: rejections', () => {
     const e = await failure(v().verify(bearer(`${huge}.${huge}.${huge}`)));
     expect(e.code).toBe('TOKEN_MALFORMED');
     expect(e.message).toMatch(/too long/);
-    const small = createVerifier({ providers: [{ issuer, jwksUri: jwks.url }], maxTokenLength: 256 });
+    const small = createVerifier({ providers: [{ issuer, jwksUri: jwks.url, audiences: ['api://test'] }], maxTokenLength: 256 });
     const token = await signToken(rsa, claims(issuer));
     expect((await failure(small.verify(bearer(token)))).message).toMatch(/too long/);
   });
@@ -240,14 +240,15 @@ describe('createVerifier: rejections', () => {
       [{ exp: undefined }, 'TOKEN_EXPIRED'],
       [{ exp: 'tomorrow' }, 'TOKEN_EXPIRED'],
       [{ exp: now - 31 }, 'TOKEN_EXPIRED'],
+      [{ exp: now - 6 }, 'TOKEN_EXPIRED'],
       [{ nbf: now + 120 }, 'TOKEN_NOT_YET_VALID'],
       [{ iat: now + 120 }, 'TOKEN_NOT_YET_VALID'],
     ];
     for (const [over, code] of cases) {
       expect((await failure(v().verify(bearer(await signToken(rsa, claims(issuer, over))))))).toMatchObject({ code });
     }
-    // inside the tolerance
-    const ok = await signToken(rsa, claims(issuer, { nbf: now + 10, iat: now + 10, exp: now - 5 }));
+    // inside the (default 5 s) tolerance
+    const ok = await signToken(rsa, claims(issuer, { nbf: now + 3, iat: now + 3, exp: now - 2 }));
     expect((await v().verify(bearer(ok))).userId).toBe('user-1');
   });
 
@@ -283,14 +284,14 @@ describe('createVerifier: rejections', () => {
     expect((await failure(v().verify(bearer(await signToken(rsa, claims(issuer, { sub: { id: 1 } }))))))).toMatchObject({ code: 'TOKEN_MALFORMED' });
   });
 
-  it('DOMAIN_NOT_ALLOWED: exact, case-insensitive domain match; email_verified false', async () => {
+  it('DOMAIN_NOT_ALLOWED: exact, case-insensitive domain match; email_verified not exactly true', async () => {
     const d = verifier({}, { allowedDomains: ['company.com'] });
     for (const email of ['a@evilcompany.com', 'a@company.com.evil.io', 'a@sub.company.com', 'company.com', 'a@company.com@evil.io', undefined]) {
-      const e = await failure(d.verify(bearer(await signToken(rsa, claims(issuer, { email })))));
+      const e = await failure(d.verify(bearer(await signToken(rsa, claims(issuer, { email, email_verified: true })))));
       expect(e.code).toBe('DOMAIN_NOT_ALLOWED');
       expect(e.status).toBe(403);
     }
-    for (const email_verified of [false, 'false']) {
+    for (const email_verified of [false, 'false', undefined, null, 0, 'False']) {
       const e = await failure(d.verify(bearer(await signToken(rsa, claims(issuer, { email: 'a@company.com', email_verified })))));
       expect(e.code).toBe('DOMAIN_NOT_ALLOWED');
     }
@@ -335,8 +336,8 @@ describe('createVerifier: providers by issuer and host', () => {
     try {
       const v = createVerifier({
         providers: [
-          { issuer, jwksUri: jwks.url, host: 'portal.example.com' },
-          { issuer: jwks2.origin, jwksUri: jwks2.url },
+          { issuer, jwksUri: jwks.url, audiences: ['api://test'], host: 'portal.example.com' },
+          { issuer: jwks2.origin, jwksUri: jwks2.url, audiences: ['api://test'] },
         ],
       });
       const t1 = await signToken(rsa, claims(issuer));
@@ -365,10 +366,10 @@ describe('createVerifier: configuration', () => {
     [{ providers: [{ issuer: 'x', jwksUri: 'ftp://127.0.0.1/jwks' }] }, 'providers.0.jwksUri'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', algorithms: ['HS256'] }] }, 'providers.0.algorithms.0'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', algorithms: ['none'] }] }, 'providers.0.algorithms.0'],
-    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audience: ['typo'] }] }, 'providers.0'],
+    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audience: ['typo'] }] }, 'providers.0.audience'],
     [{ providers: [] }, 'providers'],
-    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks' }], jwksCooldownMs: 0 }, 'jwksCooldownMs'],
-    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks' }], resourceMetadataUrl: 'http://api.example.com/x' }, 'resourceMetadataUrl'],
+    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audiences: ['a'] }], jwksCooldownMs: 0 }, 'jwksCooldownMs'],
+    [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', audiences: ['a'] }], resourceMetadataUrl: 'http://api.example.com/x' }, 'resourceMetadataUrl'],
     [{ providers: [{ issuer: 'x', jwksUri: 'https://idp/jwks', allowedDomains: ['@company.com'] }] }, 'providers.0.allowedDomains.0'],
   ])('CONFIG_INVALID names the field (%#)', (options, field) => {
     let error: { code?: string; field?: string; message?: string } | undefined;
@@ -383,7 +384,7 @@ describe('createVerifier: configuration', () => {
 
   it('accepts http JWKS on loopback hosts', () => {
     for (const jwksUri of ['http://127.0.0.1:1/jwks', 'http://localhost:1/jwks', 'http://[::1]:1/jwks']) {
-      expect(() => createVerifier({ providers: [{ issuer: 'x', jwksUri }] })).not.toThrow();
+      expect(() => createVerifier({ providers: [{ issuer: 'x', jwksUri, audiences: ['a'] }] })).not.toThrow();
     }
   });
 });

@@ -25,7 +25,7 @@ afterEach(() => {
 
 const req = (token: string, extra: Record<string, string | string[]> = {}) => ({ headers: { authorization: `Bearer ${token}`, ...extra } });
 const v = (extra: Partial<VerifierOptions> = {}, provider: Record<string, unknown> = {}) =>
-  createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url, ...provider }], ...extra });
+  createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url, audiences: ['api://test'], ...provider }], ...extra });
 
 describe('verifyNow: the cache-hit fast path', () => {
   it('a miss is a promise, a hit is the context itself (fresh, frozen, with its raw token attached)', async () => {
@@ -127,7 +127,7 @@ describe('verifyNow: the cache-hit fast path', () => {
     const other = await createTestKey('ES256');
     const jwks = await startJwksServer([key.publicJwk, other.publicJwk]);
     try {
-      const verifier = createVerifier({ providers: [{ issuer: jwks.origin, jwksUri: jwks.url }], jwksCooldownMs: 100 });
+      const verifier = createVerifier({ providers: [{ issuer: jwks.origin, jwksUri: jwks.url, audiences: ['api://test'] }], jwksCooldownMs: 100 });
       const token = await signToken(other, claims(jwks.origin));
       await verifier.verify(req(token));
       expect(verifyNow(verifier, req(token))).not.toBeInstanceOf(Promise);

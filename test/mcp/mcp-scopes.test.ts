@@ -22,7 +22,7 @@ describe('mcpScopes: configuration', () => {
       [{ unlistedTools: ['offline_access'] }, 'mcpScopes.unlistedTools.0'],
       [{ tools: { refund: 'payments:write' } }, 'mcpScopes.tools.refund'],
       [{ tools: {}, maxBodyBytes: 10 }, 'mcpScopes.maxBodyBytes'],
-      [{ tools: {}, default: [] }, 'mcpScopes'],
+      [{ tools: {}, default: [] }, 'mcpScopes.default'],
     ];
     for (const [options, field] of cases) {
       expect(() => mcpScopes(options as never), field).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field }));
