@@ -8,8 +8,9 @@
 //   - one store read (getVersioned), to tell the store's own cost from the SDK's
 //
 // Starts its own redis-server and PostgreSQL on free 127.0.0.1 ports (as the tests do) and skips a
-// server whose binaries are missing. Median of interleaved rounds (the machine may be shared).
-// Run: npm run bench stores-shared   or   npx tsx bench/stores-shared.ts [--rounds N]   (about 55 s)
+// server whose binaries are missing. Both sides run in alternating batches, median of rounds (the
+// machine may be shared).
+// Run: npm run bench stores-shared   or   npx tsx bench/stores-shared.ts [--rounds N]   (about 40 s)
 import KeyvPostgres from '@keyv/postgres';
 import KeyvRedis from '@keyv/redis';
 import Keyv from 'keyv';
@@ -19,7 +20,7 @@ import { redisStore } from '../src/redis/index.js';
 import { createTestIdentityProvider, type TestIdentityProvider } from '../src/testing/index.js';
 import { ContainedPgClient, hasPostgres, startPostgres } from '../test/helpers/postgres.js';
 import { hasRedis, startRedis } from '../test/helpers/redis.js';
-import { fmt, measure } from './timing.js';
+import { fmt } from './timing.js';
 
 const REDIRECT = 'http://127.0.0.1:9/callback';
 const TARGET = 1.2;
@@ -30,9 +31,35 @@ function arg(name: string, fallback: number): number {
   return Number.isFinite(v) && v > 0 ? v : fallback;
 }
 const ROUNDS = arg('rounds', 7);
-const ROUND_MS = arg('ms', 300);
+const ROUND_MS = arg('ms', 600);
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+/**
+ * Both sides in one loop, batch by batch in alternating order, for about `ms` (after a warm-up):
+ * mean ns per call of each. On a shared machine the load changes by the second; alternating
+ * batches lets a change hit both sides alike instead of whichever happened to be running.
+ */
+async function measurePair(fa: () => unknown, fb: () => unknown, ms: number, batch: number): Promise<[number, number]> {
+  for (let j = 0; j < batch; j++) {
+    await fa();
+    await fb();
+  }
+  const spent = [0, 0];
+  const calls = [0, 0];
+  const fns = [fa, fb];
+  const end = performance.now() + ms;
+  for (let round = 0; performance.now() < end; round++) {
+    for (const i of round % 2 === 0 ? [0, 1] : [1, 0]) {
+      const f = fns[i]!;
+      const t0 = performance.now();
+      for (let j = 0; j < batch; j++) await f();
+      spent[i]! += performance.now() - t0;
+      calls[i]! += batch;
+    }
+  }
+  return [(spent[0]! * 1e6) / calls[0]!, (spent[1]! * 1e6) / calls[1]!];
+}
 
 /** One side of a comparison: a store and everything the hot path builds on it. */
 interface Side {
@@ -95,19 +122,14 @@ async function compare(server: string, idp: TestIdentityProvider, connection: Co
     const fk = c.run(k);
     const ra: number[] = [];
     const rk: number[] = [];
-    // Interleaved, alternating which side goes first, so that drift on a shared machine hits both.
     for (let i = 0; i < ROUNDS; i++) {
-      if (i % 2 === 0) {
-        ra.push(await measure(fa, ROUND_MS, c.batch));
-        rk.push(await measure(fk, ROUND_MS, c.batch));
-      } else {
-        rk.push(await measure(fk, ROUND_MS, c.batch));
-        ra.push(await measure(fa, ROUND_MS, c.batch));
-      }
+      const [na, nk] = await measurePair(fa, fk, ROUND_MS, c.batch);
+      ra.push(na);
+      rk.push(nk);
     }
     rows.push({ what: c.what, atomic: median(ra), keyv: median(rk), target: c.target });
   }
-  console.log(`\n${server}: ${atomic.name} vs ${keyv.name} (median of ${ROUNDS} interleaved rounds, mean per awaited call)\n`);
+  console.log(`\n${server}: ${atomic.name} vs ${keyv.name} (median of ${ROUNDS} rounds of alternating batches, mean per awaited call)\n`);
   console.log(`| operation | ${atomic.name} | ${keyv.name} (baseline) | ratio |`);
   console.log('| --- | --- | --- | --- |');
   for (const r of rows) {
