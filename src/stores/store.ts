@@ -541,7 +541,10 @@ const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_
  *
  * For a Keyv store this sets `throwOnErrors = true` on the Keyv instance and on its adapter (Keyv
  * 5 and `@keyv/redis` otherwise turn a dead server into "no value"). It never calls `clear()`.
- * A write that timed out may still land later; it lands whole.
+ * A write that timed out may still land later; it lands whole. One is undone: a `setIfAbsent` of
+ * a string (a lease owner) that the store reports stored after its caller got the timeout is
+ * deleted again (with `deleteIfOwner`, so only that value), so that no lease outlives the caller
+ * that gave up on it. Only stores that implement the contract report that late answer.
  *
  * @example
  * ```ts
@@ -569,16 +572,22 @@ export function createKeyValueStore(keyv?: Keyv | KeyValueStore, options: KeyVal
 function bounded<S extends KeyValueStore>(backend: S, timeoutMs: number, watch: ErrorWatch): S extends Store ? Store : KeyValueStore;
 function bounded(backend: KeyValueStore, timeoutMs: number, watch: ErrorWatch): KeyValueStore | Store {
   // One timer and one promise per call (no Promise.race): this sits on every token lookup.
-  const call = <T>(fn: () => T | Promise<T>, failed: (value: T) => boolean): Promise<T> =>
+  // `late` receives the backend's answer when it comes after the caller was told 'timeout'.
+  const call = <T>(fn: () => T | Promise<T>, failed: (value: T) => boolean, late?: (value: T) => void): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const before = watch.count;
       let settled = false;
+      let timedOut = false;
       const timer = setTimeout(() => {
         settled = true;
+        timedOut = true;
         reject(unavailable('timeout'));
       }, timeoutMs);
       const onValue = (value: T): void => {
-        if (settled) return;
+        if (settled) {
+          if (timedOut && late !== undefined) late(value);
+          return;
+        }
         settled = true;
         clearTimeout(timer);
         if (failed(value) && watch.count !== before) reject(unavailable('error'));
@@ -613,13 +622,30 @@ function bounded(backend: KeyValueStore, timeoutMs: number, watch: ErrorWatch): 
   };
   if (!implementsContract(backend)) return basic;
   const b = backend;
+  // A setIfAbsent that timed out can still land: a frozen server (SIGSTOP, a long pause) runs the
+  // command when it wakes, or a pool sends it when a connection frees up. Its caller was told
+  // STORE_UNAVAILABLE and acts as if it holds nothing, so a lease written then would be held by
+  // nobody and block every process until its TTL. When the late answer says it was stored, take
+  // it back. Only for strings: deleteIfOwner removes the key only while it still holds exactly
+  // that value, and the values raced for this way (lease owners, binding ids) are unique.
+  const takeBack = (key: string, value: unknown): ((stored: boolean) => void) | undefined =>
+    typeof value !== 'string'
+      ? undefined
+      : (stored) => {
+          if (stored !== true) return;
+          try {
+            b.deleteIfOwner(key, value).catch(() => false);
+          } catch {
+            /* the lease expires with its TTL */
+          }
+        };
   const store: Store = {
     ...basic,
     atomic: b.atomic === true,
     async getVersioned<T>(key: string) {
       return (await call(() => b.getVersioned<T>(key), always)) ?? undefined;
     },
-    setIfAbsent: (key, value, ttlMs) => call(() => b.setIfAbsent(key, value, normalizeTtl(ttlMs)), always),
+    setIfAbsent: (key, value, ttlMs) => call(() => b.setIfAbsent(key, value, normalizeTtl(ttlMs)), always, takeBack(key, value)),
     compareAndSet: (key, expected, value, ttlMs) => call(() => b.compareAndSet(key, expected, value, normalizeTtl(ttlMs)), always),
     deleteIfOwner: (key, owner) => call(() => b.deleteIfOwner(key, owner), always),
     async consume<T>(key: string) {

@@ -7,12 +7,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 import { hasRedis } from '../helpers/redis.js';
 import { startPersistentRedis, type PersistentRedis } from '../reliability/redis-persistent.js';
-import { runApprovalTrials, runTokenLoad, stall, startReplicas, type Replicas, type StoreKind } from './harness.js';
+import { runApprovalTrials, runTokenLoad, stall, startReplicas, type Break, type Replicas, type StoreKind } from './harness.js';
 
 const PROCESSES = 8;
 const USERS = 100;
 const LOAD_MS = 10_000;
 const TRIALS = 50;
+
+/**
+ * `REPLICAS_BREAK=nx|owner|cas npx vitest run test/replicas` breaks one store guarantee in every
+ * replica (see worker.ts), to show that the suite fails without it. Unset: the normal run.
+ */
+const BREAK = ((): Break | undefined => {
+  const v = process.env.REPLICAS_BREAK;
+  if (v === undefined || v === '') return undefined;
+  if (v === 'nx' || v === 'owner' || v === 'cas') return v;
+  throw new Error(`REPLICAS_BREAK must be nx, owner or cas (got ${JSON.stringify(v)})`);
+})();
 
 interface Server {
   url: string;
@@ -33,12 +44,12 @@ async function startServer(kind: StoreKind): Promise<Server> {
 
 for (const kind of ['redis', 'postgres'] as const) {
   const available = kind === 'redis' ? hasRedis : hasPostgres;
-  describe.skipIf(!available)(`${PROCESSES} replicas on one ${kind}`, () => {
+  describe.skipIf(!available)(`${PROCESSES} replicas on one ${kind}${BREAK === undefined ? '' : ` (broken on purpose: ${BREAK})`}`, () => {
     let server: Server;
     let r: Replicas;
     beforeAll(async () => {
       server = await startServer(kind);
-      r = await startReplicas({ store: kind, url: server.url, processes: PROCESSES, users: USERS, accessTokenTtl: 3, refreshSkewSeconds: 1 });
+      r = await startReplicas({ store: kind, url: server.url, processes: PROCESSES, users: USERS, accessTokenTtl: 3, refreshSkewSeconds: 1, ...(BREAK === undefined ? {} : { breaks: BREAK }) });
     }, 120_000);
     afterAll(async () => {
       await r?.close();

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import Keyv from 'keyv';
 import { describe, expect, it } from 'vitest';
 import { AgentIamError } from '../../src/errors.js';
-import { createKeyValueStore, KEY_PREFIX, MemoryAdapter, storeKey, type KeyValueStore } from '../../src/stores/store.js';
+import { createKeyValueStore, KEY_PREFIX, MemoryAdapter, storeKey, type KeyValueStore, type Store } from '../../src/stores/store.js';
 
 /** A Keyv storage adapter whose behaviour each test chooses; counts clear() calls. */
 class ScriptedAdapter extends EventEmitter {
@@ -156,6 +156,44 @@ describe('createKeyValueStore', () => {
     adapter.mode = 'ok';
     await store.set('k', 2);
     expect(await store.get('k')).toBe(2);
+  });
+
+  it('takes back a setIfAbsent of a string that lands after its caller got the timeout (no lease held by nobody)', async () => {
+    // A contract store whose setIfAbsent answers late but still stores: a frozen server that runs
+    // the command when it wakes.
+    const inner = createKeyValueStore();
+    const released: Array<[string, string]> = [];
+    const slow = Object.create(inner) as Store;
+    slow.setIfAbsent = async (key, value, ttl) => {
+      await new Promise((r) => setTimeout(r, 120));
+      return inner.setIfAbsent(key, value, ttl);
+    };
+    slow.deleteIfOwner = (key, owner) => (released.push([key, owner]), inner.deleteIfOwner(key, owner));
+    const store = createKeyValueStore(slow, { timeoutMs: 40 });
+
+    await expectUnavailable(store.setIfAbsent('lease:a', 'owner-1', 60_000), 'timeout');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(released).toEqual([['lease:a', 'owner-1']]);
+    expect(await inner.get('lease:a')).toBeUndefined(); // landed, then taken back
+
+    // Held by someone else when it lands: stored nothing, so nothing is taken back.
+    await inner.set('lease:b', 'owner-2', 60_000);
+    await expectUnavailable(store.setIfAbsent('lease:b', 'owner-3', 60_000), 'timeout');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(released).toHaveLength(1);
+    expect(await inner.get('lease:b')).toBe('owner-2');
+
+    // Not a string (an OAuth state record): left to its TTL, never deleted blindly.
+    await expectUnavailable(store.setIfAbsent('state:c', { pkce: 'x' }, 60_000), 'timeout');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(released).toHaveLength(1);
+    expect(await inner.get('state:c')).toEqual({ pkce: 'x' });
+
+    // Answered in time: the caller holds it.
+    const fast = createKeyValueStore(slow, { timeoutMs: 1000 });
+    expect(await fast.setIfAbsent('lease:d', 'owner-4', 60_000)).toBe(true);
+    expect(released).toHaveLength(1);
+    expect(await inner.get('lease:d')).toBe('owner-4');
   });
 
   it('turns adapter errors into STORE_UNAVAILABLE, never undefined/false (Keyv swallows them by default)', async () => {
