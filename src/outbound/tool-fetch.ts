@@ -38,7 +38,9 @@ export interface ToolFetchApprovals {
 }
 
 /**
- * Options of {@link createToolFetch}, validated once at construction (`CONFIG_INVALID` naming the field).
+ * Options of {@link createToolFetch}, validated once at construction (`CONFIG_INVALID` naming the
+ * field). Unknown keys are refused (a typo such as `polices` or `timeout` is named, not ignored), and
+ * so are combinations that cannot work: `perUser: false` on an `oauth2` or `tokenExchange` tool.
  *
  * @example
  * ```ts
@@ -94,8 +96,8 @@ interface CompiledTool extends ResolvedTool {
   readonly injector: Injector;
 }
 
-const optionsSchema = z.object({
-  agent: z.object({ id: z.string().min(1).regex(/^[\x21-\x7e]{1,256}$/, 'must be visible ASCII') }),
+const optionsSchema = z.strictObject({
+  agent: z.strictObject({ id: z.string().min(1).regex(/^[\x21-\x7e]{1,256}$/, 'must be visible ASCII') }),
   tools: z.array(z.unknown()),
   policies: z.array(z.unknown()),
   tokens: z.custom<TokenSource>((v) => typeof v === 'object' && v !== null, 'must be a token source').optional(),

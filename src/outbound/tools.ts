@@ -119,7 +119,8 @@ export interface ToolDefinition {
   forwardUser?: boolean;
   /**
    * Require a user in the context (default: true for `oauth2` and `tokenExchange`, false otherwise).
-   * Without one, the request fails with `POLICY_DENIED` and nothing is sent.
+   * Without one, the request fails with `POLICY_DENIED` and nothing is sent. `false` is refused for
+   * `oauth2` and `tokenExchange` tools (`CONFIG_INVALID`): their token is the user's.
    */
   perUser?: boolean;
 }
@@ -130,6 +131,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const nonEmpty = z.string().min(1);
 const token = z.string().min(1).regex(/^[\x21-\x7e]+$/, 'must be visible ASCII');
 
+// Not strict: credentials often come from an AWS SDK provider, whose result carries more fields
+// (`expiration`, `credentialScope`, `accountId`); only these three are kept.
 const credentialsSchema = z.object({
   accessKeyId: token,
   secretAccessKey: token,
@@ -137,21 +140,21 @@ const credentialsSchema = z.object({
 });
 
 const authSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('none') }),
-  z.object({
+  z.strictObject({ type: z.literal('none') }),
+  z.strictObject({
     type: z.literal('apiKey'),
     key: z.string().min(1).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
     header: z.string().regex(HEADER_NAME, 'must be a header name').optional(),
     scheme: z.string().regex(HEADER_VALUE, 'must be printable ASCII').optional(),
   }),
-  z.object({ type: z.literal('oauth2'), connection: nonEmpty }),
-  z.object({
+  z.strictObject({ type: z.literal('oauth2'), connection: nonEmpty }),
+  z.strictObject({
     type: z.literal('clientCredentials'),
     connection: nonEmpty,
     scopes: z.array(nonEmpty).optional(),
     resource: nonEmpty.optional(),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('tokenExchange'),
     connection: nonEmpty,
     audience: nonEmpty.optional(),
@@ -160,7 +163,7 @@ const authSchema = z.discriminatedUnion('type', [
     actorToken: z.custom<() => string | { accessToken: string } | Promise<string | { accessToken: string }>>((v) => typeof v === 'function', 'must be a function').optional(),
     actorTokenType: nonEmpty.optional(),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('awsSigV4'),
     region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must be an AWS region name'),
     service: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be an AWS service name'),
@@ -172,11 +175,11 @@ const authSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
-const toolSchema = z.object({
+const toolSchema = z.strictObject({
   name: z.string().regex(NAME, 'must be 1-64 letters, digits, ".", "_" or "-"'),
   baseUrl: nonEmpty,
   auth: authSchema.optional(),
-  capabilities: z.array(z.object({ method: nonEmpty, path: nonEmpty })).optional(),
+  capabilities: z.array(z.strictObject({ method: nonEmpty, path: nonEmpty })).optional(),
   forwardUser: z.boolean().optional(),
   perUser: z.boolean().optional(),
 });
@@ -217,6 +220,10 @@ export function resolveTools(tools: unknown): ResolvedTool[] {
     if (places.has(place)) throw configError(`${field}.baseUrl`, 'another tool has the same origin and base path');
     places.add(place);
     const auth = (t.auth ?? { type: 'none' }) as ToolAuth;
+    if (t.perUser === false && (auth.type === 'oauth2' || auth.type === 'tokenExchange')) {
+      // The credential is the user's own token (or exchanged from it): there is no call without a user.
+      throw configError(`${field}.perUser`, `cannot be false for an ${auth.type} tool, whose token is the user's (omit perUser)`);
+    }
     return {
       name: t.name,
       origin: url.origin,
