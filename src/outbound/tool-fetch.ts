@@ -40,7 +40,9 @@ export interface ToolFetchApprovals {
 /**
  * Options of {@link createToolFetch}, validated once at construction (`CONFIG_INVALID` naming the
  * field). Unknown keys are refused (a typo such as `polices` or `timeout` is named, not ignored), and
- * so are combinations that cannot work: `perUser: false` on an `oauth2` or `tokenExchange` tool.
+ * so are combinations that cannot work: a rule for this agent (or `*`) naming a tool that is not
+ * registered, an `oauth2`/`clientCredentials`/`tokenExchange` tool whose `connection` the token
+ * manager does not have, `perUser: false` on an `oauth2` or `tokenExchange` tool.
  *
  * @example
  * ```ts
@@ -51,8 +53,12 @@ export interface ToolFetchOptions {
   /** The agent this toolFetch acts as; policies name it. */
   agent: { id: string };
   tools: ToolDefinition[];
+  /** Every rule that can apply to this agent must name a registered tool or `*`. */
   policies: PolicyRule[];
-  /** Token manager, required by `oauth2`, `clientCredentials` and `tokenExchange` tools. */
+  /**
+   * Token manager, required by `oauth2`, `clientCredentials` and `tokenExchange` tools. With
+   * `createTokenManager()`'s manager, each such tool's `connection` must be one of its connections.
+   */
   tokens?: TokenSource;
   /** Required when a policy has `effect: 'approval'`. */
   approvals?: ToolFetchApprovals;
@@ -292,6 +298,41 @@ function groupsOf(context: AgentContext | undefined, claim: string): readonly st
   return NONE;
 }
 
+/** A name from the configuration, fit for a message: printable ASCII, bounded, quoted. */
+function printable(value: string): string {
+  return JSON.stringify(value.replace(/[^\x20-\x7e]/g, '?').slice(0, 64));
+}
+
+/** At most 20 names, for a message that helps find a typo. */
+function listOf(names: Iterable<string>): string {
+  const all = [...names];
+  if (all.length === 0) return 'none';
+  const shown = all.slice(0, 20).map(printable).join(', ');
+  return all.length > 20 ? `${shown}, … ${all.length - 20} more` : shown;
+}
+
+/**
+ * A rule that can apply to this agent (its id or `*`) and names a tool that is not registered can
+ * never match: a typo that would only show later as `POLICY_DENIED` (or, for a deny rule, as a
+ * denial that never happens). Rules for other agents are left alone: one rule list may serve
+ * several agents.
+ */
+function checkPolicyTools(rules: readonly PolicyRule[], tools: readonly ResolvedTool[], agentId: string): void {
+  const names = new Set(tools.map((t) => t.name));
+  rules.forEach((rule, i) => {
+    if (rule.tool === '*' || names.has(rule.tool)) return;
+    if (rule.agent !== agentId && rule.agent !== '*') return;
+    throw configError(`policies.${i}.tool`, `names tool ${printable(rule.tool)}, which is not registered (tools: ${listOf(names)})`);
+  });
+}
+
+/** The connection ids of a token manager (`createTokenManager` exposes them), or undefined for another token source. */
+function connectionIds(tokens: TokenSource | undefined): ReadonlySet<string> | undefined {
+  const ids = (tokens as { connections?: unknown } | undefined)?.connections;
+  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) return undefined;
+  return new Set(ids as string[]);
+}
+
 /**
  * Create a `fetch` that reaches only registered tools, under policy, with the tool's credential
  * injected and the verified user forwarded as `X-End-User-ID`.
@@ -327,14 +368,25 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
   const resolved = resolveTools(opts.tools);
   const engine: PolicyEngine = createPolicyEngine(opts.policies as PolicyRule[]);
   const rules = opts.policies as PolicyRule[];
+  checkPolicyTools(rules, resolved, opts.agent.id);
   if (opts.approvals === undefined) {
     const i = rules.findIndex((r) => r.effect === 'approval');
     if (i !== -1) throw configError('approvals', `is required by policies.${i} (effect approval)`);
   }
+  const known = connectionIds(opts.tokens);
   const credentialTimeoutMs = opts.credentialTimeoutMs ?? 10_000;
   const compiled: CompiledTool[] = resolved.map((tool) => {
     const needsTokens = tool.auth.type === 'oauth2' || tool.auth.type === 'clientCredentials' || tool.auth.type === 'tokenExchange';
     if (needsTokens && opts.tokens === undefined) throw configError('tokens', `is required by tools.${tool.index} (${tool.auth.type})`);
+    if (needsTokens && known !== undefined) {
+      const id = (tool.auth as { connection: string }).connection;
+      if (!known.has(id)) {
+        throw configError(
+          `tools.${tool.index}.auth.connection`,
+          `tool ${tool.name} names connection ${printable(id)}, which the token manager does not have (${listOf(known)})`,
+        );
+      }
+    }
     return {
       ...tool,
       matcher: compileCapabilities(tool.capabilities, `tools.${tool.index}.capabilities`),

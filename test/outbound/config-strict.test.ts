@@ -107,3 +107,52 @@ describe('perUser: false on a tool whose token is the user’s (item 6)', () => 
     ).not.toThrow();
   });
 });
+
+describe('a policy naming a tool that is not registered (item 13)', () => {
+  it('a typo in an allow rule is refused, naming the rule, the value and the registered tools', () => {
+    const err = configError({ ...base(), policies: [{ agent: 'agent-1', tool: 'stripe' }, { agent: 'agent-1', tool: 'stirpe', effect: 'approval' }] });
+    expect(err).toMatchObject({ code: 'CONFIG_INVALID', field: 'policies.1.tool' });
+    expect(err.message).toContain('"stirpe"');
+    expect(err.message).toContain('"stripe"');
+    expect(err.message).not.toContain('sk_live_SECRET');
+  });
+
+  it('a typo in a deny rule (a denial that would never happen) is refused, also for agent "*"', () => {
+    const err = configError({ ...base(), policies: [{ agent: 'agent-1', tool: 'stripe' }, { agent: '*', tool: 'Stripe', groups: ['contractors'], effect: 'deny' }] });
+    expect(err).toMatchObject({ code: 'CONFIG_INVALID', field: 'policies.1.tool' });
+  });
+
+  it('"*" tools and rules for other agents (a shared rule list) are accepted', () => {
+    expect(() =>
+      createToolFetch({ ...base(), policies: [{ agent: 'agent-1', tool: '*' }, { agent: 'other-agent', tool: 'jira' }] }),
+    ).not.toThrow();
+  });
+});
+
+describe('a tool naming a connection the token manager does not have (item 16)', () => {
+  for (const auth of [
+    { type: 'oauth2', connection: 'gihub' },
+    { type: 'clientCredentials', connection: 'crop' },
+    { type: 'tokenExchange', connection: 'crop', scopes: ['read'] },
+  ] as const) {
+    it(`${auth.type}: refused at construction, naming the tool and the id`, () => {
+      const err = configError({ ...base(), tools: [base().tools[0], { name: 'gh', baseUrl: up.origin, auth }], tokens });
+      expect(err).toMatchObject({ code: 'CONFIG_INVALID', field: 'tools.1.auth.connection' });
+      expect(err.message).toContain('tool gh');
+      expect(err.message).toContain(`"${auth.connection}"`);
+      expect(err.message).toContain('"github", "corp"');
+      expect(err.message).not.toContain('CLIENT-SECRET');
+    });
+  }
+
+  it('a known connection constructs, and the call goes as far as consent (not a 400)', async () => {
+    const tf = createToolFetch({
+      agent: { id: 'agent-1' },
+      tools: [{ name: 'gh', baseUrl: up.origin, auth: { type: 'oauth2', connection: 'github' } }],
+      policies: [{ agent: 'agent-1', tool: 'gh' }],
+      tokens,
+    });
+    expect(await codeOf(tf(`${up.origin}/user`, { context: userContext('alice') }))).toBe('CONSENT_REQUIRED');
+    expect(up.received).toHaveLength(0);
+  });
+});
