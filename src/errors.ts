@@ -85,6 +85,8 @@ export interface AgentIamErrorOptions {
    * record), `conflict`.
    * `CONSENT_REQUIRED` without `authorizationUrl`: `authorization_start_failed:<code>`, the code of
    * the error that stopped the token manager from building the URL (that error is the `cause`).
+   * `TOKEN_ENDPOINT_UNAVAILABLE` from toolFetch: `tool_unreachable`, the tool itself could not be
+   * reached (fetch's error is the `cause`).
    */
   reason?: string;
   /**

@@ -151,6 +151,12 @@ const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}$/;
 /** CR, LF, NUL and every other control but tab, and DEL. */
 const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
+/**
+ * The code of a tool that cannot be reached. DESIGN.md's table has no tool-specific code; this is
+ * the closest one it has (a remote party the request needs is down: 503, retry later), told apart
+ * by `reason: 'tool_unreachable'`.
+ */
+const TOOL_UNREACHABLE: AgentIamErrorCode = 'TOKEN_ENDPOINT_UNAVAILABLE';
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 let lastMs = Number.NaN;
@@ -257,6 +263,40 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   return headers;
 }
 
+/** Reasons toolFetch itself puts on its errors and audit events (others' reasons are not copied). */
+const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable']);
+
+function toolFetchReason(error: AgentIamError): string | undefined {
+  return error.reason !== undefined && OWN_REASONS.has(error.reason) ? error.reason : undefined;
+}
+
+/** A network error code (`ECONNREFUSED`, `ENOTFOUND`, `UND_ERR_CONNECT_TIMEOUT`, `CERT_HAS_EXPIRED`…), when there is one. */
+function networkCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/**
+ * What the send step throws when `fetch` rejects. An abort (the caller's signal, or `timeoutMs`)
+ * stays what `fetch` raised, as `fetch` callers expect (`AbortError` / `TimeoutError`). Anything
+ * else (connection refused, DNS, TLS, reset) means the tool could not be reached: a typed error
+ * naming the tool, with `reason: 'tool_unreachable'` and fetch's error as a non-enumerable `cause`.
+ */
+function sendFailure(error: unknown, tool: string, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted === true) return error;
+  if (isAgentIamError(error)) return error;
+  const name = (error as { name?: unknown } | null)?.name;
+  if (name === 'AbortError' || name === 'TimeoutError') return error;
+  const code = networkCode(error);
+  return new AgentIamError(TOOL_UNREACHABLE, `Tool ${tool} could not be reached${code === undefined ? '' : ` (${code})`}`, {
+    reason: 'tool_unreachable',
+    cause: error,
+  });
+}
+
 /** `error="..."` parameters of a `WWW-Authenticate` value (RFC 6750 §3). */
 const CHALLENGE_ERROR = /(?:^|[\s,])error\s*=\s*"?([A-Za-z0-9_.-]+)"?/gi;
 
@@ -343,7 +383,11 @@ function connectionIds(tokens: TokenSource | undefined): ReadonlySet<string> | u
  * `TOKEN_ENDPOINT_UNAVAILABLE`, ...). A tool that acts for a user (`oauth2`, `tokenExchange`,
  * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
  * are followed (at most `maxRedirects`) only within the same tool; anything else is
- * `REDIRECT_BLOCKED`. Network errors and aborts surface as `fetch` raises them.
+ * `REDIRECT_BLOCKED`. A tool that cannot be reached (connection refused, DNS, TLS, reset) fails
+ * with `TOKEN_ENDPOINT_UNAVAILABLE` (503), `reason: 'tool_unreachable'`, a message naming the tool and
+ * the network error code, and fetch's own error as a non-enumerable `cause`; its audit event carries
+ * the same code and reason. Aborts stay as `fetch` raises them (`AbortError` for the caller's
+ * signal, `TimeoutError` for `timeoutMs`), with `reason: 'aborted'` or `'timeout'` in the audit event.
  *
  * A tool that answers 401 to a cached `clientCredentials` or `tokenExchange` token (revoked, say)
  * makes the token manager forget exactly that token (that connection, scopes and resource; or that
@@ -410,14 +454,16 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
     let method = 'GET';
     let path: string | undefined;
     let approvalId: string | undefined;
-
+    /** The `timeoutMs` bound of this call, to tell a timeout from the caller's own abort. */
+    let timeout: AbortSignal | undefined;
+    let signal: AbortSignal | undefined;
 
     try {
       // ---- the request as the caller gave it -------------------------------------------------
       let raw: string;
       let headersInit: HeadersInit | undefined | null = init?.headers;
       let body: unknown = init?.body;
-      let signal = init?.signal ?? undefined;
+      signal = init?.signal ?? undefined;
       if (typeof input === 'string') raw = input;
       else if (input instanceof URL) raw = input.href;
       else if (input instanceof Request) {
@@ -437,8 +483,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw invalid('A GET or HEAD request cannot have a body');
 
       if (timeoutMs !== undefined) {
-        const t = AbortSignal.timeout(timeoutMs);
-        signal = signal === undefined ? t : AbortSignal.any([signal, t]);
+        timeout = AbortSignal.timeout(timeoutMs);
+        signal = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
       }
       const groups = groupsOf(context, groupsClaim);
       const actorChain = context === undefined || context.actorChain.length === 0 ? NONE : context.actorChain.map((a) => a.subject);
@@ -578,7 +624,12 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           if (sendBody instanceof ReadableStream) requestInit.duplex = 'half';
         }
         if (signal !== undefined) requestInit.signal = signal;
-        const response = await sendFetch(target.href, requestInit);
+        let response: Response;
+        try {
+          response = await sendFetch(target.href, requestInit);
+        } catch (error) {
+          throw sendFailure(error, current.name, signal);
+        }
         if (sendBody instanceof ReadableStream) body = sendBody; // consumed: not replayable
 
         const status = response.status;
@@ -662,6 +713,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (sink !== undefined) {
         const event = toolEvent('tool.request', decisionOf(code), agentId, context, toolName, method, path, approvalId, started, undefined);
         if (code !== undefined) event.code = code;
+        const reason = code !== undefined ? toolFetchReason(error as AgentIamError) : signal?.aborted === true ? (timeout?.aborted === true ? 'timeout' : 'aborted') : undefined;
+        if (reason !== undefined) event.reason = reason;
         emitAudit(sink, event);
       }
       throw error;
