@@ -4,6 +4,11 @@
  * forwarding, and only then is sent. Any failure is an {@link AgentIamError} plus an audit event,
  * and nothing is sent.
  *
+ * Caller headers are dropped when they are the SDK's to set or describe only the caller's hop
+ * (credentials, identity, hop-by-hop), and refused when they would change which operation the tool
+ * runs (method and target overrides, another `Host`) unless the tool allows them; an allowed method
+ * override is checked by policy and capability like the method itself, and bound by approvals.
+ *
  * Capability comes before approval so that no approval is ever created for, or consumed by, a
  * request that could not be sent anyway. `X-End-User-ID` is set just before the credential so that
  * a SigV4 signature covers it.
@@ -23,6 +28,7 @@ import type { ApprovalCheck, ApprovalRequestInput } from '../policy/approvals.js
 import { resolveTools, ToolRegistry, type ResolvedTool, type ToolDefinition } from './tools.js';
 import { safeUrl } from './url-safety.js';
 import { bodyToBytes, isReplayable } from './body.js';
+import { ALLOWABLE_HEADERS, METHOD_OVERRIDES } from '../policy/headers.js';
 import { createInjector, type Injector, type OutgoingRequest } from './credentials/index.js';
 
 /**
@@ -123,7 +129,18 @@ const optionsSchema = z.strictObject({
   maxRedirects: z.number().int().min(0).max(20).optional(),
 });
 
-/** Caller headers never forwarded (credentials, identity, hop-by-hop, and what fetch sets itself). */
+/**
+ * Caller headers dropped without a word: the caller's value is never what the tool sees, and
+ * dropping it cannot change which operation the tool runs.
+ * - Credentials and identity (`Authorization`, `Cookie`, `Proxy-Authorization`, `X-End-User-ID`,
+ *   `X-Amz-*`, client-address headers): the SDK sets them itself, after every check.
+ * - Hop-by-hop and framing (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+ *   `Transfer-Encoding`, `Upgrade`, `Expect`, `Content-Length`): they describe the caller's hop to
+ *   toolFetch, not the request to the tool; an intermediary must remove them (RFC 9110 §7.6.1), and
+ *   fetch frames the body and manages the connection itself (it refuses several of them outright).
+ *   Refusing them would break passing an incoming request's headers on, for no gain.
+ * `Host` is dropped when it names the URL's own host and refused otherwise (see {@link checkRestricted}).
+ */
 const STRIPPED = new Set([
   'authorization',
   'cookie',
@@ -157,6 +174,7 @@ const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
  * by `reason: 'tool_unreachable'`.
  */
 const TOOL_UNREACHABLE: AgentIamErrorCode = 'TOKEN_ENDPOINT_UNAVAILABLE';
+const RANK = { allow: 0, approval: 1, deny: 2 } as const;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 let lastMs = Number.NaN;
@@ -235,8 +253,22 @@ function toolEvent(
   return event;
 }
 
-/** Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away. */
-function callerHeaders(init: HeadersInit | undefined | null): Headers {
+/**
+ * What {@link callerHeaders} found besides the headers it keeps: the caller's `Host` (dropped, but
+ * compared with the URL once the tool is known) and the restricted headers present, which
+ * {@link checkRestricted} refuses or binds per tool.
+ */
+interface HeaderFindings {
+  host: string | undefined;
+  /** Names as they appear in the `Headers` (lower case), each a restricted header or an underscore spelling of one. */
+  restricted: string[] | undefined;
+}
+
+/**
+ * Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away, and
+ * dropping the {@link STRIPPED} ones.
+ */
+function callerHeaders(init: HeadersInit | undefined | null, found: HeaderFindings): Headers {
   if (init === undefined || init === null) return new Headers(); // the common case: nothing to check or strip
   if (!(init instanceof Headers)) {
     const entries: Iterable<readonly unknown[]> = Array.isArray(init) ? init : Object.entries(init);
@@ -257,14 +289,89 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   for (const name of headers.keys()) {
     // CGI/WSGI servers read `X_End_User_ID` as `X-End-User-ID`: compare with `_` as `-`.
     const n = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
-    if (STRIPPED.has(n) || n.startsWith('x-amz-') || n.startsWith('proxy-') || n.startsWith('x-forwarded-')) (drop ??= []).push(name);
+    if (ALLOWABLE_HEADERS.has(n)) (found.restricted ??= []).push(name);
+    else if (STRIPPED.has(n) || n.startsWith('x-amz-') || n.startsWith('proxy-') || n.startsWith('x-forwarded-')) {
+      if (name === 'host') found.host = headers.get('host') ?? undefined;
+      (drop ??= []).push(name);
+    }
   }
   if (drop !== undefined) for (const name of drop) headers.delete(name);
   return headers;
 }
 
 /** Reasons toolFetch itself puts on its errors and audit events (others' reasons are not copied). */
-const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable']);
+const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed']);
+
+function headerRefused(name: string, message: string): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', message, { field: `headers.${name}`, reason: 'header_not_allowed' });
+}
+
+/** What an allowed restricted header adds to the checks: methods the tool may run, values an approval binds. */
+interface Restricted {
+  /** Methods named by allowed method-override headers (upper case), besides the method sent. */
+  overrides: string[] | undefined;
+  /** Allowed restricted headers sent, lower-case name → value, for the approval binding. */
+  bound: Record<string, string> | undefined;
+}
+
+const NOTHING_RESTRICTED: Restricted = Object.freeze({ overrides: undefined, bound: undefined });
+
+/**
+ * The header policy of one tool, applied once the tool is known and before any policy, approval or
+ * credential. Refused (`REQUEST_INVALID`, `field: 'headers.<name>'`, `reason: 'header_not_allowed'`),
+ * never stripped:
+ * - a method override the tool does not allow: the caller meant another method than the one the
+ *   policy and capabilities would check, so dropping it silently would run an operation the caller
+ *   did not ask for, and sending it would run one nobody checked;
+ * - a target override (`X-Original-URL`, `X-Rewrite-URL`, `X-Host`, `X-HTTP-Host-Override`) the tool
+ *   does not allow, for the same reason with the path or host;
+ * - an underscore spelling of either (`X_HTTP_Method_Override`), which CGI-style servers read as the
+ *   real header and which cannot be bound unambiguously;
+ * - a `Host` naming another host than the URL: the URL decides which tool is called, and the tool is
+ *   found by its origin, so another `Host` would reach what no check looked at. Never allowable; a
+ *   `Host` equal to the URL's is dropped (fetch sets it).
+ * An allowed method override must hold exactly one method (not `CONNECT`, `TRACE` or `TRACK`); it is
+ * sent upper case, as the method is.
+ */
+function checkRestricted(found: HeaderFindings, headers: Headers, tool: CompiledTool, target: URL): Restricted {
+  if (found.host !== undefined && !sameHost(found.host, target)) {
+    throw headerRefused('host', `Tool ${tool.name}: request header host names another host than the URL (the URL decides which tool is called)`);
+  }
+  if (found.restricted === undefined) return NOTHING_RESTRICTED; // the common case
+  const out: Restricted = { overrides: undefined, bound: undefined };
+  for (const name of found.restricted) {
+    const canonical = name.replace(/_/g, '-');
+    const what = METHOD_OVERRIDES.has(canonical) ? 'the method' : 'the URL or host';
+    if (name !== canonical) {
+      throw headerRefused(canonical, `Tool ${tool.name}: request header ${name} (an underscore spelling of ${canonical}, which changes ${what} the tool acts on) is not allowed`);
+    }
+    if (!tool.allowHeaders.has(name)) {
+      throw headerRefused(name, `Tool ${tool.name}: request header ${name} changes ${what} the tool acts on and is not allowed (list it in the tool's allowHeaders to send it)`);
+    }
+    const value = headers.get(name) as string;
+    if (METHOD_OVERRIDES.has(name)) {
+      const m = value.toUpperCase();
+      if (!METHOD.test(value) || FORBIDDEN_METHODS.has(m)) throw headerRefused(name, `Tool ${tool.name}: request header ${name} must hold one HTTP method`);
+      if (!(out.overrides ??= []).includes(m)) out.overrides.push(m);
+      // Sent, checked and bound as one spelling: the method, upper case (as the method itself).
+      if (value !== m) headers.set(name, m);
+      (out.bound ??= {})[name] = m;
+    } else (out.bound ??= {})[name] = value;
+  }
+  return out;
+}
+
+/** Does a caller's `Host` value name the URL's own host (and port; `:443` on https is the same host)? */
+function sameHost(host: string, target: URL): boolean {
+  const h = host.trim().toLowerCase();
+  if (h === target.host) return true;
+  if (!/^[a-z0-9.:[\]-]+$/.test(h)) return false;
+  try {
+    return new URL(`${target.protocol}//${h}`).host === target.host;
+  } catch {
+    return false;
+  }
+}
 
 function toolFetchReason(error: AgentIamError): string | undefined {
   return error.reason !== undefined && OWN_REASONS.has(error.reason) ? error.reason : undefined;
@@ -378,7 +485,10 @@ function connectionIds(tokens: TokenSource | undefined): ReadonlySet<string> | u
  * injected and the verified user forwarded as `X-End-User-ID`.
  *
  * Checks, on every request and every redirect hop: URL safety (`REQUEST_INVALID`), tool by exact
- * origin and base path (`TOOL_NOT_REGISTERED`), policy (`POLICY_DENIED`), capability
+ * origin and base path (`TOOL_NOT_REGISTERED`), headers that change what the tool does
+ * (`REQUEST_INVALID` with `reason: 'header_not_allowed'` and `field: 'headers.<name>'`: method
+ * overrides, target overrides and a `Host` other than the URL's, unless the tool lists them in
+ * `allowHeaders`), policy (`POLICY_DENIED`), capability
  * (`CAPABILITY_DENIED`), approval (`APPROVAL_REQUIRED`), credential (`CONSENT_REQUIRED`,
  * `TOKEN_ENDPOINT_UNAVAILABLE`, ...). A tool that acts for a user (`oauth2`, `tokenExchange`,
  * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
@@ -478,7 +588,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
       method = method.toUpperCase();
       if (FORBIDDEN_METHODS.has(method)) throw invalid('Request method not allowed');
-      const headers = callerHeaders(headersInit);
+      const found: HeaderFindings = { host: undefined, restricted: undefined };
+      const headers = callerHeaders(headersInit, found);
       if (body === null) body = undefined;
       if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw invalid('A GET or HEAD request cannot have a body');
 
@@ -495,6 +606,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
 
       let url: URL | undefined;
       let tool: CompiledTool | undefined;
+      let restricted: Restricted | undefined;
       let rejectedOnce = false;
       let steppedUp = false;
       for (let hop = 0; ; hop++) {
@@ -521,28 +633,31 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         const target = url as URL;
         const pathname = path as string; // read once: each URL getter call builds a new string
         toolName = current.name;
+        // ---- 2b. headers that change what the tool does (the caller's headers are the same on every hop)
+        restricted ??= checkRestricted(found, headers, current, target);
+        const overrides = restricted.overrides;
 
-        // ---- 3. policy --------------------------------------------------------------------------
+        // ---- 3. policy (for the method sent and every method an allowed override names) ----------
         let effect: 'allow' | 'approval' | 'deny';
         try {
-          effect = engine.evaluate({
-            agentId,
-            tool: current.name,
-            userId,
-            groups,
-            domain: context?.domain,
-            actorChain,
-            method,
-            path: pathname,
-          }).effect;
+          const input = { agentId, tool: current.name, userId, groups, domain: context?.domain, actorChain, method, path: pathname };
+          effect = engine.evaluate(input).effect;
+          if (overrides !== undefined) {
+            for (const m of overrides) {
+              const e = engine.evaluate({ ...input, method: m }).effect;
+              if (RANK[e] > RANK[effect]) effect = e;
+            }
+          }
         } catch {
           throw new AgentIamError('POLICY_DENIED', 'Policy evaluation failed');
         }
         if (effect === 'deny') throw new AgentIamError('POLICY_DENIED', `Policy does not allow ${agentId} to use tool ${current.name}`);
 
         // ---- 4. capability ----------------------------------------------------------------------
-        if (!current.matcher.all && current.matcher.match(method, pathname) === undefined) {
-          throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
+        if (!current.matcher.all) {
+          if (current.matcher.match(method, pathname) === undefined || (overrides !== undefined && overrides.some((m) => current.matcher.match(m, pathname) === undefined))) {
+            throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
+          }
         }
 
         // A per-user tool without a user, or a user id that cannot be a header, fails before any
@@ -574,6 +689,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               path: pathname,
               query: target.search,
               bodySha256: bodyHash,
+              host: target.host,
+              ...(restricted.bound !== undefined ? { headers: restricted.bound } : {}),
               ...(actorChain.length > 0 ? { actorChain } : {}),
             });
           } catch (error) {
@@ -585,13 +702,11 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           if (result.status !== 'approved') {
             throw new AgentIamError('APPROVAL_REQUIRED', `Tool ${current.name}: this request needs approval`, {
               approvalId: result.id,
-              approval: {
-                agentId,
-                ...(userId !== undefined ? { userId } : {}),
-                tool: current.name,
-                method,
-                path: pathname,
-              },
+              // what the approvals service shows its approvers (createApprovals: with host, bound headers and hashes)
+              approval:
+                typeof result.summary === 'object' && result.summary !== null
+                  ? result.summary
+                  : { agentId, ...(userId !== undefined ? { userId } : {}), tool: current.name, method, path: pathname, host: target.host },
             });
           }
         }
@@ -709,7 +824,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       }
     } catch (error) {
       const code = isAgentIamError(error) ? error.code : undefined;
-      if (code === 'REQUEST_INVALID') path = undefined;
+      // An unsafe URL's path is not logged; a refused header's request had a safe one.
+      if (code === 'REQUEST_INVALID' && (error as AgentIamError).reason !== 'header_not_allowed') path = undefined;
       if (sink !== undefined) {
         const event = toolEvent('tool.request', decisionOf(code), agentId, context, toolName, method, path, approvalId, started, undefined);
         if (code !== undefined) event.code = code;

@@ -9,6 +9,7 @@ import { configError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import { safeUrl } from './url-safety.js';
+import { ALLOWABLE_HEADERS } from '../policy/headers.js';
 
 /**
  * AWS credentials for SigV4 signing.
@@ -123,6 +124,29 @@ export interface ToolDefinition {
    * `oauth2` and `tokenExchange` tools (`CONFIG_INVALID`): their token is the user's.
    */
   perUser?: boolean;
+  /**
+   * Caller headers this tool accepts that toolFetch otherwise refuses with `REQUEST_INVALID`,
+   * because they change what the tool does: method overrides (`X-HTTP-Method-Override`,
+   * `X-Method-Override`, `X-HTTP-Method`) and target overrides (`X-Original-URL`, `X-Rewrite-URL`,
+   * `X-Host`, `X-HTTP-Host-Override`). Case-insensitive.
+   *
+   * With a method override allowed and sent, its value must be a method, and the policy and the
+   * capabilities must allow both the method sent and the overriding one (either may be what the
+   * tool runs). Target overrides are not matched against capabilities: allow one only for a tool
+   * whose server needs it. An approval binds the value of every allowed header that is sent.
+   *
+   * Any other name is refused (`CONFIG_INVALID`): credential and identity headers (`Authorization`,
+   * `Cookie`, `X-End-User-ID`, `X-Amz-*`, `Forwarded`, `X-Forwarded-*`), hop-by-hop headers and
+   * `Host` are never the caller's to set, and every other header is sent as given already.
+   *
+   * @example
+   * ```ts
+   * // an API that takes PATCH as POST + X-HTTP-Method-Override; both methods are declared
+   * const tool: ToolDefinition = { name: 'files', baseUrl: 'https://files.example.com', allowHeaders: ['X-HTTP-Method-Override'],
+   *   capabilities: [{ method: 'POST', path: '/v1/files/:id' }, { method: 'PATCH', path: '/v1/files/:id' }] };
+   * ```
+   */
+  allowHeaders?: string[];
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -182,6 +206,16 @@ const toolSchema = z.strictObject({
   capabilities: z.array(z.strictObject({ method: nonEmpty, path: nonEmpty })).optional(),
   forwardUser: z.boolean().optional(),
   perUser: z.boolean().optional(),
+  allowHeaders: z
+    .array(
+      z
+        .string()
+        .refine((v) => ALLOWABLE_HEADERS.has(v.toLowerCase()), {
+          message: `must be one of ${[...ALLOWABLE_HEADERS].join(', ')}: credential, identity, hop-by-hop and Host headers are never sent from the caller, and any other header is sent as given`,
+        }),
+    )
+    .max(ALLOWABLE_HEADERS.size)
+    .optional(),
 });
 
 /** @internal A validated tool with its precomputed origin and base path. */
@@ -194,6 +228,8 @@ export interface ResolvedTool {
   readonly capabilities: ToolCapability[] | undefined;
   readonly forwardUser: boolean;
   readonly perUser: boolean;
+  /** Lower-case names of the restricted headers the tool accepts. */
+  readonly allowHeaders: ReadonlySet<string>;
   readonly index: number;
 }
 
@@ -232,6 +268,7 @@ export function resolveTools(tools: unknown): ResolvedTool[] {
       capabilities: t.capabilities,
       forwardUser: t.forwardUser ?? true,
       perUser: t.perUser ?? (auth.type === 'oauth2' || auth.type === 'tokenExchange'),
+      allowHeaders: new Set((t.allowHeaders ?? []).map((h) => h.toLowerCase())),
       index: i,
     };
   });

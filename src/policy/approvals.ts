@@ -1,9 +1,14 @@
 /**
  * Approvals: a human in the loop for requests that a policy marks `approval`.
  *
- * An approval is bound to one exact request — agent, user, tool, method, path, query, the SHA-256
- * of the body, and the delegation chain. Approved once, it lets that request through once; approved
- * with `ttlSeconds`, it lets it through until the TTL ends. Any other request is a new approval.
+ * An approval is bound to one exact request: agent, user, tool, host, method, path, query, the
+ * SHA-256 of the body, the delegation chain, and the value of every header the tool allows that
+ * changes what it does (`allowHeaders`: a method override such as `X-HTTP-Method-Override`, or a
+ * target override such as `X-Original-URL`), including its absence. Approved once, it lets that
+ * request through once; approved with `ttlSeconds`, it lets it through until the TTL ends. Any
+ * other request, e.g. the approved `GET /v2/items/7` sent with `X-HTTP-Method-Override: DELETE`, is
+ * a new approval. Other headers are not bound: toolFetch refuses the ones that change the operation
+ * unless the tool allows them, and sets credentials and identity itself.
  *
  * @module
  */
@@ -14,6 +19,7 @@ import { withTimeout } from '../lib/async.js';
 import { hasControlChars, randomToken, sha256Hex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
+import { METHOD_OVERRIDES } from './headers.js';
 import { emitAudit, type AuditEvent, type AuditSink } from '../audit/events.js';
 
 /** The request an approval is bound to. */
@@ -30,6 +36,14 @@ export interface ApprovalRequestInput {
   bodySha256: string;
   /** Actor subjects of the delegation chain, outermost first. Part of the binding. */
   actorChain?: readonly string[];
+  /** Host (and port) of the URL, as `URL.host` gives it. Part of the binding (toolFetch always sends it). */
+  host?: string;
+  /**
+   * Headers sent with the request that change what the tool does and that the tool allows
+   * (`allowHeaders`: method and target overrides), lower-case name → value as sent. Part of the
+   * binding: the same request with another override value, or without it, is another approval.
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 /** An approval as shown to approvers: never the query, the body or any credential. */
@@ -113,6 +127,9 @@ interface StoredApproval {
 }
 
 const ID_RE = /^apr_[A-Za-z0-9_-]{22}$/;
+const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/;
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]{1,64}$/;
+const HOST = /^[A-Za-z0-9.:[\]-]{1,261}$/;
 /** `list()` returns at most this many approvals: the most recent ones. */
 const MAX_LIST = 10_000;
 /** Attempts of one compare-and-set loop before the store is reported contended. */
@@ -125,6 +142,8 @@ const summarySchema = z.object({
   tool: z.string(),
   method: z.string(),
   path: z.string(),
+  host: z.string().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
 });
 const storedSchema = z.object({
   v: z.literal(1),
@@ -156,6 +175,12 @@ function storeFailure(reason: string): AgentIamError {
   return new AgentIamError('STORE_UNAVAILABLE', 'The approval store is unavailable', { reason });
 }
 
+function copySummary(summary: ApprovalSummary): ApprovalSummary {
+  const out = { ...summary };
+  if (summary.headers !== undefined) out.headers = { ...summary.headers };
+  return out;
+}
+
 function effectiveStatus(rec: StoredApproval, now: number): Status {
   if ((rec.status === 'pending' || rec.status === 'approved') && now >= rec.expiresAt) return 'expired';
   return rec.status;
@@ -163,7 +188,7 @@ function effectiveStatus(rec: StoredApproval, now: number): Status {
 
 function toPublic(rec: StoredApproval, now: number): ApprovalRecord {
   const status = effectiveStatus(rec, now);
-  const out: ApprovalRecord = { id: rec.id, status, summary: { ...rec.summary }, createdAt: rec.createdAt };
+  const out: ApprovalRecord = { id: rec.id, status, summary: copySummary(rec.summary), createdAt: rec.createdAt };
   if (rec.decidedAt !== undefined) out.decidedAt = rec.decidedAt;
   if (rec.approver !== undefined) out.approver = rec.approver;
   if (status === 'pending' || status === 'approved' || status === 'expired') out.expiresAt = rec.expiresAt;
@@ -180,9 +205,30 @@ function validName(value: unknown): value is string {
  */
 async function bindingOf(r: ApprovalRequestInput): Promise<string> {
   const query = r.query.startsWith('?') ? r.query.slice(1) : r.query;
-  return sha256Hex(
-    JSON.stringify(['agent-iam:approval:v1', r.agentId, r.userId ?? null, r.tool, r.method.toUpperCase(), r.path, query, r.bodySha256, r.actorChain ?? []]),
-  );
+  const fields: unknown[] = ['agent-iam:approval:v1', r.agentId, r.userId ?? null, r.tool, r.method.toUpperCase(), r.path, query, r.bodySha256, r.actorChain ?? []];
+  const headers = headerEntries(r.headers);
+  // Appended only when present, so that a request without them keeps the binding it had before.
+  if (r.host !== undefined || headers.length > 0) fields.push(r.host?.toLowerCase() ?? null, headers);
+  return sha256Hex(JSON.stringify(fields));
+}
+
+/** Bound headers in a canonical order: lower-case names, sorted. */
+function headerEntries(headers: Readonly<Record<string, string>> | undefined): [string, string][] {
+  if (headers === undefined) return [];
+  return Object.keys(headers)
+    .map((k): [string, string] => [k.toLowerCase(), headers[k] as string])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/** How a bound header is shown: a method override's method, any other value as its SHA-256. */
+async function shownHeaders(headers: Readonly<Record<string, string>> | undefined): Promise<Record<string, string> | undefined> {
+  const entries = headerEntries(headers);
+  if (entries.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const [name, value] of entries) {
+    out[name] = METHOD_OVERRIDES.has(name) && METHOD_TOKEN.test(value) ? value.toUpperCase() : `sha256:${await sha256Hex(value)}`;
+  }
+  return out;
 }
 
 /**
@@ -274,7 +320,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     emitAudit(audit, { ...e, ...extra });
   }
 
-  function newPending(request: ApprovalRequestInput, binding: string, now: number): StoredApproval {
+  async function newPending(request: ApprovalRequestInput, binding: string, now: number): Promise<StoredApproval> {
     const summary: ApprovalSummary = {
       agentId: request.agentId,
       tool: request.tool,
@@ -282,6 +328,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       path: request.path,
     };
     if (request.userId !== undefined) summary.userId = request.userId;
+    if (request.host !== undefined) summary.host = request.host.toLowerCase();
+    const headers = await shownHeaders(request.headers);
+    if (headers !== undefined) summary.headers = headers;
     const rec: StoredApproval = {
       v: 1,
       id: `apr_${randomToken(16)}`,
@@ -306,6 +355,20 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     if (typeof r.bodySha256 !== 'string' || r.bodySha256.length === 0) throw invalid('bodySha256 must be a hex SHA-256', 'bodySha256');
     if (r.actorChain !== undefined && (!Array.isArray(r.actorChain) || !r.actorChain.every(validName))) {
       throw invalid('actorChain must be a list of actor subjects', 'actorChain');
+    }
+    if (r.host !== undefined && (typeof r.host !== 'string' || !HOST.test(r.host))) throw invalid('host must be a URL host', 'host');
+    if (r.headers !== undefined) {
+      const h = r.headers as unknown;
+      if (typeof h !== 'object' || h === null || Array.isArray(h)) throw invalid('headers must be an object of header names to values', 'headers');
+      const names = Object.keys(h);
+      if (names.length > 32) throw invalid('headers: at most 32 bound headers', 'headers');
+      const seen = new Set<string>();
+      for (const name of names) {
+        const value = (h as Record<string, unknown>)[name];
+        if (!HEADER_NAME.test(name) || seen.has(name)) throw invalid('headers: names must be distinct lower-case header names', 'headers');
+        seen.add(name);
+        if (typeof value !== 'string' || value.length > 8192 || hasControlChars(value)) throw invalid('headers: values must be strings without control characters', 'headers');
+      }
     }
   }
 
@@ -346,7 +409,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           const { rec, version } = found;
           const now = Date.now();
           const status = effectiveStatus(rec, now);
-          if (status === 'pending') return { status: 'pending', id: rec.id, summary: { ...rec.summary } };
+          if (status === 'pending') return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
           if (status === 'denied') return { status: 'denied', id: rec.id };
           if (status === 'approved') {
             if (rec.reusable === true) return { status: 'approved', id: rec.id };
@@ -358,7 +421,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         // No usable approval for this request: create one, and point the binding at it only over
         // what was read, so that concurrent identical requests share one pending approval.
         const now = Date.now();
-        const rec = newPending(request, binding, now);
+        const rec = await newPending(request, binding, now);
         const ttl = ttlFor(rec, now);
         // Record, then index, then the binding that makes it reachable: a failure before the binding
         // leaves an unreachable record that expires by itself, and a bound approval is always listed.
@@ -371,7 +434,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           continue; // another process bound one first: use it
         }
         event('approval.request', rec, 'approval', { code: 'APPROVAL_REQUIRED' });
-        return { status: 'pending', id: rec.id, summary: { ...rec.summary } };
+        return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
       }
       throw storeFailure('contended');
     },

@@ -79,6 +79,10 @@ describe('createApprovals: lifecycle', () => {
       { agentId: 'other-agent' },
       { tool: 'stripe2' },
       { actorChain: ['some-actor'] },
+      { host: 'api.stripe.com' },
+      { headers: { 'x-http-method-override': 'DELETE' } },
+      { host: 'api.stripe.com', headers: { 'x-http-method-override': 'DELETE' } },
+      { host: 'api.stripe.com', headers: { 'x-original-url': '/admin' } },
     ];
     const ids = new Set([base.id]);
     for (const o of others) {
@@ -89,6 +93,27 @@ describe('createApprovals: lifecycle', () => {
     expect(ids.size).toBe(others.length + 1);
     // the approved one still passes, method case does not matter
     expect(await approvals.check(req({ method: 'post' }))).toEqual({ status: 'approved', id: base.id });
+  });
+
+  it('bound headers: each value is its own approval, names are case- and order-insensitive; requests without host or headers keep their binding', async () => {
+    const keyv = new Keyv();
+    const approvals = createApprovals({ store: keyv });
+    const r = (headers?: Record<string, string>) => req({ host: 'api.example.com', method: 'GET', path: '/v2/items/7', query: '', ...(headers ? { headers } : {}) });
+    const get = await approvals.check(r());
+    await approvals.approve(get.id, { approver: 'boss', ttlSeconds: 60 });
+    expect(await approvals.check(r())).toEqual({ status: 'approved', id: get.id });
+    const del = await approvals.check(r({ 'x-http-method-override': 'DELETE' }));
+    expect(del).toMatchObject({ status: 'pending', summary: { method: 'GET', host: 'api.example.com', headers: { 'x-http-method-override': 'DELETE' } } });
+    expect(del.id).not.toBe(get.id);
+    expect((await approvals.check(r({ 'x-http-method-override': 'PATCH' }))).id).not.toBe(del.id);
+    const two = await approvals.check(r({ 'x-http-method-override': 'DELETE', 'x-original-url': '/a' }));
+    expect((await approvals.check(r({ 'x-original-url': '/a', 'x-http-method-override': 'DELETE' }))).id).toBe(two.id);
+    expect((await approvals.check(r({ 'x-original-url': '/b', 'x-http-method-override': 'DELETE' }))).id).not.toBe(two.id);
+    // Earlier builds bound a request without host or headers to this key: pending and approved
+    // approvals of those builds keep working.
+    const old = await approvals.check(req());
+    const oldBinding = await sha256Hex(JSON.stringify(['agent-iam:approval:v1', 'support-agent', 'alice', 'stripe', 'POST', '/v1/refunds', 'amount=100', EMPTY_SHA, []]));
+    expect(await keyv.get(`agent-iam:v1:approval-binding:${oldBinding}`)).toBe(old.id);
   });
 
   it('ttlSeconds: passes repeatedly until the TTL ends, then needs a new approval', async () => {
@@ -170,6 +195,10 @@ describe('createApprovals: lifecycle', () => {
     await expectCode(approvals.check(req({ method: 'PO ST' })), 'REQUEST_INVALID');
     await expectCode(approvals.check(req({ path: 'x' })), 'REQUEST_INVALID');
     await expectCode(approvals.check(req({ agentId: '' })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ host: 'a.example/x' })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ headers: { 'X-HTTP-Method-Override': 'DELETE' } })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ headers: { 'x-original-url': '/a\n' } })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ headers: ['x'] as never })), 'REQUEST_INVALID');
     expect((await approvals.get(p.id))?.status).toBe('pending');
   });
 
