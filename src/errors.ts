@@ -92,6 +92,8 @@ export interface AgentIamErrorOptions {
    * reached (fetch's error is the `cause`).
    * `REQUEST_INVALID` from toolFetch: `header_not_allowed`, a caller header that changes what the
    * tool does (its name in `field`, as `headers.<name>`).
+   * `POLICY_DENIED` from `approvals.approve`: `self_approval`, the approver is the requester, the
+   * agent or an actor of the request.
    */
   reason?: string;
   /**
@@ -122,6 +124,15 @@ export interface ApprovalSummary {
    * `sha256:<hex>` of its value.
    */
   headers?: Record<string, string>;
+  /** Lower-case hex SHA-256 of the query string as sent, without the leading `?` (of `''` when there is none). */
+  querySha256?: string;
+  /** Lower-case hex SHA-256 of the request body (of the empty string when there is none). */
+  bodySha256?: string;
+  /**
+   * A summary the agent's author passed with the request (`approvalDescription`): shown as given,
+   * never verified, not bound. Render it as untrusted text.
+   */
+  description?: string;
 }
 
 /**

@@ -20,7 +20,7 @@ import { AgentIamError, configError, isAgentIamError, type AgentIamErrorCode } f
 import { currentContext, type AgentContext } from '../context.js';
 import { emitAudit, type AuditDecision, type AuditEvent, type AuditSink } from '../audit/events.js';
 import { parseOptions } from '../lib/options.js';
-import { sha256Hex } from '../lib/encoding.js';
+import { hasControlChars, sha256Hex } from '../lib/encoding.js';
 import type { TokenSource } from '../tokens/types.js';
 import { compileCapabilities, type CapabilityMatcher } from '../policy/capabilities.js';
 import { createPolicyEngine, type PolicyEngine, type PolicyRule } from '../policy/policies.js';
@@ -82,7 +82,8 @@ export interface ToolFetchOptions {
 }
 
 /**
- * `RequestInit` plus an explicit context (default: the current one set by the inbound adapters).
+ * `RequestInit` plus an explicit context (default: the current one set by the inbound adapters)
+ * and an optional summary for an approver.
  * `redirect`: `follow` (default) follows redirects within the same tool, re-checking every hop;
  * `manual` returns the 3xx response as is; `error` fails with `REDIRECT_BLOCKED` on any redirect.
  *
@@ -91,7 +92,16 @@ export interface ToolFetchOptions {
  * await toolFetch(url, { method: 'POST', body: JSON.stringify(item), headers: { 'content-type': 'application/json' }, context });
  * ```
  */
-export type ToolFetchInit = RequestInit & { context?: AgentContext };
+export type ToolFetchInit = RequestInit & {
+  context?: AgentContext;
+  /**
+   * For a request a policy sends to approval: a summary for the approver (at most 500 characters,
+   * no control characters; `REQUEST_INVALID` otherwise), e.g. `'Refund 20 EUR on ch_123'`. Shown
+   * as given, never verified and not bound: the approval is bound to the request itself (see
+   * `createApprovals`). Ignored when no approval is needed.
+   */
+  approvalDescription?: string;
+};
 
 /**
  * A `fetch` that only reaches registered tools, under policy, with credentials injected.
@@ -584,6 +594,10 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (signal === undefined) signal = input.signal;
       } else throw invalid('toolFetch input must be a string, URL or Request');
       if (init?.method !== undefined) method = init.method;
+      const description = init?.approvalDescription;
+      if (description !== undefined && (typeof description !== 'string' || description.length > 500 || hasControlChars(description))) {
+        throw invalid('approvalDescription must be a string of at most 500 characters without control characters');
+      }
       const redirectMode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow');
       if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
       method = method.toUpperCase();
@@ -691,6 +705,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               bodySha256: bodyHash,
               host: target.host,
               ...(restricted.bound !== undefined ? { headers: restricted.bound } : {}),
+              ...(description !== undefined ? { description } : {}),
               ...(actorChain.length > 0 ? { actorChain } : {}),
             });
           } catch (error) {

@@ -39,6 +39,13 @@ export interface ApprovalRequestInput {
   /** Host (and port) of the URL, as `URL.host` gives it. Part of the binding (toolFetch always sends it). */
   host?: string;
   /**
+   * A summary for the approver from the agent's author (toolFetch's `approvalDescription`), at most
+   * 500 characters without control characters. Shown as given, never verified and not part of the
+   * binding: identical requests share one approval and its first description. The approver should
+   * trust the bound fields (method, host, path, hashes), not this text.
+   */
+  description?: string;
+  /**
    * Headers sent with the request that change what the tool does and that the tool allows
    * (`allowHeaders`: method and target overrides), lower-case name → value as sent. Part of the
    * binding: the same request with another override value, or without it, is another approval.
@@ -46,7 +53,13 @@ export interface ApprovalRequestInput {
   headers?: Readonly<Record<string, string>>;
 }
 
-/** An approval as shown to approvers: never the query, the body or any credential. */
+/**
+ * An approval as shown to approvers: never the query, the body or any credential. `summary` says
+ * what the approval is bound to: agent, requester (`userId`), tool, method, host, path, the bound
+ * override headers, and SHA-256 hashes of the query and body, which a reviewer can compare with
+ * the request the requester shows them (a hash hides a long secret, not a short guessable value),
+ * plus the author's unverified `description`.
+ */
 export interface ApprovalRecord {
   /** Random, unguessable id (`apr_…`). */
   id: string;
@@ -81,6 +94,11 @@ export interface Approvals {
    * Approve a pending approval. Without `ttlSeconds` it is single use: the bound request passes
    * once. With `ttlSeconds` the bound request passes until the TTL ends. Unknown, expired or
    * already decided approvals are refused with `REQUEST_INVALID`.
+   *
+   * The approver must not be a party to the request: the requester (the user the agent acts for,
+   * unless `allowSelfApproval` is set), the agent, or an actor of its delegation chain. Otherwise
+   * the approval stays pending and `POLICY_DENIED` (403, `reason: 'self_approval'`) is thrown.
+   * Names are compared case-insensitively after Unicode NFKC normalisation. Denying is always allowed.
    */
   approve(id: string, options: { approver: string; ttlSeconds?: number }): Promise<ApprovalRecord>;
   /** Deny a pending (or revoke an approved, not yet used) approval. */
@@ -105,6 +123,12 @@ export interface ApprovalsOptions {
   audit?: AuditSink;
   /** Bound on each store call in ms (default 5000); past it the call fails with `STORE_UNAVAILABLE`. */
   timeoutMs?: number;
+  /**
+   * Let the requester (the user the agent acts for) approve their own request (default false: the
+   * human in the loop is someone else). For a single-person setup or a demo. The agent and the
+   * actors of its delegation chain can never approve, whatever this says.
+   */
+  allowSelfApproval?: boolean;
 }
 
 type Status = ApprovalRecord['status'];
@@ -144,6 +168,9 @@ const summarySchema = z.object({
   path: z.string(),
   host: z.string().optional(),
   headers: z.record(z.string(), z.string()).optional(),
+  querySha256: z.string().optional(),
+  bodySha256: z.string().optional(),
+  description: z.string().optional(),
 });
 const storedSchema = z.object({
   v: z.literal(1),
@@ -165,6 +192,7 @@ const optionsSchema = z.strictObject({
   pendingTtlSeconds: z.number().int().min(1).max(MAX_TTL_SECONDS).optional(),
   audit: z.custom<AuditSink>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { write?: unknown }).write === 'function'), 'must be a function or an object with write()').optional(),
   timeoutMs: z.number().int().positive().max(600_000).optional(),
+  allowSelfApproval: z.boolean().optional(),
 });
 
 function invalid(message: string, field?: string): AgentIamError {
@@ -193,6 +221,16 @@ function toPublic(rec: StoredApproval, now: number): ApprovalRecord {
   if (rec.approver !== undefined) out.approver = rec.approver;
   if (status === 'pending' || status === 'approved' || status === 'expired') out.expiresAt = rec.expiresAt;
   return out;
+}
+
+/** An author's summary an approver may see: bounded, no control characters. */
+function validDescription(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 500 && !hasControlChars(value);
+}
+
+/** A name as compared for self-approval: NFKC (fullwidth and compatibility forms folded), case-insensitive. */
+function party(name: string): string {
+  return name.normalize('NFKC').toLowerCase();
 }
 
 function validName(value: unknown): value is string {
@@ -264,6 +302,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   const pendingTtlMs = (opts.pendingTtlSeconds ?? 86_400) * 1000;
   const kv = createKeyValueStore(opts.store, { timeoutMs });
   const audit = opts.audit;
+  const allowSelfApproval = opts.allowSelfApproval ?? false;
 
   const guard = <T>(fn: () => Promise<T>): Promise<T> =>
     withTimeout(Promise.resolve().then(fn), timeoutMs, () => storeFailure('timeout')).catch((e: unknown) => {
@@ -331,6 +370,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     if (request.host !== undefined) summary.host = request.host.toLowerCase();
     const headers = await shownHeaders(request.headers);
     if (headers !== undefined) summary.headers = headers;
+    summary.querySha256 = await sha256Hex(request.query.startsWith('?') ? request.query.slice(1) : request.query);
+    summary.bodySha256 = request.bodySha256.toLowerCase();
+    if (request.description !== undefined) summary.description = request.description;
     const rec: StoredApproval = {
       v: 1,
       id: `apr_${randomToken(16)}`,
@@ -353,6 +395,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     if (typeof r.path !== 'string' || !r.path.startsWith('/') || hasControlChars(r.path)) throw invalid('path must be a URL path', 'path');
     if (typeof r.query !== 'string' || hasControlChars(r.query)) throw invalid('query must be a string', 'query');
     if (typeof r.bodySha256 !== 'string' || r.bodySha256.length === 0) throw invalid('bodySha256 must be a hex SHA-256', 'bodySha256');
+    if (r.description !== undefined && !validDescription(r.description)) {
+      throw invalid('description must be a string of at most 500 characters without control characters', 'description');
+    }
     if (r.actorChain !== undefined && (!Array.isArray(r.actorChain) || !r.actorChain.every(validName))) {
       throw invalid('actorChain must be a list of actor subjects', 'actorChain');
     }
@@ -370,6 +415,15 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         if (typeof value !== 'string' || value.length > 8192 || hasControlChars(value)) throw invalid('headers: values must be strings without control characters', 'headers');
       }
     }
+  }
+
+  /** Which party to the request the approver is, if any (undefined: someone else, or an allowed self-approval). */
+  function selfApproval(rec: StoredApproval, approver: string): string | undefined {
+    const a = party(approver);
+    if (party(rec.summary.agentId) === a) return 'the agent';
+    if (rec.actorChain?.some((actor) => party(actor) === a) === true) return 'an actor';
+    if (!allowSelfApproval && rec.summary.userId !== undefined && party(rec.summary.userId) === a) return 'the requester';
+    return undefined;
   }
 
   function validateApprover(approver: unknown): string {
@@ -467,6 +521,11 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       const next = await decide(id, (rec, now) => {
         const status = effectiveStatus(rec, now);
         if (status !== 'pending') throw invalid(`Approval is ${status}; only a pending approval can be approved`, 'id');
+        const who = selfApproval(rec, approver);
+        if (who !== undefined) {
+          event('approval.approve', rec, 'deny', { approver, code: 'POLICY_DENIED' });
+          throw new AgentIamError('POLICY_DENIED', `The approver is ${who} of this request and cannot approve it`, { reason: 'self_approval' });
+        }
         const out: StoredApproval = {
           ...rec,
           status: 'approved',

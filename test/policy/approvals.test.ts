@@ -116,6 +116,55 @@ describe('createApprovals: lifecycle', () => {
     expect(await keyv.get(`agent-iam:v1:approval-binding:${oldBinding}`)).toBe(old.id);
   });
 
+  it('self-approval: the requester, the agent and its actors cannot approve; allowSelfApproval relaxes only the requester', async () => {
+    const audit = memoryAudit();
+    const approvals = createApprovals({ audit });
+    const p = await approvals.check(req({ actorChain: ['orchestrator'] }));
+    for (const approver of ['alice', 'Alice', 'ＡＬＩＣＥ', 'support-agent', 'SUPPORT-AGENT', 'orchestrator']) {
+      const e = await expectCode(approvals.approve(p.id, { approver }), 'POLICY_DENIED');
+      expect(e, approver).toMatchObject({ status: 403, reason: 'self_approval' });
+      expect(String(e.message)).not.toContain('amount');
+    }
+    expect((await approvals.get(p.id))?.status).toBe('pending');
+    expect(audit.events.filter((e) => e.type === 'approval.approve')).toHaveLength(6);
+    expect(audit.events.at(-1)).toMatchObject({ type: 'approval.approve', decision: 'deny', code: 'POLICY_DENIED', approver: 'orchestrator', approvalId: p.id, userId: 'alice' });
+    // a request without a user: only the agent and its actors are parties
+    const service = await approvals.check(req({ userId: undefined }));
+    await expectCode(approvals.approve(service.id, { approver: 'support-agent' }), 'POLICY_DENIED');
+    expect(await approvals.approve(service.id, { approver: 'alice' })).toMatchObject({ status: 'approved' });
+    // someone else approves; the requester may always deny
+    expect(await approvals.approve(p.id, { approver: 'boss' })).toMatchObject({ status: 'approved', approver: 'boss' });
+    const q = await approvals.check(req({ path: '/v1/refunds/9' }));
+    expect(await approvals.deny(q.id, { approver: 'alice' })).toMatchObject({ status: 'denied' });
+
+    const solo = createApprovals({ allowSelfApproval: true });
+    const s1 = await solo.check(req({ actorChain: ['orchestrator'] }));
+    await expectCode(solo.approve(s1.id, { approver: 'support-agent' }), 'POLICY_DENIED');
+    await expectCode(solo.approve(s1.id, { approver: 'orchestrator' }), 'POLICY_DENIED');
+    expect(await solo.approve(s1.id, { approver: 'alice' })).toMatchObject({ status: 'approved', approver: 'alice' });
+  });
+
+  it('the record shows hashes of query and body and the author’s description, never the values; descriptions are bounded', async () => {
+    const approvals = createApprovals();
+    const body = await sha256Hex('{"amount":100,"card":"4242"}');
+    const p = await approvals.check(req({ query: '?amount=100&token=QSECRET', bodySha256: body, host: 'API.Stripe.com', description: 'Refund 1 EUR to alice' }));
+    expect(p).toMatchObject({
+      status: 'pending',
+      summary: { host: 'api.stripe.com', querySha256: await sha256Hex('amount=100&token=QSECRET'), bodySha256: body, description: 'Refund 1 EUR to alice' },
+    });
+    const listed = JSON.stringify(await approvals.list());
+    expect(listed).not.toContain('QSECRET');
+    expect(listed).toContain(body);
+    // the description is not bound: the same request with another text is the same approval
+    expect((await approvals.check(req({ query: '?amount=100&token=QSECRET', bodySha256: body, host: 'api.stripe.com', description: 'Something else' }))).id).toBe(p.id);
+    expect((await approvals.get(p.id))?.summary.description).toBe('Refund 1 EUR to alice');
+    // no query: the hash of the empty string
+    expect((await approvals.check(req({ query: '', path: '/v1/x' })) as { summary: { querySha256?: string } }).summary.querySha256).toBe(EMPTY_SHA);
+    await expectCode(approvals.check(req({ description: 'x'.repeat(501) })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ description: 'line\nbreak' })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ description: 5 as never })), 'REQUEST_INVALID');
+  });
+
   it('ttlSeconds: passes repeatedly until the TTL ends, then needs a new approval', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(new Date('2026-01-01T00:00:00Z'));
@@ -233,6 +282,8 @@ describe('createApprovals: lifecycle', () => {
     expect(() => createApprovals({ pendingTtlSeconds: 0 })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.pendingTtlSeconds' }));
     expect(() => createApprovals({ store: 'redis://x' as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.store' }));
     expect(() => createApprovals({ audit: 42 as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+    expect(() => createApprovals({ allowSelfApproval: 'yes' as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.allowSelfApproval' }));
+    expect(() => createApprovals({ allowSelfAproval: true } as never)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.allowSelfAproval' }));
   });
 });
 
