@@ -72,7 +72,10 @@ export interface AgentIamErrorOptions {
   authorizationUrl?: string;
   /** `OAUTH_ERROR`: the OAuth `error` value returned by the server (e.g. `invalid_grant`). */
   oauthError?: string;
-  /** `CONFIG_INVALID`: the path of the offending option, e.g. `providers.0.jwksUri`. */
+  /**
+   * `CONFIG_INVALID`: the path of the offending option, e.g. `providers.0.jwksUri`.
+   * `REQUEST_INVALID`: the offending argument or header (`headers.x-http-method-override`).
+   */
   field?: string;
   /** `INSUFFICIENT_SCOPE` / `SCOPE_ESCALATION`: the scopes that were required or refused. */
   scopes?: string[];
@@ -85,6 +88,12 @@ export interface AgentIamErrorOptions {
    * record), `conflict`.
    * `CONSENT_REQUIRED` without `authorizationUrl`: `authorization_start_failed:<code>`, the code of
    * the error that stopped the token manager from building the URL (that error is the `cause`).
+   * `TOKEN_ENDPOINT_UNAVAILABLE` from toolFetch: `tool_unreachable`, the tool itself could not be
+   * reached (fetch's error is the `cause`).
+   * `REQUEST_INVALID` from toolFetch: `header_not_allowed`, a caller header that changes what the
+   * tool does (its name in `field`, as `headers.<name>`).
+   * `POLICY_DENIED` from `approvals.approve`: `self_approval`, the approver is the requester, the
+   * agent or an actor of the request.
    */
   reason?: string;
   /**
@@ -94,13 +103,36 @@ export interface AgentIamErrorOptions {
   cause?: unknown;
 }
 
-/** What an approver sees about a pending request: no secrets, no query values, no body. */
+/**
+ * What an approver sees about a pending request: no secrets, no query values, no body. Every field
+ * shown is part of what the approval is bound to.
+ */
 export interface ApprovalSummary {
   agentId: string;
+  /** The user the agent acts for: the requester. */
   userId?: string;
   tool: string;
+  /** The method on the request line. */
   method: string;
+  /** The URL path as sent. */
   path: string;
+  /** Host (and port) the request goes to. Absent on approvals created before it was bound. */
+  host?: string;
+  /**
+   * Headers the tool allows (`allowHeaders`) that change what it does, as sent with the request:
+   * a method override shows its method (`{ 'x-http-method-override': 'DELETE' }`), any other header
+   * `sha256:<hex>` of its value.
+   */
+  headers?: Record<string, string>;
+  /** Lower-case hex SHA-256 of the query string as sent, without the leading `?` (of `''` when there is none). */
+  querySha256?: string;
+  /** Lower-case hex SHA-256 of the request body (of the empty string when there is none). */
+  bodySha256?: string;
+  /**
+   * A summary the agent's author passed with the request (`approvalDescription`): shown as given,
+   * never verified, not bound. Render it as untrusted text.
+   */
+  description?: string;
 }
 
 /**

@@ -82,7 +82,11 @@ async function readBody<T>(req: RouteRequest, schema: z.ZodType<T>): Promise<T> 
  *
  * Every route needs a verified context holding `adminScope`: 401 `TOKEN_MISSING` without one, 403
  * `INSUFFICIENT_SCOPE` (with `WWW-Authenticate`) when the scope is missing. The approver recorded
- * is the caller's user id. Records never carry the request's query, body or any credential.
+ * is the caller's user id; a caller who is the requester (the user the agent acted for) gets 403
+ * `POLICY_DENIED` on approve and the approval stays pending, unless the approvals were created with
+ * `allowSelfApproval: true`. Records never carry the request's query, body or any credential: their
+ * `summary` shows method, host, path, bound override headers, SHA-256 hashes of query and body, and
+ * the author's unverified `description` (render it as untrusted text).
  *
  * @example
  * ```ts

@@ -42,6 +42,12 @@ export interface AuditEvent {
   decision: AuditDecision;
   /** The error code when the decision is not `allow`. */
   code?: string;
+  /**
+   * What happened, where the code alone does not say. `tool.request`: `tool_unreachable` (the tool
+   * could not be reached: connection refused, DNS, TLS), `timeout` (`timeoutMs` elapsed), `aborted`
+   * (the caller's signal).
+   */
+  reason?: string;
   durationMs?: number;
   requestId?: string;
   approvalId?: string;

@@ -25,6 +25,7 @@ const FIELD_KINDS: Record<Exclude<keyof AuditEvent, 'prevHash'>, Kind> = {
   path: 'string',
   decision: 'string',
   code: 'string',
+  reason: 'string',
   status: 'number',
   durationMs: 'number',
   approvalId: 'string',

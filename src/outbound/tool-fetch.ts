@@ -4,6 +4,11 @@
  * forwarding, and only then is sent. Any failure is an {@link AgentIamError} plus an audit event,
  * and nothing is sent.
  *
+ * Caller headers are dropped when they are the SDK's to set or describe only the caller's hop
+ * (credentials, identity, hop-by-hop), and refused when they would change which operation the tool
+ * runs (method and target overrides, another `Host`) unless the tool allows them; an allowed method
+ * override is checked by policy and capability like the method itself, and bound by approvals.
+ *
  * Capability comes before approval so that no approval is ever created for, or consumed by, a
  * request that could not be sent anyway. `X-End-User-ID` is set just before the credential so that
  * a SigV4 signature covers it.
@@ -15,7 +20,7 @@ import { AgentIamError, configError, isAgentIamError, type AgentIamErrorCode } f
 import { currentContext, type AgentContext } from '../context.js';
 import { emitAudit, type AuditDecision, type AuditEvent, type AuditSink } from '../audit/events.js';
 import { parseOptions } from '../lib/options.js';
-import { sha256Hex } from '../lib/encoding.js';
+import { hasControlChars, sha256Hex } from '../lib/encoding.js';
 import type { TokenSource } from '../tokens/types.js';
 import { compileCapabilities, type CapabilityMatcher } from '../policy/capabilities.js';
 import { createPolicyEngine, type PolicyEngine, type PolicyRule } from '../policy/policies.js';
@@ -23,6 +28,7 @@ import type { ApprovalCheck, ApprovalRequestInput } from '../policy/approvals.js
 import { resolveTools, ToolRegistry, type ResolvedTool, type ToolDefinition } from './tools.js';
 import { safeUrl } from './url-safety.js';
 import { bodyToBytes, isReplayable } from './body.js';
+import { ALLOWABLE_HEADERS, METHOD_OVERRIDES } from '../policy/headers.js';
 import { createInjector, type Injector, type OutgoingRequest } from './credentials/index.js';
 
 /**
@@ -38,7 +44,11 @@ export interface ToolFetchApprovals {
 }
 
 /**
- * Options of {@link createToolFetch}, validated once at construction (`CONFIG_INVALID` naming the field).
+ * Options of {@link createToolFetch}, validated once at construction (`CONFIG_INVALID` naming the
+ * field). Unknown keys are refused (a typo such as `polices` or `timeout` is named, not ignored), and
+ * so are combinations that cannot work: a rule for this agent (or `*`) naming a tool that is not
+ * registered, an `oauth2`/`clientCredentials`/`tokenExchange` tool whose `connection` the token
+ * manager does not have, `perUser: false` on an `oauth2` or `tokenExchange` tool.
  *
  * @example
  * ```ts
@@ -49,8 +59,12 @@ export interface ToolFetchOptions {
   /** The agent this toolFetch acts as; policies name it. */
   agent: { id: string };
   tools: ToolDefinition[];
+  /** Every rule that can apply to this agent must name a registered tool or `*`. */
   policies: PolicyRule[];
-  /** Token manager, required by `oauth2`, `clientCredentials` and `tokenExchange` tools. */
+  /**
+   * Token manager, required by `oauth2`, `clientCredentials` and `tokenExchange` tools. With
+   * `createTokenManager()`'s manager, each such tool's `connection` must be one of its connections.
+   */
   tokens?: TokenSource;
   /** Required when a policy has `effect: 'approval'`. */
   approvals?: ToolFetchApprovals;
@@ -68,7 +82,8 @@ export interface ToolFetchOptions {
 }
 
 /**
- * `RequestInit` plus an explicit context (default: the current one set by the inbound adapters).
+ * `RequestInit` plus an explicit context (default: the current one set by the inbound adapters)
+ * and an optional summary for an approver.
  * `redirect`: `follow` (default) follows redirects within the same tool, re-checking every hop;
  * `manual` returns the 3xx response as is; `error` fails with `REDIRECT_BLOCKED` on any redirect.
  *
@@ -77,7 +92,16 @@ export interface ToolFetchOptions {
  * await toolFetch(url, { method: 'POST', body: JSON.stringify(item), headers: { 'content-type': 'application/json' }, context });
  * ```
  */
-export type ToolFetchInit = RequestInit & { context?: AgentContext };
+export type ToolFetchInit = RequestInit & {
+  context?: AgentContext;
+  /**
+   * For a request a policy sends to approval: a summary for the approver (at most 500 characters,
+   * no control characters; `REQUEST_INVALID` otherwise), e.g. `'Refund 20 EUR on ch_123'`. Shown
+   * as given, never verified and not bound: the approval is bound to the request itself (see
+   * `createApprovals`). Ignored when no approval is needed.
+   */
+  approvalDescription?: string;
+};
 
 /**
  * A `fetch` that only reaches registered tools, under policy, with credentials injected.
@@ -94,8 +118,8 @@ interface CompiledTool extends ResolvedTool {
   readonly injector: Injector;
 }
 
-const optionsSchema = z.object({
-  agent: z.object({ id: z.string().min(1).regex(/^[\x21-\x7e]{1,256}$/, 'must be visible ASCII') }),
+const optionsSchema = z.strictObject({
+  agent: z.strictObject({ id: z.string().min(1).regex(/^[\x21-\x7e]{1,256}$/, 'must be visible ASCII') }),
   tools: z.array(z.unknown()),
   policies: z.array(z.unknown()),
   tokens: z.custom<TokenSource>((v) => typeof v === 'object' && v !== null, 'must be a token source').optional(),
@@ -115,7 +139,18 @@ const optionsSchema = z.object({
   maxRedirects: z.number().int().min(0).max(20).optional(),
 });
 
-/** Caller headers never forwarded (credentials, identity, hop-by-hop, and what fetch sets itself). */
+/**
+ * Caller headers dropped without a word: the caller's value is never what the tool sees, and
+ * dropping it cannot change which operation the tool runs.
+ * - Credentials and identity (`Authorization`, `Cookie`, `Proxy-Authorization`, `X-End-User-ID`,
+ *   `X-Amz-*`, client-address headers): the SDK sets them itself, after every check.
+ * - Hop-by-hop and framing (`Connection`, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+ *   `Transfer-Encoding`, `Upgrade`, `Expect`, `Content-Length`): they describe the caller's hop to
+ *   toolFetch, not the request to the tool; an intermediary must remove them (RFC 9110 §7.6.1), and
+ *   fetch frames the body and manages the connection itself (it refuses several of them outright).
+ *   Refusing them would break passing an incoming request's headers on, for no gain.
+ * `Host` is dropped when it names the URL's own host and refused otherwise (see {@link checkRestricted}).
+ */
 const STRIPPED = new Set([
   'authorization',
   'cookie',
@@ -143,6 +178,13 @@ const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}$/;
 /** CR, LF, NUL and every other control but tab, and DEL. */
 const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
+/**
+ * The code of a tool that cannot be reached. DESIGN.md's table has no tool-specific code; this is
+ * the closest one it has (a remote party the request needs is down: 503, retry later), told apart
+ * by `reason: 'tool_unreachable'`.
+ */
+const TOOL_UNREACHABLE: AgentIamErrorCode = 'TOKEN_ENDPOINT_UNAVAILABLE';
+const RANK = { allow: 0, approval: 1, deny: 2 } as const;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 let lastMs = Number.NaN;
@@ -221,8 +263,22 @@ function toolEvent(
   return event;
 }
 
-/** Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away. */
-function callerHeaders(init: HeadersInit | undefined | null): Headers {
+/**
+ * What {@link callerHeaders} found besides the headers it keeps: the caller's `Host` (dropped, but
+ * compared with the URL once the tool is known) and the restricted headers present, which
+ * {@link checkRestricted} refuses or binds per tool.
+ */
+interface HeaderFindings {
+  host: string | undefined;
+  /** Names as they appear in the `Headers` (lower case), each a restricted header or an underscore spelling of one. */
+  restricted: string[] | undefined;
+}
+
+/**
+ * Caller headers as one `Headers`, refusing CR/LF/NUL before `Headers` can trim them away, and
+ * dropping the {@link STRIPPED} ones.
+ */
+function callerHeaders(init: HeadersInit | undefined | null, found: HeaderFindings): Headers {
   if (init === undefined || init === null) return new Headers(); // the common case: nothing to check or strip
   if (!(init instanceof Headers)) {
     const entries: Iterable<readonly unknown[]> = Array.isArray(init) ? init : Object.entries(init);
@@ -243,10 +299,119 @@ function callerHeaders(init: HeadersInit | undefined | null): Headers {
   for (const name of headers.keys()) {
     // CGI/WSGI servers read `X_End_User_ID` as `X-End-User-ID`: compare with `_` as `-`.
     const n = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
-    if (STRIPPED.has(n) || n.startsWith('x-amz-') || n.startsWith('proxy-') || n.startsWith('x-forwarded-')) (drop ??= []).push(name);
+    if (ALLOWABLE_HEADERS.has(n)) (found.restricted ??= []).push(name);
+    else if (STRIPPED.has(n) || n.startsWith('x-amz-') || n.startsWith('proxy-') || n.startsWith('x-forwarded-')) {
+      if (name === 'host') found.host = headers.get('host') ?? undefined;
+      (drop ??= []).push(name);
+    }
   }
   if (drop !== undefined) for (const name of drop) headers.delete(name);
   return headers;
+}
+
+/** Reasons toolFetch itself puts on its errors and audit events (others' reasons are not copied). */
+const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed']);
+
+function headerRefused(name: string, message: string): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', message, { field: `headers.${name}`, reason: 'header_not_allowed' });
+}
+
+/** What an allowed restricted header adds to the checks: methods the tool may run, values an approval binds. */
+interface Restricted {
+  /** Methods named by allowed method-override headers (upper case), besides the method sent. */
+  overrides: string[] | undefined;
+  /** Allowed restricted headers sent, lower-case name → value, for the approval binding. */
+  bound: Record<string, string> | undefined;
+}
+
+const NOTHING_RESTRICTED: Restricted = Object.freeze({ overrides: undefined, bound: undefined });
+
+/**
+ * The header policy of one tool, applied once the tool is known and before any policy, approval or
+ * credential. Refused (`REQUEST_INVALID`, `field: 'headers.<name>'`, `reason: 'header_not_allowed'`),
+ * never stripped:
+ * - a method override the tool does not allow: the caller meant another method than the one the
+ *   policy and capabilities would check, so dropping it silently would run an operation the caller
+ *   did not ask for, and sending it would run one nobody checked;
+ * - a target override (`X-Original-URL`, `X-Rewrite-URL`, `X-Host`, `X-HTTP-Host-Override`) the tool
+ *   does not allow, for the same reason with the path or host;
+ * - an underscore spelling of either (`X_HTTP_Method_Override`), which CGI-style servers read as the
+ *   real header and which cannot be bound unambiguously;
+ * - a `Host` naming another host than the URL: the URL decides which tool is called, and the tool is
+ *   found by its origin, so another `Host` would reach what no check looked at. Never allowable; a
+ *   `Host` equal to the URL's is dropped (fetch sets it).
+ * An allowed method override must hold exactly one method (not `CONNECT`, `TRACE` or `TRACK`); it is
+ * sent upper case, as the method is.
+ */
+function checkRestricted(found: HeaderFindings, headers: Headers, tool: CompiledTool, target: URL): Restricted {
+  if (found.host !== undefined && !sameHost(found.host, target)) {
+    throw headerRefused('host', `Tool ${tool.name}: request header host names another host than the URL (the URL decides which tool is called)`);
+  }
+  if (found.restricted === undefined) return NOTHING_RESTRICTED; // the common case
+  const out: Restricted = { overrides: undefined, bound: undefined };
+  for (const name of found.restricted) {
+    const canonical = name.replace(/_/g, '-');
+    const what = METHOD_OVERRIDES.has(canonical) ? 'the method' : 'the URL or host';
+    if (name !== canonical) {
+      throw headerRefused(canonical, `Tool ${tool.name}: request header ${name} (an underscore spelling of ${canonical}, which changes ${what} the tool acts on) is not allowed`);
+    }
+    if (!tool.allowHeaders.has(name)) {
+      throw headerRefused(name, `Tool ${tool.name}: request header ${name} changes ${what} the tool acts on and is not allowed (list it in the tool's allowHeaders to send it)`);
+    }
+    const value = headers.get(name) as string;
+    if (METHOD_OVERRIDES.has(name)) {
+      const m = value.toUpperCase();
+      if (!METHOD.test(value) || FORBIDDEN_METHODS.has(m)) throw headerRefused(name, `Tool ${tool.name}: request header ${name} must hold one HTTP method`);
+      if (!(out.overrides ??= []).includes(m)) out.overrides.push(m);
+      // Sent, checked and bound as one spelling: the method, upper case (as the method itself).
+      if (value !== m) headers.set(name, m);
+      (out.bound ??= {})[name] = m;
+    } else (out.bound ??= {})[name] = value;
+  }
+  return out;
+}
+
+/** Does a caller's `Host` value name the URL's own host (and port; `:443` on https is the same host)? */
+function sameHost(host: string, target: URL): boolean {
+  const h = host.trim().toLowerCase();
+  if (h === target.host) return true;
+  if (!/^[a-z0-9.:[\]-]+$/.test(h)) return false;
+  try {
+    return new URL(`${target.protocol}//${h}`).host === target.host;
+  } catch {
+    return false;
+  }
+}
+
+function toolFetchReason(error: AgentIamError): string | undefined {
+  return error.reason !== undefined && OWN_REASONS.has(error.reason) ? error.reason : undefined;
+}
+
+/** A network error code (`ECONNREFUSED`, `ENOTFOUND`, `UND_ERR_CONNECT_TIMEOUT`, `CERT_HAS_EXPIRED`…), when there is one. */
+function networkCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/**
+ * What the send step throws when `fetch` rejects. An abort (the caller's signal, or `timeoutMs`)
+ * stays what `fetch` raised, as `fetch` callers expect (`AbortError` / `TimeoutError`). Anything
+ * else (connection refused, DNS, TLS, reset) means the tool could not be reached: a typed error
+ * naming the tool, with `reason: 'tool_unreachable'` and fetch's error as a non-enumerable `cause`.
+ */
+function sendFailure(error: unknown, tool: string, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted === true) return error;
+  if (isAgentIamError(error)) return error;
+  const name = (error as { name?: unknown } | null)?.name;
+  if (name === 'AbortError' || name === 'TimeoutError') return error;
+  const code = networkCode(error);
+  return new AgentIamError(TOOL_UNREACHABLE, `Tool ${tool} could not be reached${code === undefined ? '' : ` (${code})`}`, {
+    reason: 'tool_unreachable',
+    cause: error,
+  });
 }
 
 /** `error="..."` parameters of a `WWW-Authenticate` value (RFC 6750 §3). */
@@ -290,17 +455,59 @@ function groupsOf(context: AgentContext | undefined, claim: string): readonly st
   return NONE;
 }
 
+/** A name from the configuration, fit for a message: printable ASCII, bounded, quoted. */
+function printable(value: string): string {
+  return JSON.stringify(value.replace(/[^\x20-\x7e]/g, '?').slice(0, 64));
+}
+
+/** At most 20 names, for a message that helps find a typo. */
+function listOf(names: Iterable<string>): string {
+  const all = [...names];
+  if (all.length === 0) return 'none';
+  const shown = all.slice(0, 20).map(printable).join(', ');
+  return all.length > 20 ? `${shown}, … ${all.length - 20} more` : shown;
+}
+
+/**
+ * A rule that can apply to this agent (its id or `*`) and names a tool that is not registered can
+ * never match: a typo that would only show later as `POLICY_DENIED` (or, for a deny rule, as a
+ * denial that never happens). Rules for other agents are left alone: one rule list may serve
+ * several agents.
+ */
+function checkPolicyTools(rules: readonly PolicyRule[], tools: readonly ResolvedTool[], agentId: string): void {
+  const names = new Set(tools.map((t) => t.name));
+  rules.forEach((rule, i) => {
+    if (rule.tool === '*' || names.has(rule.tool)) return;
+    if (rule.agent !== agentId && rule.agent !== '*') return;
+    throw configError(`policies.${i}.tool`, `names tool ${printable(rule.tool)}, which is not registered (tools: ${listOf(names)})`);
+  });
+}
+
+/** The connection ids of a token manager (`createTokenManager` exposes them), or undefined for another token source. */
+function connectionIds(tokens: TokenSource | undefined): ReadonlySet<string> | undefined {
+  const ids = (tokens as { connections?: unknown } | undefined)?.connections;
+  if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string')) return undefined;
+  return new Set(ids as string[]);
+}
+
 /**
  * Create a `fetch` that reaches only registered tools, under policy, with the tool's credential
  * injected and the verified user forwarded as `X-End-User-ID`.
  *
  * Checks, on every request and every redirect hop: URL safety (`REQUEST_INVALID`), tool by exact
- * origin and base path (`TOOL_NOT_REGISTERED`), policy (`POLICY_DENIED`), capability
+ * origin and base path (`TOOL_NOT_REGISTERED`), headers that change what the tool does
+ * (`REQUEST_INVALID` with `reason: 'header_not_allowed'` and `field: 'headers.<name>'`: method
+ * overrides, target overrides and a `Host` other than the URL's, unless the tool lists them in
+ * `allowHeaders`), policy (`POLICY_DENIED`), capability
  * (`CAPABILITY_DENIED`), approval (`APPROVAL_REQUIRED`), credential (`CONSENT_REQUIRED`,
  * `TOKEN_ENDPOINT_UNAVAILABLE`, ...). A tool that acts for a user (`oauth2`, `tokenExchange`,
  * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
  * are followed (at most `maxRedirects`) only within the same tool; anything else is
- * `REDIRECT_BLOCKED`. Network errors and aborts surface as `fetch` raises them.
+ * `REDIRECT_BLOCKED`. A tool that cannot be reached (connection refused, DNS, TLS, reset) fails
+ * with `TOKEN_ENDPOINT_UNAVAILABLE` (503), `reason: 'tool_unreachable'`, a message naming the tool and
+ * the network error code, and fetch's own error as a non-enumerable `cause`; its audit event carries
+ * the same code and reason. Aborts stay as `fetch` raises them (`AbortError` for the caller's
+ * signal, `TimeoutError` for `timeoutMs`), with `reason: 'aborted'` or `'timeout'` in the audit event.
  *
  * A tool that answers 401 to a cached `clientCredentials` or `tokenExchange` token (revoked, say)
  * makes the token manager forget exactly that token (that connection, scopes and resource; or that
@@ -325,14 +532,25 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
   const resolved = resolveTools(opts.tools);
   const engine: PolicyEngine = createPolicyEngine(opts.policies as PolicyRule[]);
   const rules = opts.policies as PolicyRule[];
+  checkPolicyTools(rules, resolved, opts.agent.id);
   if (opts.approvals === undefined) {
     const i = rules.findIndex((r) => r.effect === 'approval');
     if (i !== -1) throw configError('approvals', `is required by policies.${i} (effect approval)`);
   }
+  const known = connectionIds(opts.tokens);
   const credentialTimeoutMs = opts.credentialTimeoutMs ?? 10_000;
   const compiled: CompiledTool[] = resolved.map((tool) => {
     const needsTokens = tool.auth.type === 'oauth2' || tool.auth.type === 'clientCredentials' || tool.auth.type === 'tokenExchange';
     if (needsTokens && opts.tokens === undefined) throw configError('tokens', `is required by tools.${tool.index} (${tool.auth.type})`);
+    if (needsTokens && known !== undefined) {
+      const id = (tool.auth as { connection: string }).connection;
+      if (!known.has(id)) {
+        throw configError(
+          `tools.${tool.index}.auth.connection`,
+          `tool ${tool.name} names connection ${printable(id)}, which the token manager does not have (${listOf(known)})`,
+        );
+      }
+    }
     return {
       ...tool,
       matcher: compileCapabilities(tool.capabilities, `tools.${tool.index}.capabilities`),
@@ -356,14 +574,16 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
     let method = 'GET';
     let path: string | undefined;
     let approvalId: string | undefined;
-
+    /** The `timeoutMs` bound of this call, to tell a timeout from the caller's own abort. */
+    let timeout: AbortSignal | undefined;
+    let signal: AbortSignal | undefined;
 
     try {
       // ---- the request as the caller gave it -------------------------------------------------
       let raw: string;
       let headersInit: HeadersInit | undefined | null = init?.headers;
       let body: unknown = init?.body;
-      let signal = init?.signal ?? undefined;
+      signal = init?.signal ?? undefined;
       if (typeof input === 'string') raw = input;
       else if (input instanceof URL) raw = input.href;
       else if (input instanceof Request) {
@@ -374,17 +594,22 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (signal === undefined) signal = input.signal;
       } else throw invalid('toolFetch input must be a string, URL or Request');
       if (init?.method !== undefined) method = init.method;
+      const description = init?.approvalDescription;
+      if (description !== undefined && (typeof description !== 'string' || description.length > 500 || hasControlChars(description))) {
+        throw invalid('approvalDescription must be a string of at most 500 characters without control characters');
+      }
       const redirectMode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow');
       if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
       method = method.toUpperCase();
       if (FORBIDDEN_METHODS.has(method)) throw invalid('Request method not allowed');
-      const headers = callerHeaders(headersInit);
+      const found: HeaderFindings = { host: undefined, restricted: undefined };
+      const headers = callerHeaders(headersInit, found);
       if (body === null) body = undefined;
       if (body !== undefined && (method === 'GET' || method === 'HEAD')) throw invalid('A GET or HEAD request cannot have a body');
 
       if (timeoutMs !== undefined) {
-        const t = AbortSignal.timeout(timeoutMs);
-        signal = signal === undefined ? t : AbortSignal.any([signal, t]);
+        timeout = AbortSignal.timeout(timeoutMs);
+        signal = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
       }
       const groups = groupsOf(context, groupsClaim);
       const actorChain = context === undefined || context.actorChain.length === 0 ? NONE : context.actorChain.map((a) => a.subject);
@@ -395,6 +620,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
 
       let url: URL | undefined;
       let tool: CompiledTool | undefined;
+      let restricted: Restricted | undefined;
       let rejectedOnce = false;
       let steppedUp = false;
       for (let hop = 0; ; hop++) {
@@ -421,28 +647,31 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         const target = url as URL;
         const pathname = path as string; // read once: each URL getter call builds a new string
         toolName = current.name;
+        // ---- 2b. headers that change what the tool does (the caller's headers are the same on every hop)
+        restricted ??= checkRestricted(found, headers, current, target);
+        const overrides = restricted.overrides;
 
-        // ---- 3. policy --------------------------------------------------------------------------
+        // ---- 3. policy (for the method sent and every method an allowed override names) ----------
         let effect: 'allow' | 'approval' | 'deny';
         try {
-          effect = engine.evaluate({
-            agentId,
-            tool: current.name,
-            userId,
-            groups,
-            domain: context?.domain,
-            actorChain,
-            method,
-            path: pathname,
-          }).effect;
+          const input = { agentId, tool: current.name, userId, groups, domain: context?.domain, actorChain, method, path: pathname };
+          effect = engine.evaluate(input).effect;
+          if (overrides !== undefined) {
+            for (const m of overrides) {
+              const e = engine.evaluate({ ...input, method: m }).effect;
+              if (RANK[e] > RANK[effect]) effect = e;
+            }
+          }
         } catch {
           throw new AgentIamError('POLICY_DENIED', 'Policy evaluation failed');
         }
         if (effect === 'deny') throw new AgentIamError('POLICY_DENIED', `Policy does not allow ${agentId} to use tool ${current.name}`);
 
         // ---- 4. capability ----------------------------------------------------------------------
-        if (!current.matcher.all && current.matcher.match(method, pathname) === undefined) {
-          throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
+        if (!current.matcher.all) {
+          if (current.matcher.match(method, pathname) === undefined || (overrides !== undefined && overrides.some((m) => current.matcher.match(m, pathname) === undefined))) {
+            throw new AgentIamError('CAPABILITY_DENIED', `Tool ${current.name} does not allow this operation`);
+          }
         }
 
         // A per-user tool without a user, or a user id that cannot be a header, fails before any
@@ -474,6 +703,9 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               path: pathname,
               query: target.search,
               bodySha256: bodyHash,
+              host: target.host,
+              ...(restricted.bound !== undefined ? { headers: restricted.bound } : {}),
+              ...(description !== undefined ? { description } : {}),
               ...(actorChain.length > 0 ? { actorChain } : {}),
             });
           } catch (error) {
@@ -485,13 +717,11 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           if (result.status !== 'approved') {
             throw new AgentIamError('APPROVAL_REQUIRED', `Tool ${current.name}: this request needs approval`, {
               approvalId: result.id,
-              approval: {
-                agentId,
-                ...(userId !== undefined ? { userId } : {}),
-                tool: current.name,
-                method,
-                path: pathname,
-              },
+              // what the approvals service shows its approvers (createApprovals: with host, bound headers and hashes)
+              approval:
+                typeof result.summary === 'object' && result.summary !== null
+                  ? result.summary
+                  : { agentId, ...(userId !== undefined ? { userId } : {}), tool: current.name, method, path: pathname, host: target.host },
             });
           }
         }
@@ -524,7 +754,12 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           if (sendBody instanceof ReadableStream) requestInit.duplex = 'half';
         }
         if (signal !== undefined) requestInit.signal = signal;
-        const response = await sendFetch(target.href, requestInit);
+        let response: Response;
+        try {
+          response = await sendFetch(target.href, requestInit);
+        } catch (error) {
+          throw sendFailure(error, current.name, signal);
+        }
         if (sendBody instanceof ReadableStream) body = sendBody; // consumed: not replayable
 
         const status = response.status;
@@ -604,10 +839,13 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       }
     } catch (error) {
       const code = isAgentIamError(error) ? error.code : undefined;
-      if (code === 'REQUEST_INVALID') path = undefined;
+      // An unsafe URL's path is not logged; a refused header's request had a safe one.
+      if (code === 'REQUEST_INVALID' && (error as AgentIamError).reason !== 'header_not_allowed') path = undefined;
       if (sink !== undefined) {
         const event = toolEvent('tool.request', decisionOf(code), agentId, context, toolName, method, path, approvalId, started, undefined);
         if (code !== undefined) event.code = code;
+        const reason = code !== undefined ? toolFetchReason(error as AgentIamError) : signal?.aborted === true ? (timeout?.aborted === true ? 'timeout' : 'aborted') : undefined;
+        if (reason !== undefined) event.reason = reason;
         emitAudit(sink, event);
       }
       throw error;

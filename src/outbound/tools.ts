@@ -9,6 +9,7 @@ import { configError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import { safeUrl } from './url-safety.js';
+import { ALLOWABLE_HEADERS } from '../policy/headers.js';
 
 /**
  * AWS credentials for SigV4 signing.
@@ -119,9 +120,33 @@ export interface ToolDefinition {
   forwardUser?: boolean;
   /**
    * Require a user in the context (default: true for `oauth2` and `tokenExchange`, false otherwise).
-   * Without one, the request fails with `POLICY_DENIED` and nothing is sent.
+   * Without one, the request fails with `POLICY_DENIED` and nothing is sent. `false` is refused for
+   * `oauth2` and `tokenExchange` tools (`CONFIG_INVALID`): their token is the user's.
    */
   perUser?: boolean;
+  /**
+   * Caller headers this tool accepts that toolFetch otherwise refuses with `REQUEST_INVALID`,
+   * because they change what the tool does: method overrides (`X-HTTP-Method-Override`,
+   * `X-Method-Override`, `X-HTTP-Method`) and target overrides (`X-Original-URL`, `X-Rewrite-URL`,
+   * `X-Host`, `X-HTTP-Host-Override`). Case-insensitive.
+   *
+   * With a method override allowed and sent, its value must be a method, and the policy and the
+   * capabilities must allow both the method sent and the overriding one (either may be what the
+   * tool runs). Target overrides are not matched against capabilities: allow one only for a tool
+   * whose server needs it. An approval binds the value of every allowed header that is sent.
+   *
+   * Any other name is refused (`CONFIG_INVALID`): credential and identity headers (`Authorization`,
+   * `Cookie`, `X-End-User-ID`, `X-Amz-*`, `Forwarded`, `X-Forwarded-*`), hop-by-hop headers and
+   * `Host` are never the caller's to set, and every other header is sent as given already.
+   *
+   * @example
+   * ```ts
+   * // an API that takes PATCH as POST + X-HTTP-Method-Override; both methods are declared
+   * const tool: ToolDefinition = { name: 'files', baseUrl: 'https://files.example.com', allowHeaders: ['X-HTTP-Method-Override'],
+   *   capabilities: [{ method: 'POST', path: '/v1/files/:id' }, { method: 'PATCH', path: '/v1/files/:id' }] };
+   * ```
+   */
+  allowHeaders?: string[];
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -130,6 +155,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const nonEmpty = z.string().min(1);
 const token = z.string().min(1).regex(/^[\x21-\x7e]+$/, 'must be visible ASCII');
 
+// Not strict: credentials often come from an AWS SDK provider, whose result carries more fields
+// (`expiration`, `credentialScope`, `accountId`); only these three are kept.
 const credentialsSchema = z.object({
   accessKeyId: token,
   secretAccessKey: token,
@@ -137,21 +164,21 @@ const credentialsSchema = z.object({
 });
 
 const authSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('none') }),
-  z.object({
+  z.strictObject({ type: z.literal('none') }),
+  z.strictObject({
     type: z.literal('apiKey'),
     key: z.string().min(1).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
     header: z.string().regex(HEADER_NAME, 'must be a header name').optional(),
     scheme: z.string().regex(HEADER_VALUE, 'must be printable ASCII').optional(),
   }),
-  z.object({ type: z.literal('oauth2'), connection: nonEmpty }),
-  z.object({
+  z.strictObject({ type: z.literal('oauth2'), connection: nonEmpty }),
+  z.strictObject({
     type: z.literal('clientCredentials'),
     connection: nonEmpty,
     scopes: z.array(nonEmpty).optional(),
     resource: nonEmpty.optional(),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('tokenExchange'),
     connection: nonEmpty,
     audience: nonEmpty.optional(),
@@ -160,7 +187,7 @@ const authSchema = z.discriminatedUnion('type', [
     actorToken: z.custom<() => string | { accessToken: string } | Promise<string | { accessToken: string }>>((v) => typeof v === 'function', 'must be a function').optional(),
     actorTokenType: nonEmpty.optional(),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('awsSigV4'),
     region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must be an AWS region name'),
     service: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be an AWS service name'),
@@ -172,13 +199,23 @@ const authSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
-const toolSchema = z.object({
+const toolSchema = z.strictObject({
   name: z.string().regex(NAME, 'must be 1-64 letters, digits, ".", "_" or "-"'),
   baseUrl: nonEmpty,
   auth: authSchema.optional(),
-  capabilities: z.array(z.object({ method: nonEmpty, path: nonEmpty })).optional(),
+  capabilities: z.array(z.strictObject({ method: nonEmpty, path: nonEmpty })).optional(),
   forwardUser: z.boolean().optional(),
   perUser: z.boolean().optional(),
+  allowHeaders: z
+    .array(
+      z
+        .string()
+        .refine((v) => ALLOWABLE_HEADERS.has(v.toLowerCase()), {
+          message: `must be one of ${[...ALLOWABLE_HEADERS].join(', ')}: credential, identity, hop-by-hop and Host headers are never sent from the caller, and any other header is sent as given`,
+        }),
+    )
+    .max(ALLOWABLE_HEADERS.size)
+    .optional(),
 });
 
 /** @internal A validated tool with its precomputed origin and base path. */
@@ -191,6 +228,8 @@ export interface ResolvedTool {
   readonly capabilities: ToolCapability[] | undefined;
   readonly forwardUser: boolean;
   readonly perUser: boolean;
+  /** Lower-case names of the restricted headers the tool accepts. */
+  readonly allowHeaders: ReadonlySet<string>;
   readonly index: number;
 }
 
@@ -217,6 +256,10 @@ export function resolveTools(tools: unknown): ResolvedTool[] {
     if (places.has(place)) throw configError(`${field}.baseUrl`, 'another tool has the same origin and base path');
     places.add(place);
     const auth = (t.auth ?? { type: 'none' }) as ToolAuth;
+    if (t.perUser === false && (auth.type === 'oauth2' || auth.type === 'tokenExchange')) {
+      // The credential is the user's own token (or exchanged from it): there is no call without a user.
+      throw configError(`${field}.perUser`, `cannot be false for an ${auth.type} tool, whose token is the user's (omit perUser)`);
+    }
     return {
       name: t.name,
       origin: url.origin,
@@ -225,6 +268,7 @@ export function resolveTools(tools: unknown): ResolvedTool[] {
       capabilities: t.capabilities,
       forwardUser: t.forwardUser ?? true,
       perUser: t.perUser ?? (auth.type === 'oauth2' || auth.type === 'tokenExchange'),
+      allowHeaders: new Set((t.allowHeaders ?? []).map((h) => h.toLowerCase())),
       index: i,
     };
   });

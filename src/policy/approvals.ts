@@ -1,9 +1,14 @@
 /**
  * Approvals: a human in the loop for requests that a policy marks `approval`.
  *
- * An approval is bound to one exact request — agent, user, tool, method, path, query, the SHA-256
- * of the body, and the delegation chain. Approved once, it lets that request through once; approved
- * with `ttlSeconds`, it lets it through until the TTL ends. Any other request is a new approval.
+ * An approval is bound to one exact request: agent, user, tool, host, method, path, query, the
+ * SHA-256 of the body, the delegation chain, and the value of every header the tool allows that
+ * changes what it does (`allowHeaders`: a method override such as `X-HTTP-Method-Override`, or a
+ * target override such as `X-Original-URL`), including its absence. Approved once, it lets that
+ * request through once; approved with `ttlSeconds`, it lets it through until the TTL ends. Any
+ * other request, e.g. the approved `GET /v2/items/7` sent with `X-HTTP-Method-Override: DELETE`, is
+ * a new approval. Other headers are not bound: toolFetch refuses the ones that change the operation
+ * unless the tool allows them, and sets credentials and identity itself.
  *
  * @module
  */
@@ -14,6 +19,7 @@ import { withTimeout } from '../lib/async.js';
 import { hasControlChars, randomToken, sha256Hex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
+import { METHOD_OVERRIDES } from './headers.js';
 import { emitAudit, type AuditEvent, type AuditSink } from '../audit/events.js';
 
 /** The request an approval is bound to. */
@@ -30,9 +36,30 @@ export interface ApprovalRequestInput {
   bodySha256: string;
   /** Actor subjects of the delegation chain, outermost first. Part of the binding. */
   actorChain?: readonly string[];
+  /** Host (and port) of the URL, as `URL.host` gives it. Part of the binding (toolFetch always sends it). */
+  host?: string;
+  /**
+   * A summary for the approver from the agent's author (toolFetch's `approvalDescription`), at most
+   * 500 characters without control characters. Shown as given, never verified and not part of the
+   * binding: identical requests share one approval and its first description. The approver should
+   * trust the bound fields (method, host, path, hashes), not this text.
+   */
+  description?: string;
+  /**
+   * Headers sent with the request that change what the tool does and that the tool allows
+   * (`allowHeaders`: method and target overrides), lower-case name → value as sent. Part of the
+   * binding: the same request with another override value, or without it, is another approval.
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
-/** An approval as shown to approvers: never the query, the body or any credential. */
+/**
+ * An approval as shown to approvers: never the query, the body or any credential. `summary` says
+ * what the approval is bound to: agent, requester (`userId`), tool, method, host, path, the bound
+ * override headers, and SHA-256 hashes of the query and body, which a reviewer can compare with
+ * the request the requester shows them (a hash hides a long secret, not a short guessable value),
+ * plus the author's unverified `description`.
+ */
 export interface ApprovalRecord {
   /** Random, unguessable id (`apr_…`). */
   id: string;
@@ -67,6 +94,11 @@ export interface Approvals {
    * Approve a pending approval. Without `ttlSeconds` it is single use: the bound request passes
    * once. With `ttlSeconds` the bound request passes until the TTL ends. Unknown, expired or
    * already decided approvals are refused with `REQUEST_INVALID`.
+   *
+   * The approver must not be a party to the request: the requester (the user the agent acts for,
+   * unless `allowSelfApproval` is set), the agent, or an actor of its delegation chain. Otherwise
+   * the approval stays pending and `POLICY_DENIED` (403, `reason: 'self_approval'`) is thrown.
+   * Names are compared case-insensitively after Unicode NFKC normalisation. Denying is always allowed.
    */
   approve(id: string, options: { approver: string; ttlSeconds?: number }): Promise<ApprovalRecord>;
   /** Deny a pending (or revoke an approved, not yet used) approval. */
@@ -91,6 +123,12 @@ export interface ApprovalsOptions {
   audit?: AuditSink;
   /** Bound on each store call in ms (default 5000); past it the call fails with `STORE_UNAVAILABLE`. */
   timeoutMs?: number;
+  /**
+   * Let the requester (the user the agent acts for) approve their own request (default false: the
+   * human in the loop is someone else). For a single-person setup or a demo. The agent and the
+   * actors of its delegation chain can never approve, whatever this says.
+   */
+  allowSelfApproval?: boolean;
 }
 
 type Status = ApprovalRecord['status'];
@@ -113,6 +151,9 @@ interface StoredApproval {
 }
 
 const ID_RE = /^apr_[A-Za-z0-9_-]{22}$/;
+const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/;
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]{1,64}$/;
+const HOST = /^[A-Za-z0-9.:[\]-]{1,261}$/;
 /** `list()` returns at most this many approvals: the most recent ones. */
 const MAX_LIST = 10_000;
 /** Attempts of one compare-and-set loop before the store is reported contended. */
@@ -125,6 +166,11 @@ const summarySchema = z.object({
   tool: z.string(),
   method: z.string(),
   path: z.string(),
+  host: z.string().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  querySha256: z.string().optional(),
+  bodySha256: z.string().optional(),
+  description: z.string().optional(),
 });
 const storedSchema = z.object({
   v: z.literal(1),
@@ -146,6 +192,7 @@ const optionsSchema = z.strictObject({
   pendingTtlSeconds: z.number().int().min(1).max(MAX_TTL_SECONDS).optional(),
   audit: z.custom<AuditSink>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { write?: unknown }).write === 'function'), 'must be a function or an object with write()').optional(),
   timeoutMs: z.number().int().positive().max(600_000).optional(),
+  allowSelfApproval: z.boolean().optional(),
 });
 
 function invalid(message: string, field?: string): AgentIamError {
@@ -156,6 +203,12 @@ function storeFailure(reason: string): AgentIamError {
   return new AgentIamError('STORE_UNAVAILABLE', 'The approval store is unavailable', { reason });
 }
 
+function copySummary(summary: ApprovalSummary): ApprovalSummary {
+  const out = { ...summary };
+  if (summary.headers !== undefined) out.headers = { ...summary.headers };
+  return out;
+}
+
 function effectiveStatus(rec: StoredApproval, now: number): Status {
   if ((rec.status === 'pending' || rec.status === 'approved') && now >= rec.expiresAt) return 'expired';
   return rec.status;
@@ -163,11 +216,21 @@ function effectiveStatus(rec: StoredApproval, now: number): Status {
 
 function toPublic(rec: StoredApproval, now: number): ApprovalRecord {
   const status = effectiveStatus(rec, now);
-  const out: ApprovalRecord = { id: rec.id, status, summary: { ...rec.summary }, createdAt: rec.createdAt };
+  const out: ApprovalRecord = { id: rec.id, status, summary: copySummary(rec.summary), createdAt: rec.createdAt };
   if (rec.decidedAt !== undefined) out.decidedAt = rec.decidedAt;
   if (rec.approver !== undefined) out.approver = rec.approver;
   if (status === 'pending' || status === 'approved' || status === 'expired') out.expiresAt = rec.expiresAt;
   return out;
+}
+
+/** An author's summary an approver may see: bounded, no control characters. */
+function validDescription(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 500 && !hasControlChars(value);
+}
+
+/** A name as compared for self-approval: NFKC (fullwidth and compatibility forms folded), case-insensitive. */
+function party(name: string): string {
+  return name.normalize('NFKC').toLowerCase();
 }
 
 function validName(value: unknown): value is string {
@@ -180,9 +243,30 @@ function validName(value: unknown): value is string {
  */
 async function bindingOf(r: ApprovalRequestInput): Promise<string> {
   const query = r.query.startsWith('?') ? r.query.slice(1) : r.query;
-  return sha256Hex(
-    JSON.stringify(['agent-iam:approval:v1', r.agentId, r.userId ?? null, r.tool, r.method.toUpperCase(), r.path, query, r.bodySha256, r.actorChain ?? []]),
-  );
+  const fields: unknown[] = ['agent-iam:approval:v1', r.agentId, r.userId ?? null, r.tool, r.method.toUpperCase(), r.path, query, r.bodySha256, r.actorChain ?? []];
+  const headers = headerEntries(r.headers);
+  // Appended only when present, so that a request without them keeps the binding it had before.
+  if (r.host !== undefined || headers.length > 0) fields.push(r.host?.toLowerCase() ?? null, headers);
+  return sha256Hex(JSON.stringify(fields));
+}
+
+/** Bound headers in a canonical order: lower-case names, sorted. */
+function headerEntries(headers: Readonly<Record<string, string>> | undefined): [string, string][] {
+  if (headers === undefined) return [];
+  return Object.keys(headers)
+    .map((k): [string, string] => [k.toLowerCase(), headers[k] as string])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/** How a bound header is shown: a method override's method, any other value as its SHA-256. */
+async function shownHeaders(headers: Readonly<Record<string, string>> | undefined): Promise<Record<string, string> | undefined> {
+  const entries = headerEntries(headers);
+  if (entries.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const [name, value] of entries) {
+    out[name] = METHOD_OVERRIDES.has(name) && METHOD_TOKEN.test(value) ? value.toUpperCase() : `sha256:${await sha256Hex(value)}`;
+  }
+  return out;
 }
 
 /**
@@ -218,6 +302,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   const pendingTtlMs = (opts.pendingTtlSeconds ?? 86_400) * 1000;
   const kv = createKeyValueStore(opts.store, { timeoutMs });
   const audit = opts.audit;
+  const allowSelfApproval = opts.allowSelfApproval ?? false;
 
   const guard = <T>(fn: () => Promise<T>): Promise<T> =>
     withTimeout(Promise.resolve().then(fn), timeoutMs, () => storeFailure('timeout')).catch((e: unknown) => {
@@ -274,7 +359,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     emitAudit(audit, { ...e, ...extra });
   }
 
-  function newPending(request: ApprovalRequestInput, binding: string, now: number): StoredApproval {
+  async function newPending(request: ApprovalRequestInput, binding: string, now: number): Promise<StoredApproval> {
     const summary: ApprovalSummary = {
       agentId: request.agentId,
       tool: request.tool,
@@ -282,6 +367,12 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       path: request.path,
     };
     if (request.userId !== undefined) summary.userId = request.userId;
+    if (request.host !== undefined) summary.host = request.host.toLowerCase();
+    const headers = await shownHeaders(request.headers);
+    if (headers !== undefined) summary.headers = headers;
+    summary.querySha256 = await sha256Hex(request.query.startsWith('?') ? request.query.slice(1) : request.query);
+    summary.bodySha256 = request.bodySha256.toLowerCase();
+    if (request.description !== undefined) summary.description = request.description;
     const rec: StoredApproval = {
       v: 1,
       id: `apr_${randomToken(16)}`,
@@ -304,9 +395,35 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     if (typeof r.path !== 'string' || !r.path.startsWith('/') || hasControlChars(r.path)) throw invalid('path must be a URL path', 'path');
     if (typeof r.query !== 'string' || hasControlChars(r.query)) throw invalid('query must be a string', 'query');
     if (typeof r.bodySha256 !== 'string' || r.bodySha256.length === 0) throw invalid('bodySha256 must be a hex SHA-256', 'bodySha256');
+    if (r.description !== undefined && !validDescription(r.description)) {
+      throw invalid('description must be a string of at most 500 characters without control characters', 'description');
+    }
     if (r.actorChain !== undefined && (!Array.isArray(r.actorChain) || !r.actorChain.every(validName))) {
       throw invalid('actorChain must be a list of actor subjects', 'actorChain');
     }
+    if (r.host !== undefined && (typeof r.host !== 'string' || !HOST.test(r.host))) throw invalid('host must be a URL host', 'host');
+    if (r.headers !== undefined) {
+      const h = r.headers as unknown;
+      if (typeof h !== 'object' || h === null || Array.isArray(h)) throw invalid('headers must be an object of header names to values', 'headers');
+      const names = Object.keys(h);
+      if (names.length > 32) throw invalid('headers: at most 32 bound headers', 'headers');
+      const seen = new Set<string>();
+      for (const name of names) {
+        const value = (h as Record<string, unknown>)[name];
+        if (!HEADER_NAME.test(name) || seen.has(name)) throw invalid('headers: names must be distinct lower-case header names', 'headers');
+        seen.add(name);
+        if (typeof value !== 'string' || value.length > 8192 || hasControlChars(value)) throw invalid('headers: values must be strings without control characters', 'headers');
+      }
+    }
+  }
+
+  /** Which party to the request the approver is, if any (undefined: someone else, or an allowed self-approval). */
+  function selfApproval(rec: StoredApproval, approver: string): string | undefined {
+    const a = party(approver);
+    if (party(rec.summary.agentId) === a) return 'the agent';
+    if (rec.actorChain?.some((actor) => party(actor) === a) === true) return 'an actor';
+    if (!allowSelfApproval && rec.summary.userId !== undefined && party(rec.summary.userId) === a) return 'the requester';
+    return undefined;
   }
 
   function validateApprover(approver: unknown): string {
@@ -346,7 +463,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           const { rec, version } = found;
           const now = Date.now();
           const status = effectiveStatus(rec, now);
-          if (status === 'pending') return { status: 'pending', id: rec.id, summary: { ...rec.summary } };
+          if (status === 'pending') return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
           if (status === 'denied') return { status: 'denied', id: rec.id };
           if (status === 'approved') {
             if (rec.reusable === true) return { status: 'approved', id: rec.id };
@@ -358,7 +475,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         // No usable approval for this request: create one, and point the binding at it only over
         // what was read, so that concurrent identical requests share one pending approval.
         const now = Date.now();
-        const rec = newPending(request, binding, now);
+        const rec = await newPending(request, binding, now);
         const ttl = ttlFor(rec, now);
         // Record, then index, then the binding that makes it reachable: a failure before the binding
         // leaves an unreachable record that expires by itself, and a bound approval is always listed.
@@ -371,7 +488,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           continue; // another process bound one first: use it
         }
         event('approval.request', rec, 'approval', { code: 'APPROVAL_REQUIRED' });
-        return { status: 'pending', id: rec.id, summary: { ...rec.summary } };
+        return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
       }
       throw storeFailure('contended');
     },
@@ -404,6 +521,11 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       const next = await decide(id, (rec, now) => {
         const status = effectiveStatus(rec, now);
         if (status !== 'pending') throw invalid(`Approval is ${status}; only a pending approval can be approved`, 'id');
+        const who = selfApproval(rec, approver);
+        if (who !== undefined) {
+          event('approval.approve', rec, 'deny', { approver, code: 'POLICY_DENIED' });
+          throw new AgentIamError('POLICY_DENIED', `The approver is ${who} of this request and cannot approve it`, { reason: 'self_approval' });
+        }
         const out: StoredApproval = {
           ...rec,
           status: 'approved',

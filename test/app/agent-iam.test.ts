@@ -250,6 +250,19 @@ describe('createAgentIam: invalid configuration fails at construction, naming th
     );
     expectConfigError(() => createAgentIam({ ...ok(), approvalRoutes: { adminScope: 'has space' } }), 'approvalRoutes.adminScope');
     expectConfigError(() => createAgentIam({ ...ok(), bogus: 1 } as never), 'bogus');
+    // issue 14: typos and dead references inside the sections are named too
+    expectConfigError(() => createAgentIam({ ...ok(), toolFetch: { timeout: 5000 } as never }), 'toolFetch.timeout');
+    expectConfigError(() => createAgentIam({ ...ok(), approvals: { allowSelfAproval: true } as never }), 'approvals.allowSelfAproval');
+    expectConfigError(() => createAgentIam({ ...ok(), tools: [{ name: 't', baseUrl: 'https://api.example.com' }], policies: [{ agent: 'a', tool: 'T' }] }), 'policies.0.tool');
+    expectConfigError(
+      () =>
+        createAgentIam({
+          ...ok(),
+          tokens: { connections: [{ id: 'github', issuer: 'https://idp.example.com', clientId: 'x' }] },
+          tools: [{ name: 'gh', baseUrl: 'https://api.github.com', auth: { type: 'oauth2', connection: 'gihub' } }],
+        }),
+      'tools.0.auth.connection',
+    );
     expectConfigError(() => createAgentIam(ok()).expressRoutes(), 'consentRoutes');
     expectConfigError(() => createAgentIam(ok()).express({ requiredScopes: ['a b'] }), 'agentAuth.requiredScopes.0');
   });

@@ -271,6 +271,50 @@ export function routeSuite(name: string, build: BuildApp): void {
         expect(res.status).toBe(400);
       });
 
+      it('the requester cannot approve their own request, even holding the admin scope (nor by changing case); another admin can', async () => {
+        const id = await pending('/v1/refunds/3'); // requested for alice
+        const aliceAdmin = await bearer('alice', [ADMIN_SCOPE]);
+        let res = await post(`/approvals/${id}/approve`, aliceAdmin, '{}');
+        expect(res.status).toBe(403);
+        const body = (await res.json()) as Record<string, unknown>;
+        expect(body).toMatchObject({ error: 'POLICY_DENIED' });
+        expect(JSON.stringify(body)).not.toContain('secret');
+        res = await post(`/approvals/${id}/approve`, await bearer('ALICE', [ADMIN_SCOPE]), JSON.stringify({ ttlSeconds: 600 }));
+        expect(res.status).toBe(403);
+        expect((await parts.approvals.get(id))?.status).toBe('pending');
+        expect(await parts.approvals.check({ agentId: 'agent', userId: 'alice', tool: 'stripe', method: 'POST', path: '/v1/refunds/3', query: '?secret=1', bodySha256: '0'.repeat(64) })).toMatchObject({ status: 'pending', id });
+
+        res = await post(`/approvals/${id}/approve`, await bearer('boss', [ADMIN_SCOPE]), '{}');
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject({ approval: { id, status: 'approved', approver: 'boss' } });
+
+        // withdrawing is always allowed: the requester may deny their own request
+        const other = await pending('/v1/refunds/4');
+        res = await post(`/approvals/${other}/deny`, aliceAdmin);
+        expect(res.status).toBe(200);
+        expect((await parts.approvals.get(other))?.status).toBe('denied');
+      });
+
+      it('an approver sees what is bound: method, host, path and hashes of query and body, never their values', async () => {
+        const check = await parts.approvals.check({
+          agentId: 'agent', userId: 'carol', tool: 'stripe', method: 'POST', path: '/v1/refunds/5', query: '?card=4242424242424242',
+          bodySha256: 'ab'.repeat(32), host: 'api.stripe.com', description: 'Refund 20 EUR on ch_5',
+        });
+        const res = await get(`/approvals/${check.id}`, await bearer('boss', [ADMIN_SCOPE]));
+        const text = await res.text();
+        expect(res.status).toBe(200);
+        const { createHash } = await import('node:crypto');
+        expect(JSON.parse(text)).toMatchObject({
+          approval: {
+            summary: {
+              agentId: 'agent', userId: 'carol', tool: 'stripe', method: 'POST', host: 'api.stripe.com', path: '/v1/refunds/5',
+              querySha256: createHash('sha256').update('card=4242424242424242').digest('hex'), bodySha256: 'ab'.repeat(32), description: 'Refund 20 EUR on ch_5',
+            },
+          },
+        });
+        expect(text).not.toContain('4242424242424242');
+      });
+
       it('admin denies (no body); bad bodies, unknown ids and decided approvals are refused', async () => {
         const admin = await bearer('boss', [ADMIN_SCOPE]);
         const id = await pending('/v1/refunds/2');

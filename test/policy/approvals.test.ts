@@ -79,6 +79,10 @@ describe('createApprovals: lifecycle', () => {
       { agentId: 'other-agent' },
       { tool: 'stripe2' },
       { actorChain: ['some-actor'] },
+      { host: 'api.stripe.com' },
+      { headers: { 'x-http-method-override': 'DELETE' } },
+      { host: 'api.stripe.com', headers: { 'x-http-method-override': 'DELETE' } },
+      { host: 'api.stripe.com', headers: { 'x-original-url': '/admin' } },
     ];
     const ids = new Set([base.id]);
     for (const o of others) {
@@ -89,6 +93,76 @@ describe('createApprovals: lifecycle', () => {
     expect(ids.size).toBe(others.length + 1);
     // the approved one still passes, method case does not matter
     expect(await approvals.check(req({ method: 'post' }))).toEqual({ status: 'approved', id: base.id });
+  });
+
+  it('bound headers: each value is its own approval, names are case- and order-insensitive; requests without host or headers keep their binding', async () => {
+    const keyv = new Keyv();
+    const approvals = createApprovals({ store: keyv });
+    const r = (headers?: Record<string, string>) => req({ host: 'api.example.com', method: 'GET', path: '/v2/items/7', query: '', ...(headers ? { headers } : {}) });
+    const get = await approvals.check(r());
+    await approvals.approve(get.id, { approver: 'boss', ttlSeconds: 60 });
+    expect(await approvals.check(r())).toEqual({ status: 'approved', id: get.id });
+    const del = await approvals.check(r({ 'x-http-method-override': 'DELETE' }));
+    expect(del).toMatchObject({ status: 'pending', summary: { method: 'GET', host: 'api.example.com', headers: { 'x-http-method-override': 'DELETE' } } });
+    expect(del.id).not.toBe(get.id);
+    expect((await approvals.check(r({ 'x-http-method-override': 'PATCH' }))).id).not.toBe(del.id);
+    const two = await approvals.check(r({ 'x-http-method-override': 'DELETE', 'x-original-url': '/a' }));
+    expect((await approvals.check(r({ 'x-original-url': '/a', 'x-http-method-override': 'DELETE' }))).id).toBe(two.id);
+    expect((await approvals.check(r({ 'x-original-url': '/b', 'x-http-method-override': 'DELETE' }))).id).not.toBe(two.id);
+    // Earlier builds bound a request without host or headers to this key: pending and approved
+    // approvals of those builds keep working.
+    const old = await approvals.check(req());
+    const oldBinding = await sha256Hex(JSON.stringify(['agent-iam:approval:v1', 'support-agent', 'alice', 'stripe', 'POST', '/v1/refunds', 'amount=100', EMPTY_SHA, []]));
+    expect(await keyv.get(`agent-iam:v1:approval-binding:${oldBinding}`)).toBe(old.id);
+  });
+
+  it('self-approval: the requester, the agent and its actors cannot approve; allowSelfApproval relaxes only the requester', async () => {
+    const audit = memoryAudit();
+    const approvals = createApprovals({ audit });
+    const p = await approvals.check(req({ actorChain: ['orchestrator'] }));
+    for (const approver of ['alice', 'Alice', 'ＡＬＩＣＥ', 'support-agent', 'SUPPORT-AGENT', 'orchestrator']) {
+      const e = await expectCode(approvals.approve(p.id, { approver }), 'POLICY_DENIED');
+      expect(e, approver).toMatchObject({ status: 403, reason: 'self_approval' });
+      expect(String(e.message)).not.toContain('amount');
+    }
+    expect((await approvals.get(p.id))?.status).toBe('pending');
+    expect(audit.events.filter((e) => e.type === 'approval.approve')).toHaveLength(6);
+    expect(audit.events.at(-1)).toMatchObject({ type: 'approval.approve', decision: 'deny', code: 'POLICY_DENIED', approver: 'orchestrator', approvalId: p.id, userId: 'alice' });
+    // a request without a user: only the agent and its actors are parties
+    const service = await approvals.check(req({ userId: undefined }));
+    await expectCode(approvals.approve(service.id, { approver: 'support-agent' }), 'POLICY_DENIED');
+    expect(await approvals.approve(service.id, { approver: 'alice' })).toMatchObject({ status: 'approved' });
+    // someone else approves; the requester may always deny
+    expect(await approvals.approve(p.id, { approver: 'boss' })).toMatchObject({ status: 'approved', approver: 'boss' });
+    const q = await approvals.check(req({ path: '/v1/refunds/9' }));
+    expect(await approvals.deny(q.id, { approver: 'alice' })).toMatchObject({ status: 'denied' });
+
+    const solo = createApprovals({ allowSelfApproval: true });
+    const s1 = await solo.check(req({ actorChain: ['orchestrator'] }));
+    await expectCode(solo.approve(s1.id, { approver: 'support-agent' }), 'POLICY_DENIED');
+    await expectCode(solo.approve(s1.id, { approver: 'orchestrator' }), 'POLICY_DENIED');
+    expect(await solo.approve(s1.id, { approver: 'alice' })).toMatchObject({ status: 'approved', approver: 'alice' });
+  });
+
+  it('the record shows hashes of query and body and the author’s description, never the values; descriptions are bounded', async () => {
+    const approvals = createApprovals();
+    const body = await sha256Hex('{"amount":100,"card":"4242"}');
+    const p = await approvals.check(req({ query: '?amount=100&token=QSECRET', bodySha256: body, host: 'API.Stripe.com', description: 'Refund 1 EUR to alice' }));
+    expect(p).toMatchObject({
+      status: 'pending',
+      summary: { host: 'api.stripe.com', querySha256: await sha256Hex('amount=100&token=QSECRET'), bodySha256: body, description: 'Refund 1 EUR to alice' },
+    });
+    const listed = JSON.stringify(await approvals.list());
+    expect(listed).not.toContain('QSECRET');
+    expect(listed).toContain(body);
+    // the description is not bound: the same request with another text is the same approval
+    expect((await approvals.check(req({ query: '?amount=100&token=QSECRET', bodySha256: body, host: 'api.stripe.com', description: 'Something else' }))).id).toBe(p.id);
+    expect((await approvals.get(p.id))?.summary.description).toBe('Refund 1 EUR to alice');
+    // no query: the hash of the empty string
+    expect((await approvals.check(req({ query: '', path: '/v1/x' })) as { summary: { querySha256?: string } }).summary.querySha256).toBe(EMPTY_SHA);
+    await expectCode(approvals.check(req({ description: 'x'.repeat(501) })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ description: 'line\nbreak' })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ description: 5 as never })), 'REQUEST_INVALID');
   });
 
   it('ttlSeconds: passes repeatedly until the TTL ends, then needs a new approval', async () => {
@@ -170,6 +244,10 @@ describe('createApprovals: lifecycle', () => {
     await expectCode(approvals.check(req({ method: 'PO ST' })), 'REQUEST_INVALID');
     await expectCode(approvals.check(req({ path: 'x' })), 'REQUEST_INVALID');
     await expectCode(approvals.check(req({ agentId: '' })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ host: 'a.example/x' })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ headers: { 'X-HTTP-Method-Override': 'DELETE' } })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ headers: { 'x-original-url': '/a\n' } })), 'REQUEST_INVALID');
+    await expectCode(approvals.check(req({ headers: ['x'] as never })), 'REQUEST_INVALID');
     expect((await approvals.get(p.id))?.status).toBe('pending');
   });
 
@@ -204,6 +282,8 @@ describe('createApprovals: lifecycle', () => {
     expect(() => createApprovals({ pendingTtlSeconds: 0 })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.pendingTtlSeconds' }));
     expect(() => createApprovals({ store: 'redis://x' as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.store' }));
     expect(() => createApprovals({ audit: 42 as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+    expect(() => createApprovals({ allowSelfApproval: 'yes' as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.allowSelfApproval' }));
+    expect(() => createApprovals({ allowSelfAproval: true } as never)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'approvals.allowSelfAproval' }));
   });
 });
 
