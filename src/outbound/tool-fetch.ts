@@ -179,11 +179,10 @@ const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}$/;
 const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
 /**
- * The code of a tool that cannot be reached. DESIGN.md's table has no tool-specific code; this is
- * the closest one it has (a remote party the request needs is down: 503, retry later), told apart
- * by `reason: 'tool_unreachable'`.
+ * The code of a tool that cannot be reached (connection refused, DNS, TLS, reset): `TOOL_UNAVAILABLE`,
+ * 502, with `reason: 'tool_unreachable'`. Added to DESIGN.md's codes: none of them said "the tool".
  */
-const TOOL_UNREACHABLE: AgentIamErrorCode = 'TOKEN_ENDPOINT_UNAVAILABLE';
+const TOOL_UNREACHABLE: AgentIamErrorCode = 'TOOL_UNAVAILABLE';
 const RANK = { allow: 0, approval: 1, deny: 2 } as const;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
@@ -504,7 +503,7 @@ function connectionIds(tokens: TokenSource | undefined): ReadonlySet<string> | u
  * or `perUser: true`) called without a user in the context fails with `POLICY_DENIED`. Redirects
  * are followed (at most `maxRedirects`) only within the same tool; anything else is
  * `REDIRECT_BLOCKED`. A tool that cannot be reached (connection refused, DNS, TLS, reset) fails
- * with `TOKEN_ENDPOINT_UNAVAILABLE` (503), `reason: 'tool_unreachable'`, a message naming the tool and
+ * with `TOOL_UNAVAILABLE` (502), `reason: 'tool_unreachable'`, a message naming the tool and
  * the network error code, and fetch's own error as a non-enumerable `cause`; its audit event carries
  * the same code and reason. Aborts stay as `fetch` raises them (`AbortError` for the caller's
  * signal, `TimeoutError` for `timeoutMs`), with `reason: 'aborted'` or `'timeout'` in the audit event.

@@ -60,7 +60,7 @@ describe('a tool that cannot be reached', () => {
   it('connection refused: typed, names the tool and the network code, cause kept out of sight', async () => {
     const { tf, log } = make(`http://127.0.0.1:${closedPort}`);
     const err = await failure(tf(`http://127.0.0.1:${closedPort}/v1/charges?secret=q`, { context: userContext('alice') }));
-    expect(err).toMatchObject({ name: 'AgentIamError', code: 'TOKEN_ENDPOINT_UNAVAILABLE', status: 503, reason: 'tool_unreachable' });
+    expect(err).toMatchObject({ name: 'AgentIamError', code: 'TOOL_UNAVAILABLE', status: 502, reason: 'tool_unreachable' });
     expect(err.message).toBe('Tool payments could not be reached (ECONNREFUSED)');
     expect(err.cause).toBeInstanceOf(TypeError);
     expect(Object.keys(err)).not.toContain('cause');
@@ -69,14 +69,14 @@ describe('a tool that cannot be reached', () => {
       expect(text).not.toContain('secret=q');
     }
     const event = log.events.at(-1)!;
-    expect(event).toMatchObject({ type: 'tool.request', tool: 'payments', decision: 'error', code: 'TOKEN_ENDPOINT_UNAVAILABLE', reason: 'tool_unreachable', path: '/v1/charges' });
+    expect(event).toMatchObject({ type: 'tool.request', tool: 'payments', decision: 'error', code: 'TOOL_UNAVAILABLE', reason: 'tool_unreachable', path: '/v1/charges' });
     expect(JSON.stringify(log.events)).not.toContain(KEY);
   });
 
   it('connection dropped before any answer: the same typed error', async () => {
     const { tf, log } = make(`http://127.0.0.1:${resetPort}`);
     const err = await failure(tf(`http://127.0.0.1:${resetPort}/v1/charges`, { context: userContext('alice') }));
-    expect(err).toMatchObject({ code: 'TOKEN_ENDPOINT_UNAVAILABLE', reason: 'tool_unreachable' });
+    expect(err).toMatchObject({ code: 'TOOL_UNAVAILABLE', reason: 'tool_unreachable' });
     expect(err.message).toBe('Tool payments could not be reached (UND_ERR_SOCKET)');
     expect(log.events.at(-1)).toMatchObject({ tool: 'payments', reason: 'tool_unreachable' });
   });
