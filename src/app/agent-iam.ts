@@ -58,8 +58,8 @@ export interface AgentIam {
 }
 
 const section = z.custom<object>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be an object');
-const configSchema = z.object({
-  agent: z.object({ id: z.string().min(1, 'must be a non-empty string') }),
+const configSchema = z.strictObject({
+  agent: z.strictObject({ id: z.string().min(1, 'must be a non-empty string') }),
   verifier: section,
   tokens: section.optional(),
   tools: z.array(z.unknown()).optional(),

@@ -114,7 +114,7 @@ export interface PostgresStore extends Store {
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,40}$/;
 
 const optionsSchema = z
-  .object({
+  .strictObject({
     url: z.string().min(1, 'must be a non-empty connection string').optional(),
     pool: z
       .custom<PostgresPool>(

@@ -133,7 +133,7 @@ const isClient = (v: unknown): v is RedisClient =>
   typeof v === 'object' && v !== null && (typeof (v as IoRedisClient).call === 'function' || typeof (v as NodeRedisClient).sendCommand === 'function');
 
 const optionsSchema = z
-  .object({
+  .strictObject({
     url: z
       .string()
       .regex(/^rediss?:\/\/\S+$/i, 'must be a redis:// or rediss:// URL')

@@ -522,7 +522,7 @@ function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>, mutex: Key
   };
 }
 
-const optionsSchema = z.object({ timeoutMs: z.number().int().positive().max(600_000).optional() });
+const optionsSchema = z.strictObject({ timeoutMs: z.number().int().positive().max(600_000).optional() });
 
 /**
  * Wrap a store so that it implements the whole {@link Store} contract, every call is bounded by a

@@ -152,7 +152,7 @@ function withStaticScopesOnly(metadata: Record<string, unknown>): Record<string,
 const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'client_id', 'scope', 'cnf', 'act', 'azp', 'typ']);
 const DEFAULT_AUDIENCE = 'agent-iam:test';
 
-const optionsSchema = z.object({
+const optionsSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).optional(),
   clients: z.array(z.record(z.string(), z.unknown())).optional(),
   accessTokenTtl: z.number().int().positive().optional(),

@@ -196,7 +196,7 @@ export interface TokenManager extends TokenSource {
   readonly connections: readonly string[];
 }
 
-const optionsSchema = z.object({
+const optionsSchema = z.strictObject({
   store: z.custom<Keyv | KeyValueStore>((v) => v === undefined || (typeof v === 'object' && v !== null), 'must be a Keyv instance or a KeyValueStore').optional(),
   encryptionKey: z.unknown().optional(),
   connections: z.array(connectionSchema).min(1),
