@@ -191,7 +191,38 @@ export class AgentIamError extends Error {
 }
 
 /** True when `value` is an agent-iam error (from either the ESM or the CJS build). */
-export function isAgentIamError(value: unknown): value is AgentIamError {
+/**
+ * The fields each code always carries (the others are optional on every code). Narrowing on `code`
+ * gives them their non-optional types; see {@link KnownAgentIamError}.
+ */
+export interface AgentIamErrorFields {
+  APPROVAL_REQUIRED: { readonly approvalId: string; readonly approval: ApprovalSummary };
+  OAUTH_ERROR: { readonly oauthError: string };
+  CONFIG_INVALID: { readonly field: string };
+}
+
+/**
+ * An {@link AgentIamError} as a union discriminated by `code`: after `e.code === 'APPROVAL_REQUIRED'`,
+ * `e.approvalId` is a `string`. `CONSENT_REQUIRED` carries `authorizationUrl` when a URL could be
+ * built (no redirect URI, an API-key connection or a failed start have none, and say why in `reason`),
+ * so it stays `string | undefined`: check it before redirecting.
+ *
+ * @example
+ * ```ts
+ * try { await toolFetch(url, { context }); }
+ * catch (e) {
+ *   if (!isAgentIamError(e)) throw e;
+ *   if (e.code === 'APPROVAL_REQUIRED') notifyApprovers(e.approvalId, e.approval);
+ *   else if (e.code === 'CONSENT_REQUIRED' && e.authorizationUrl) redirect(e.authorizationUrl);
+ * }
+ * ```
+ */
+export type KnownAgentIamError = {
+  [C in AgentIamErrorCode]: AgentIamError & { readonly code: C } & (C extends keyof AgentIamErrorFields ? AgentIamErrorFields[C] : unknown);
+}[AgentIamErrorCode];
+
+/** True for an agent-iam error from either build (ESM or CJS); narrows to {@link KnownAgentIamError}. */
+export function isAgentIamError(value: unknown): value is KnownAgentIamError {
   return (
     value instanceof AgentIamError ||
     (typeof value === 'object' &&

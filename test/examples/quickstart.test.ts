@@ -11,10 +11,10 @@ describe('README quick start', () => {
     expect(source.split('\n').filter((l) => l.trim() !== '').length).toBeLessThanOrEqual(20);
   });
 
-  it('runs: a verified caller gets its user id, a caller without a token gets 401', async () => {
+  it('runs: a verified caller reaches the tool through toolFetch with its user forwarded and the key injected; no token is 401', async () => {
     const { code, out, err } = await runExample('examples/quickstart/index.ts');
     expect(code, err).toBe(0);
-    expect(out).toContain("{ user: 'alice', scopes: [ 'notes:read' ] }");
+    expect(out).toContain("{ user: 'alice', key: true }");
     expect(out).toContain('401 Bearer');
     expect(out).not.toMatch(/eyJ[A-Za-z0-9_-]+\./);
   }, 60_000);
