@@ -26,3 +26,30 @@ describe('AgentIamError', () => {
     expect(JSON.stringify(r)).not.toContain('leak me');
   });
 });
+
+describe('KnownAgentIamError', () => {
+  it('narrows each code to the fields it always carries (checked by the type-check too)', () => {
+    const errors: unknown[] = [
+      new AgentIamError('APPROVAL_REQUIRED', 'needs approval', { approvalId: 'ap_1', approval: { agentId: 'a', tool: 't', method: 'POST', path: '/x' } }),
+      new AgentIamError('OAUTH_ERROR', 'refused', { oauthError: 'invalid_grant' }),
+      new AgentIamError('CONFIG_INVALID', 'bad', { field: 'tools.0.name' }),
+    ];
+    const seen: string[] = [];
+    for (const e of errors) {
+      if (!isAgentIamError(e)) continue;
+      // Each assignment below is a type error unless narrowing gives the field a non-optional type.
+      if (e.code === 'APPROVAL_REQUIRED') {
+        const id: string = e.approvalId;
+        const tool: string = e.approval.tool;
+        seen.push(id, tool);
+      } else if (e.code === 'OAUTH_ERROR') {
+        const code: string = e.oauthError;
+        seen.push(code);
+      } else if (e.code === 'CONFIG_INVALID') {
+        const field: string = e.field;
+        seen.push(field);
+      }
+    }
+    expect(seen).toEqual(['ap_1', 't', 'invalid_grant', 'tools.0.name']);
+  });
+});
