@@ -20,3 +20,4 @@ export * from './policy/index.js';
 export * from './outbound/index.js';
 export * from './audit/index.js';
 export * from './app/index.js';
+export type { SecretSource, SecretLoader } from './lib/secret.js';

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { configError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
+import { secretSchema, type SecretSource } from '../lib/secret.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import { safeUrl } from './url-safety.js';
 import { ALLOWABLE_HEADERS } from '../policy/headers.js';
@@ -45,8 +46,12 @@ export type ToolAuth =
   | { type: 'none' }
   | {
       type: 'apiKey';
-      /** The key. Never logged, never in an error. */
-      key: string;
+      /**
+       * The key: the value, `{ env: 'NAME' }`, or a loader for a secret manager (`() => Promise<string>`,
+       * or `{ load, ttlSeconds }`), cached for its TTL and loaded again when the tool answers 401.
+       * Never logged, never in an error.
+       */
+      key: SecretSource;
       /** Header name (default `authorization`). */
       header?: string;
       /** Scheme before the key (default `Bearer` for `authorization`, none for any other header). Use `''` for none. */
@@ -167,7 +172,7 @@ const authSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('none') }),
   z.strictObject({
     type: z.literal('apiKey'),
-    key: z.string().min(1).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'),
+    key: secretSchema(z.string().min(1).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII')),
     header: z.string().regex(HEADER_NAME, 'must be a header name').optional(),
     scheme: z.string().regex(HEADER_VALUE, 'must be printable ASCII').optional(),
   }),

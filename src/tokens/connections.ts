@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { configError } from '../errors.js';
+import { secretSchema, type SecretSource } from '../lib/secret.js';
 import { checkClientIdUrl, requireSecureUrl } from '../lib/secure-url.js';
 import { CLIENT_KEY_ALGS, type ClientKeyAlg } from './client-key.js';
 
@@ -55,7 +56,12 @@ export interface ConnectionConfig {
   registrationEndpoint?: string;
   /** A pre-registered client id. */
   clientId?: string;
-  clientSecret?: string;
+  /**
+   * The client secret: the value, `{ env: 'NAME' }`, or a loader for a secret manager
+   * (`() => Promise<string>`, or `{ load, ttlSeconds }`), cached for its TTL and loaded again when the
+   * token endpoint answers `invalid_client` (a rotated secret).
+   */
+  clientSecret?: SecretSource;
   /**
    * The client's private key for `private_key_jwt`: a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) or a
    * private JWK. RSA, EC (P-256/384/521) or Ed25519. Imported once as a non-extractable key; with
@@ -115,7 +121,7 @@ export const connectionSchema = z.strictObject({
   revocationEndpoint: urlString.optional(),
   registrationEndpoint: urlString.optional(),
   clientId: z.string().min(1).max(2048).optional(),
-  clientSecret: z.string().min(1).max(4096).optional(),
+  clientSecret: secretSchema(z.string().min(1).max(4096)).optional(),
   clientPrivateKey: z.union([z.string().min(1).max(16384), z.looseObject({ kty: z.string(), d: z.string() })], { error: 'must be a PKCS#8 PEM string or a private JWK (with d)' }).optional(),
   clientPrivateKeyAlg: z.enum(CLIENT_KEY_ALGS).optional(),
   clientPrivateKeyId: z.string().min(1).max(256).optional(),

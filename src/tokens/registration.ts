@@ -10,6 +10,7 @@ import { AgentIamError } from '../errors.js';
 import { sleep } from '../lib/async.js';
 import { randomToken } from '../lib/encoding.js';
 import { storeKey, type Store } from '../stores/store.js';
+import { secretReader, type SecretReader } from '../lib/secret.js';
 import { clientKey } from './client-key.js';
 import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
@@ -43,10 +44,31 @@ function basicAuth(secret: string): oauth.ClientAuth {
   };
 }
 
-async function clientAuth(c: Connection, method: string | undefined, secret: string | undefined): Promise<oauth.ClientAuth> {
+const secretReaders = new WeakMap<Connection, SecretReader>();
+
+/** The reader of a connection's configured `clientSecret` (one per connection, so its cache is shared). */
+export function connectionSecret(c: Connection): SecretReader | undefined {
+  if (c.clientSecret === undefined) return undefined;
+  let r = secretReaders.get(c);
+  if (r === undefined) {
+    r = secretReader(c.clientSecret, `connection ${c.id}: clientSecret`, (v) => v.length <= 4096);
+    secretReaders.set(c, r);
+  }
+  return r;
+}
+
+function secretAuth(method: string | undefined, secret: string): oauth.ClientAuth {
+  return method === 'client_secret_post' ? oauth.ClientSecretPost(secret) : basicAuth(secret);
+}
+
+async function clientAuth(c: Connection, method: string | undefined, secret: string | SecretReader | undefined): Promise<oauth.ClientAuth> {
   if (method === 'private_key_jwt') return oauth.PrivateKeyJwt((await clientKey(c)).key);
   if (secret === undefined || method === 'none') return oauth.None();
-  return method === 'client_secret_post' ? oauth.ClientSecretPost(secret) : basicAuth(secret);
+  if (typeof secret === 'string') return secretAuth(method, secret);
+  if (secret.literal !== undefined) return secretAuth(method, secret.literal);
+  // From the environment or a secret manager: read at each request (cached by the reader).
+  const reader = secret;
+  return async (as, client, body, headers) => secretAuth(method, await reader.get())(as, client, body, headers);
 }
 
 /**
@@ -126,7 +148,7 @@ export async function resolveClient(
 ): Promise<ClientInfo> {
   if (c.clientId !== undefined) {
     const method = c.tokenEndpointAuthMethod ?? (c.clientPrivateKey !== undefined ? 'private_key_jwt' : c.clientSecret === undefined ? 'none' : 'client_secret_basic');
-    return { client: { client_id: c.clientId, token_endpoint_auth_method: method }, auth: await clientAuth(c, method, c.clientSecret), dynamic: false };
+    return { client: { client_id: c.clientId, token_endpoint_auth_method: method }, auth: await clientAuth(c, method, connectionSecret(c)), dynamic: false };
   }
   const as = server.as;
   if (c.clientMetadataUrl !== undefined && as.client_id_metadata_document_supported === true) {

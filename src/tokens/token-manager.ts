@@ -22,7 +22,7 @@ import { ClientCredentialsCache } from './client-credentials.js';
 import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
 import { resolveServer, type ServerInfo } from './discovery.js';
 import { checkedTokens, DEFAULT_MAX_RESPONSE_BYTES, type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
-import { type ClientInfo, resolveClient } from './registration.js';
+import { type ClientInfo, connectionSecret, resolveClient } from './registration.js';
 import { audit, type Runtime } from './runtime.js';
 import { TokenExchanger } from './token-exchange.js';
 import type {
@@ -65,7 +65,7 @@ export interface TokenManagerOptions {
    */
   store?: Keyv | KeyValueStore;
   /** AES-256-GCM key(s), newest first, for encryption at rest (base64url of 32 bytes, a CryptoKey, or `{ id, key }`). */
-  encryptionKey?: EncryptionKeyInput | EncryptionKeyInput[];
+  encryptionKey?: EncryptionKeyInput | EncryptionKeyInput[] | EncryptionKeySource;
   /** The connections (authorization servers and API-key providers). */
   connections: ConnectionConfig[];
   /** Receives token.issue / token.refresh / token.revoke / token.exchange / consent.* events. */
@@ -271,6 +271,56 @@ function checkId(value: unknown, field: string): string {
 
 const STORE_OPS = ['get', 'set', 'delete', 'getVersioned', 'setIfAbsent', 'compareAndSet', 'deleteIfOwner', 'consume', 'indexAdd', 'indexMembers', 'indexRemove'] as const;
 
+/**
+ * Encryption keys from a secret manager: a loader of the key list (newest first), called at first
+ * use and again every `ttlSeconds` (default 300), so a key added by rotation is used without a
+ * restart. A failing load is `TOKEN_ENDPOINT_UNAVAILABLE` (`reason: 'secret_unavailable'`) for that
+ * call; the keys loaded before stay in use.
+ *
+ * @example
+ * ```ts
+ * const tokens = createTokenManager({
+ *   encryptionKey: { load: async () => JSON.parse(await vault.read('agent-iam/keys')) as string[], ttlSeconds: 600 },
+ *   connections,
+ * });
+ * ```
+ */
+export type EncryptionKeySource =
+  | (() => Promise<EncryptionKeyInput | EncryptionKeyInput[]>)
+  | { load: () => Promise<EncryptionKeyInput | EncryptionKeyInput[]>; ttlSeconds?: number };
+
+/** A secure store whose encryptor comes from a key loader, reloaded every `ttlMs`. */
+function rotatingSecureStore(base: Store, load: () => Promise<EncryptionKeyInput | EncryptionKeyInput[]>, ttlMs: number): Store {
+  let current: { store: Store; until: number } | undefined;
+  let inflight: Promise<Store> | undefined;
+  const storeNow = (): Promise<Store> | Store => {
+    if (current !== undefined && current.until > Date.now()) return current.store;
+    inflight ??= (async () => {
+      try {
+        const encryptor = await createEncryptor(await load());
+        current = { store: createSecureStore(base, encryptor), until: Date.now() + ttlMs };
+        return current.store;
+      } catch (e) {
+        if (current !== undefined) return current.store; // keep the keys we have
+        if (isAgentIamError(e) && e.code === 'CONFIG_INVALID') throw e; // loaded, but not usable keys
+        // The loader's own error is dropped: it may quote the secret manager's answer.
+        throw new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', 'encryptionKey: the keys could not be read', { reason: 'secret_unavailable' });
+      } finally {
+        inflight = undefined;
+      }
+    })();
+    return inflight;
+  };
+  const out: Record<string, unknown> = { atomic: base.atomic };
+  for (const op of STORE_OPS) {
+    out[op] = async (...args: unknown[]) => {
+      const s = await storeNow();
+      return (s[op] as (...a: unknown[]) => Promise<unknown>)(...args);
+    };
+  }
+  return out as unknown as Store;
+}
+
 /** A store whose encryptor is created once (createEncryptor may be async). */
 function lazySecureStore(base: Store, encryptor: Promise<Encryptor> | Encryptor | undefined): Store {
   if (encryptor === undefined) return createSecureStore(base);
@@ -321,6 +371,14 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const o = parseOptions(optionsSchema, options);
   const connections = o.connections as Connection[];
   checkConnections(connections);
+  const base = createKeyValueStore(o.store, { timeoutMs: o.storeTimeoutMs });
+  const source = o.encryptionKey as unknown;
+  if (typeof source === 'function' || (typeof source === 'object' && source !== null && !Array.isArray(source) && typeof (source as { load?: unknown }).load === 'function')) {
+    const load = (typeof source === 'function' ? source : (source as { load: unknown }).load) as () => Promise<EncryptionKeyInput | EncryptionKeyInput[]>;
+    const ttl = typeof source === 'object' ? (source as { ttlSeconds?: unknown }).ttlSeconds : undefined;
+    if (ttl !== undefined && (typeof ttl !== 'number' || !(ttl >= 0 && ttl <= 86_400))) throw new AgentIamError('CONFIG_INVALID', 'Invalid option encryptionKey.ttlSeconds: 0 to 86400', { field: 'encryptionKey.ttlSeconds' });
+    return new Manager(o, connections, rotatingSecureStore(base, load, ((ttl as number | undefined) ?? 300) * 1000), base);
+  }
   let encryptor: Promise<Encryptor> | Encryptor | undefined;
   if (o.encryptionKey !== undefined) {
     try {
@@ -330,7 +388,6 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       throw new AgentIamError('CONFIG_INVALID', 'Invalid option encryptionKey', { field: 'encryptionKey' });
     }
   }
-  const base = createKeyValueStore(o.store, { timeoutMs: o.storeTimeoutMs });
   const store = lazySecureStore(base, encryptor);
   return new Manager(o, connections, store, base);
 }
@@ -455,6 +512,13 @@ class Manager implements TokenManager {
       return await fn(server, client);
     } catch (e) {
       const err = toSafeError(e, 'token request');
+      if (err.code === 'OAUTH_ERROR' && err.oauthError === 'invalid_client' && !client.dynamic) {
+        // A client secret from a secret manager may have been rotated: read it again and try once more.
+        const secret = connectionSecret(c);
+        if (!reRegister || secret === undefined || !secret.loaded) throw err;
+        secret.reload();
+        return fn(server, client);
+      }
       if (!(reRegister && client.dynamic && err.code === 'OAUTH_ERROR' && err.oauthError === 'invalid_client')) throw err;
       // The server forgot the registered client (or its secret expired): register again, once,
       // unless this process or another one already has (then the stored client is a new one).

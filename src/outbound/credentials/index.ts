@@ -8,6 +8,7 @@
 import { AgentIamError, isAgentIamError } from '../../errors.js';
 import type { AgentContext } from '../../context.js';
 import { withTimeout } from '../../lib/async.js';
+import { secretReader } from '../../lib/secret.js';
 import { DROP_REJECTED_TOKEN, RESOURCE_CHALLENGE, type AccessTokenResult, type TokenSource } from '../../tokens/types.js';
 import type { AwsCredentials, ToolAuth } from '../tools.js';
 import { queryRecord, s3Path } from './aws-request.js';
@@ -121,12 +122,26 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
     case 'apiKey': {
       const header = (auth.header ?? 'authorization').toLowerCase();
       const scheme = auth.scheme ?? (header === 'authorization' ? 'Bearer' : '');
-      const value = scheme === '' ? auth.key : `${scheme} ${auth.key}`;
+      const withScheme = (key: string): string => (scheme === '' ? key : `${scheme} ${key}`);
+      const reader = secretReader(auth.key, `tool ${tool}: apiKey`, (v) => /^[\x20-\x7e]+$/.test(v));
+      const literal = reader.literal === undefined ? undefined : withScheme(reader.literal);
+      if (literal !== undefined) {
+        return {
+          needsBody: false,
+          ownedHeaders: [header],
+          inject(request) {
+            request.headers.set(header, literal);
+          },
+        };
+      }
       return {
         needsBody: false,
         ownedHeaders: [header],
-        inject(request) {
-          request.headers.set(header, value);
+        async inject(request) {
+          const key = await fromSource(tool, ms, () => reader.get());
+          request.headers.set(header, withScheme(key));
+          // A 401 to this key (rotated at the secret manager): the next call loads it again.
+          request.dropToken = () => reader.refused(key);
         },
       };
     }
