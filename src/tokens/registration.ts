@@ -12,6 +12,7 @@ import { randomToken } from '../lib/encoding.js';
 import { storeKey, type Store } from '../stores/store.js';
 import { secretReader, type SecretReader } from '../lib/secret.js';
 import { clientKey } from './client-key.js';
+import { takeLease } from './lease.js';
 import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
 import { type HttpSettings, oauthError, requestOptions, withRetry } from './http.js';
@@ -182,7 +183,7 @@ async function registerOnce(c: Connection, server: ServerInfo, stores: Registrat
   for (;;) {
     const stored = await stores.store.getVersioned<StoredClient>(key);
     if (usable(stored?.value, failedClientId)) return stored.value;
-    if (await stores.shared.setIfAbsent(leaseKey, owner, stores.leaseTtlMs)) {
+    if (await takeLease(stores.shared, leaseKey, owner, stores.leaseTtlMs)) {
       try {
         // Under the lease: another process may have stored a client just before we took it.
         const again = await stores.store.getVersioned<StoredClient>(key);

@@ -23,6 +23,7 @@ import { checkConnections, type Connection, type ConnectionConfig, connectionSch
 import { resolveServer, type ServerInfo } from './discovery.js';
 import { checkedTokens, DEFAULT_MAX_RESPONSE_BYTES, type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
 import { type ClientInfo, connectionSecret, resolveClient } from './registration.js';
+import { takeLease } from './lease.js';
 import { audit, type Runtime } from './runtime.js';
 import { TokenExchanger } from './token-exchange.js';
 import type {
@@ -807,7 +808,7 @@ class Manager implements TokenManager {
       const now = Date.now();
       if (this.#fresh(cur.record, now)) return cur.record;
       if (cur.record.status !== 'active' || cur.record.refreshToken === undefined) throw await consent(cur.record);
-      if (await this.#rt.shared.setIfAbsent(lease, owner, ttl)) {
+      if (await takeLease(this.#rt.shared, lease, owner, ttl)) {
         leaseUntil = now + ttl;
         break;
       }
