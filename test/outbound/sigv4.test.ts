@@ -404,4 +404,15 @@ describe('the S3 path rewrite: the signed path is the path the capability allowe
     for (const p of denied) expect(await codeOf(tf(`${s3.origin}${p}`)), p).toBe('CAPABILITY_DENIED');
     expect(s3.received).toHaveLength(0);
   });
+
+  it('a deny rule cannot be stepped around by percent-encoding an unreserved character (the rewrite would sign the denied key)', async () => {
+    const tf = make([], [{ agent: 'a', tool: 's3', effect: 'deny', capabilities: [{ method: 'GET', path: '/bucket/secret/*' }] }]);
+    expect(await codeOf(tf(`${s3.origin}/bucket/secret/x`))).toBe('POLICY_DENIED');
+    for (const alias of ['/bucket/s%65cret/x', '/bucket/%73ecret/x', '/bucket/secre%74/x', '/bucket/secret%2D/x']) {
+      expect(await codeOf(tf(`${s3.origin}${alias}`)), alias).toBe('REQUEST_INVALID');
+    }
+    expect(s3.received).toHaveLength(0);
+    const ok = await tf(`${s3.origin}/bucket/public/x`);
+    expect(ok.status).toBe(200);
+  });
 });
