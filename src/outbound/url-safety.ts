@@ -17,6 +17,13 @@ const ENCODED_SEPARATOR = /%(?:2f|5c)|%25(?:2e|2f|5c|[01][0-9a-f]|7f)/i;
 /** A `%` not followed by two hex digits. */
 const BAD_PERCENT = /%(?![0-9a-f]{2})/i;
 const ENCODED_DOT = /%2e/gi;
+/**
+ * A percent-encoded unreserved character (RFC 3986 §2.3: ALPHA, DIGIT, `-`, `.`, `_`, `~`). It names
+ * the same resource as the character itself and no encoder needs to produce it, but capabilities and
+ * policies compare paths as written: `/files/s%65cret` would step around a rule for `/files/secret`
+ * while the tool (and the S3 signer's canonical path) reads `secret`.
+ */
+const ENCODED_UNRESERVED = /%(?:2d|2e|3[0-9]|4[1-9a-f]|5[0-9a]|5f|6[1-9a-f]|7[0-9a]|7e)/i;
 const ENCODED_SEMICOLON = /%3b/gi;
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 
@@ -66,6 +73,7 @@ function checkPath(path: string): void {
     if (BAD_PERCENT.test(path)) throw invalid('malformed percent-encoding in path');
     if (ENCODED_SEPARATOR.test(path)) throw invalid('encoded "/" or "\\" in path');
     if (ENCODED_CONTROL.test(path)) throw invalid('encoded control character in path');
+    if (ENCODED_UNRESERVED.test(path)) throw invalid('percent-encoded unreserved character in path (write the character itself)');
     checkDecodedPath(path);
   }
   if (path.indexOf('.') === -1 && path.indexOf('%') === -1) return;

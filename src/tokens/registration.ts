@@ -207,6 +207,54 @@ async function fromStored(c: Connection, s: StoredClient): Promise<ClientInfo> {
   return { client: { client_id: s.client_id, token_endpoint_auth_method: method }, auth: await clientAuth(c, method, s.client_secret), dynamic: true };
 }
 
+/** RFC 6749 Appendix A.1: client ids and secrets are VSCHAR (%x20-7E). Caps as for configured ones. */
+const VSCHAR = /^[\x20-\x7e]+$/;
+const SUPPORTED_AUTH_METHODS = new Set(['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt']);
+
+function badAnswer(why: string): AgentIamError {
+  return oauthError('client registration', 'invalid_response', `the registration answer ${why}`);
+}
+
+/** A redirect URI compared as a URL (scheme and host case do not matter), else as sent. */
+function normalizedUri(u: unknown): unknown {
+  if (typeof u !== 'string') return u;
+  try {
+    return new URL(u).href;
+  } catch {
+    return u;
+  }
+}
+
+/**
+ * What the server registered must be a client the SDK can use as asked (oauth4webapi checks only
+ * that `client_id` is a non-empty string): an id and secret it can send, the redirect URIs it asked
+ * for and no others (RFC 7591 lets a server replace them; then codes would go where the server
+ * chose), and a token endpoint auth method it supports with the credential it needs. The values are
+ * never put in the message.
+ */
+function checkRegistrationAnswer(c: Connection, answer: Record<string, unknown>, asked: Record<string, unknown>): void {
+  const id = answer.client_id;
+  if (typeof id !== 'string' || id.length > 2048 || !VSCHAR.test(id)) throw badAnswer('has a client_id that is not a usable client identifier');
+  const secret = answer.client_secret;
+  if (secret !== undefined && (typeof secret !== 'string' || secret.length > 4096 || !VSCHAR.test(secret))) {
+    throw badAnswer('has a client_secret that is not a usable secret');
+  }
+  const uris = answer.redirect_uris;
+  if (uris !== undefined && uris !== null) {
+    const want = new Set((Array.isArray(asked.redirect_uris) ? asked.redirect_uris : []).map(normalizedUri));
+    const got = Array.isArray(uris) ? new Set(uris.map(normalizedUri)) : undefined;
+    if (got === undefined || got.size !== want.size || [...got].some((u) => typeof u !== 'string' || !want.has(u))) {
+      throw badAnswer('registers other redirect_uris than those asked for');
+    }
+  }
+  const method = answer.token_endpoint_auth_method;
+  if (method !== undefined) {
+    if (typeof method !== 'string' || !SUPPORTED_AUTH_METHODS.has(method)) throw badAnswer('names a token_endpoint_auth_method the SDK does not support');
+    if (method === 'private_key_jwt' && c.clientPrivateKey === undefined) throw badAnswer('asks for private_key_jwt and the connection has no clientPrivateKey');
+    if ((method === 'client_secret_basic' || method === 'client_secret_post') && secret === undefined) throw badAnswer(`asks for ${method} and issued no client_secret`);
+  }
+}
+
 async function register(c: Connection, server: ServerInfo, http: HttpSettings): Promise<StoredClient> {
   const method = chooseAuthMethod(c, server.as);
   const metadata: Record<string, unknown> = c.redirectUri !== undefined
@@ -225,6 +273,7 @@ async function register(c: Connection, server: ServerInfo, http: HttpSettings): 
     const res = await oauth.dynamicClientRegistrationRequest(server.as, metadata as Partial<oauth.Client>, requestOptions(http, signal, server.insecure));
     return oauth.processDynamicClientRegistrationResponse(await tolerateMissingSecretExpiry(res));
   });
+  checkRegistrationAnswer(c, answer as unknown as Record<string, unknown>, metadata);
   const out: StoredClient = { client_id: answer.client_id };
   if (typeof answer.client_secret === 'string') out.client_secret = answer.client_secret;
   if (typeof answer.client_secret_expires_at === 'number') out.client_secret_expires_at = answer.client_secret_expires_at;

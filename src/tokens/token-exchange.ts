@@ -1,8 +1,9 @@
 /**
  * Internal: RFC 8693 token exchange. Delegated tokens only narrow: asking for a scope the subject
- * token does not hold fails before any request, and an answer without `issued_token_type` or with
- * scopes beyond those asked is refused. Issued tokens are cached (see {@link TokenExchanger}), so that
- * repeated calls for one user through one delegation hop cost one exchange per token lifetime.
+ * token does not hold fails before any request, and an answer without `issued_token_type`, with
+ * scopes beyond those asked, or a JWT for another audience than the one asked is refused. Issued
+ * tokens are cached (see {@link TokenExchanger}), so that repeated calls for one user through one
+ * delegation hop cost one exchange per token lifetime.
  *
  * @see https://www.rfc-editor.org/rfc/rfc8693
  * @module
@@ -181,6 +182,31 @@ function cacheKey(c: Connection, subjectToken: string, r: Omit<ExchangeRequest, 
   ]);
 }
 
+/** An audience compared as a URL when it is one (`https://api.example.com` = `https://api.example.com/`), else as sent. */
+function sameTarget(u: string): string {
+  try {
+    return new URL(u).href;
+  } catch {
+    return u;
+  }
+}
+
+/**
+ * False when the issued token is a JWT whose `aud` names none of the audience and resource asked
+ * for: a token for another service than the one it is about to be sent to (a mixed-up or hostile
+ * server), which that service could replay where it is valid. Extra audiences beside the one asked
+ * are accepted (Auth0 adds its userinfo URL); an opaque token or a JWT without `aud` cannot be
+ * checked and passes. Nothing asked: nothing to compare.
+ */
+function forAudienceAsked(token: string, r: ExchangeRequest): boolean {
+  const asked = [r.audience, r.resource].filter((t): t is string => t !== undefined).map(sameTarget);
+  if (asked.length === 0) return true;
+  const payload = jwtPayload(token);
+  if (payload === undefined || payload.aud === undefined) return true;
+  const aud = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud.filter((a): a is string => typeof a === 'string') : [];
+  return aud.some((a) => asked.includes(sameTarget(a)));
+}
+
 /** One exchange at the authorization server, audited. */
 async function exchangeAtServer(rt: Runtime, c: Connection, o: TokenExchangeOptions, r: ExchangeRequest): Promise<AccessTokenResult> {
   const started = Date.now();
@@ -210,6 +236,7 @@ async function exchangeAtServer(rt: Runtime, c: Connection, o: TokenExchangeOpti
     const askedSet = new Set(r.scopes);
     const extra = granted.filter((s) => !askedSet.has(s));
     if (extra.length > 0) throw escalation(extra, 'the server granted scopes beyond those asked');
+    if (!forAudienceAsked(tokens.access_token, r)) throw oauthError('token exchange', 'invalid_response', 'the issued token is for another audience than the one asked');
     const result: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: granted };
     if (typeof tokens.expires_in === 'number') result.expiresAt = Date.now() + tokens.expires_in * 1000;
     audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'allow', durationMs: Date.now() - started, ...chainOf(o) });

@@ -172,7 +172,7 @@ export interface TokenManager extends TokenSource {
   revoke(options: AccountRef): Promise<ConnectedAccount | undefined>;
   /** A service-account token (client credentials), cached per connection, scope set and resource/audience. */
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
-  /** RFC 8693 token exchange; never widens scopes. The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */
+  /** RFC 8693 token exchange; never widens scopes, and a JWT issued for another audience than the one asked is refused (`OAUTH_ERROR` invalid_response). The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */
   exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
   /**
    * Enterprise-managed authorization (MCP extension, the IETF ID-JAG grant): exchange the user's ID

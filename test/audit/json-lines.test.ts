@@ -198,6 +198,73 @@ describe('verifyAuditChain: tamper detection', () => {
   });
 });
 
+describe('verifyAuditChain: an attacker who knows the format', () => {
+  /** Rebuild `prevHash` from line `from` on, as someone who can rewrite the file would. */
+  function rechain(lines: string[], from: number): string[] {
+    const out = [...lines];
+    for (let i = Math.max(1, from); i < out.length; i++) {
+      const o = JSON.parse(out[i]!) as Record<string, unknown>;
+      o.prevHash = sha(out[i - 1]!);
+      out[i] = JSON.stringify(o);
+    }
+    return out;
+  }
+
+  it('fixing the next link after an edit only moves the break to the line after it', async () => {
+    const lines = await chainOf(6);
+    const edited = [...lines];
+    edited[2] = edited[2]!.replace('"decision":"allow"', '"decision":"deny"');
+    const fixedOnce = [...edited];
+    const next = JSON.parse(fixedOnce[3]!) as Record<string, unknown>;
+    next.prevHash = sha(fixedOnce[2]!);
+    fixedOnce[3] = JSON.stringify(next);
+    expect(await verifyAuditChain(fixedOnce)).toMatchObject({ ok: false, line: 5 });
+  });
+
+  it('the same event re-serialised (other key order, spacing or escapes) is an edit', async () => {
+    const lines = await chainOf(4);
+    const o = JSON.parse(lines[1]!) as Record<string, unknown>;
+    const variants = [
+      JSON.stringify(Object.fromEntries(Object.entries(o).reverse())),
+      JSON.stringify(o, null, 1).replace(/\n/g, ''),
+      lines[1]!.replace('support-agent', 'support\\u002dagent'),
+    ];
+    for (const v of variants) {
+      expect(JSON.parse(v)).toEqual(o);
+      expect(await verifyAuditChain([lines[0]!, v, lines[2]!, lines[3]!])).toMatchObject({ ok: false, line: 3 });
+    }
+  });
+
+  it('a forged line appended with a correct prevHash, or a chain re-hashed after an edit, is caught by the anchor', async () => {
+    const lines = await chainOf(5);
+    const anchor = ((await verifyAuditChain(lines)) as { lastHash: string }).lastHash;
+    const forged = JSON.stringify({ ...(JSON.parse(lines[4]!) as object), userId: 'mallory', prevHash: sha(lines[4]!) });
+    const appended = [...lines, forged];
+    expect(await verifyAuditChain(appended)).toMatchObject({ ok: true, count: 6 }); // the chain has no key
+    expect(await verifyAuditChain(appended, { lastHash: anchor })).toMatchObject({ ok: false });
+    const edited = [...lines];
+    edited[1] = edited[1]!.replace('user-1', 'user-x');
+    const rehashed = rechain(edited, 2);
+    expect(await verifyAuditChain(rehashed)).toMatchObject({ ok: true, count: 5 });
+    expect(await verifyAuditChain(rehashed, { lastHash: anchor })).toMatchObject({ ok: false, line: 5 });
+    // a removed line with the rest re-hashed: the anchor again
+    const removed = rechain([...lines.slice(0, 2), ...lines.slice(3)], 2);
+    expect(await verifyAuditChain(removed)).toMatchObject({ ok: true, count: 4 });
+    expect(await verifyAuditChain(removed, { lastHash: anchor })).toMatchObject({ ok: false });
+  });
+
+  it('an anchor from another log, or a log started from another genesis, does not verify', async () => {
+    const a = await chainOf(3);
+    const b = await chainOf(4);
+    const anchorB = ((await verifyAuditChain(b)) as { lastHash: string }).lastHash;
+    expect(await verifyAuditChain(a, { lastHash: anchorB })).toMatchObject({ ok: false, line: 3 });
+    // the tail of a continued log verifies only from its own genesis (the hash it continues)
+    const tail = b.slice(2);
+    expect(await verifyAuditChain(tail)).toMatchObject({ ok: false, line: 1 });
+    expect(await verifyAuditChain(tail, { genesis: sha(b[1]!), lastHash: anchorB })).toMatchObject({ ok: true, count: 2 });
+  });
+});
+
 describe('memoryAudit and redactEvent', () => {
   it('memoryAudit keeps redacted events in order; clear() empties', () => {
     const audit = memoryAudit();

@@ -114,6 +114,12 @@ describe('hostile URLs', () => {
     ['Latin-1 percent-encoding (not UTF-8)', `${O}/api/caf%E9`, 'REQUEST_INVALID'],
     ['%u IIS encoding', `${O}/api/%u002e%u002e/admin`, 'REQUEST_INVALID'],
     ['one-dot-leader lookalike', `${O}/api/\u2024\u2024/admin`, 'REQUEST_INVALID'],
+    // an encoded unreserved character is an alias of the character: rules compare paths as written
+    ['encoded letter (an alias of "admin")', `${O}/api/%61dmin`, 'REQUEST_INVALID'],
+    ['encoded digit', `${O}/api/items/%34%32`, 'REQUEST_INVALID'],
+    ['encoded tilde', `${O}/api/%7Euser`, 'REQUEST_INVALID'],
+    ['encoded dot inside a segment', `${O}/api/%2egit/config`, 'REQUEST_INVALID'],
+    ['encoded hyphen and underscore', `${O}/api/a%2Db%5fc`, 'REQUEST_INVALID'],
   ];
 
   it('the table is large, and every row is run', () => {

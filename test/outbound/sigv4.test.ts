@@ -326,3 +326,93 @@ describe('a non-S3 service through toolFetch (double-encoded canonical path, ind
     expect(verifyGeneric({ ...r, headers: { ...r.headers, 'x-end-user-id': 'mallory' } }, creds, 'eu-central-1', 'execute-api')).toBe(false);
   });
 });
+
+describe('the S3 path rewrite: the signed path is the path the capability allowed', () => {
+  // The S3 injector re-encodes each segment AWS style (the canonical URI is the path as sent). For
+  // every tricky path: the path on the wire is the one signed (independent verifier), it names the
+  // same key as the path the capability matched (same segments, each decoding to the same text,
+  // which is what S3 reads), and the rewrite is stable (re-encoding it changes nothing).
+  let s3: Upstream;
+  const creds: AwsCredentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret/Key+example' };
+  beforeAll(async () => {
+    s3 = await startUpstream();
+  });
+  afterAll(() => s3.close());
+  beforeEach(() => s3.clear());
+
+  const make = (capabilities: Array<{ method: string; path: string }>, extraPolicies: Array<Record<string, unknown>> = []) =>
+    createToolFetch({
+      agent: { id: 'a' },
+      tools: [{ name: 's3', baseUrl: s3.origin, forwardUser: false, capabilities, auth: { type: 'awsSigV4', region: 'us-east-1', service: 's3', credentials: creds } }],
+      policies: [{ agent: 'a', tool: 's3' }, ...(extraPolicies as never[])],
+    });
+  const segmentsAsS3ReadsThem = (path: string): string[] => path.split('/').map((s) => decodeURIComponent(s));
+
+  const TRICKY = [
+    '/bucket/a(1)!*\'.jpg', // sub-delims encodeURIComponent leaves raw: AWS encodes them
+    '/bucket/a+b', // a raw + would be a space to S3: sent as %2B
+    '/bucket/a%2Bb',
+    '/bucket/a%20b',
+    '/bucket/%25', // a literal percent sign
+    '/bucket/%2541', // "%41" as a key, not "A"
+    '/bucket/a;b=c,d&e$f',
+    '/bucket/a:b@c',
+    '/bucket/[x]|^`{}',
+    '/bucket/caf%C3%A9', // UTF-8, upper-case hex
+    '/bucket/caf%c3%a9', // lower-case hex: the same key
+    '/bucket/café', // raw non-ASCII (WHATWG encodes it)
+    '/bucket/cafe\u0301', // NFD: another key than NFC for S3, kept as such
+    '/bucket/😀/日本語',
+    '/bucket//double//slashes/', // empty segments and a trailing slash are part of the key
+    '/bucket/.hidden/..dots/x..',
+    '/bucket/~tilde',
+  ];
+
+  it.each(TRICKY)('%s: signed as sent, same key as the path the capability matched', async (path) => {
+    const tf = make([{ method: 'GET', path: '/bucket/*' }]);
+    const res = await tf(`${s3.origin}${path}`);
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const r = s3.received[0]!;
+    expect(verifyS3(r, creds, 'us-east-1'), path).toEqual({ ok: true });
+    const matched = new URL(`${s3.origin}${path}`).pathname; // what the capability saw
+    const wire = r.url.split('?')[0]!;
+    expect(wire.split('/')).toHaveLength(matched.split('/').length);
+    expect(segmentsAsS3ReadsThem(wire)).toEqual(segmentsAsS3ReadsThem(matched));
+    expect(wire).not.toContain('+');
+    expect(wire.split('/').map((s) => awsEncode(decodeURIComponent(s))).join('/')).toBe(wire);
+  });
+
+  it('paths that could name another key after the rewrite never reach S3', async () => {
+    const tf = make([{ method: 'GET', path: '/bucket/public/*' }]);
+    const refused = [
+      '/bucket/public/%2e%2e/private/x',
+      '/bucket/public/%2E%2E/private/x',
+      '/bucket/public/.%2e/private/x',
+      '/bucket/public/%2e/x',
+      '/bucket/public/..;/private/x',
+      '/bucket/public/..%3B/private/x',
+      '/bucket/public/x%2F..%2F..%2Fprivate',
+      '/bucket/public/x%5C..%5Cprivate',
+      '/bucket/public/%252e%252e/private/x',
+      '/bucket/public/%EF%BC%8E%EF%BC%8E/private/x', // fullwidth dots (NFKC)
+      '/bucket/public/%C0%AE%C0%AE/private/x', // overlong UTF-8
+      '/bucket/public/%ff',
+    ];
+    for (const p of refused) expect(await codeOf(tf(`${s3.origin}${p}`)), p).toBe('REQUEST_INVALID');
+    const denied = ['/bucket//public/x', '/bucket/private/x', '/bucket/public'];
+    for (const p of denied) expect(await codeOf(tf(`${s3.origin}${p}`)), p).toBe('CAPABILITY_DENIED');
+    expect(s3.received).toHaveLength(0);
+  });
+
+  it('a deny rule cannot be stepped around by percent-encoding an unreserved character (the rewrite would sign the denied key)', async () => {
+    const tf = make([], [{ agent: 'a', tool: 's3', effect: 'deny', capabilities: [{ method: 'GET', path: '/bucket/secret/*' }] }]);
+    expect(await codeOf(tf(`${s3.origin}/bucket/secret/x`))).toBe('POLICY_DENIED');
+    for (const alias of ['/bucket/s%65cret/x', '/bucket/%73ecret/x', '/bucket/secre%74/x', '/bucket/secret%2D/x']) {
+      expect(await codeOf(tf(`${s3.origin}${alias}`)), alias).toBe('REQUEST_INVALID');
+    }
+    expect(s3.received).toHaveLength(0);
+    const ok = await tf(`${s3.origin}/bucket/public/x`);
+    expect(ok.status).toBe(200);
+  });
+});

@@ -173,6 +173,35 @@ describe('tampered store records', () => {
     expect(JSON.stringify(err) + String(err)).not.toContain('authcode-secret-0123456789');
   });
 
+  it("a record moved to another owner's, owner type's or connection's key, or a pending state moved to another state, does not decrypt", async () => {
+    const s = await setup();
+    const alice = s.map.get(s.rawKey('account', 'kaggle', 'user', 'alice')) as string;
+    // to an organisation with the same id, and to another connection of the same user
+    s.map.set(s.rawKey('account', 'kaggle', 'org', 'alice'), alice);
+    s.map.set(s.rawKey('account', 'corp', 'user', 'alice'), alice);
+    await expect(s.tokens.getAccessToken({ connection: 'kaggle', orgId: 'alice' })).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(s.tokens.getAccessToken({ connection: 'corp', userId: 'alice' })).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    // alice's own account is untouched
+    expect((await s.tokens.getAccessToken({ connection: 'kaggle', userId: 'alice' })).accessToken).toBe(KEYS.alice);
+
+    // Mallory replaces the pending state of her own flow with alice's (user id and PKCE verifier):
+    // her callback must not complete as alice's flow.
+    const before = new Set(s.map.keys());
+    await s.tokens.startAuthorization({ connection: 'corp', userId: 'alice' });
+    const aliceState = [...s.map.keys()].find((k) => !before.has(k) && k.includes('state')) as string;
+    const { state: malloryState } = await s.tokens.startAuthorization({ connection: 'corp', userId: 'mallory' });
+    const malloryKey = [...s.map.keys()].find((k) => k !== aliceState && !before.has(k) && k.includes('state')) as string;
+    expect(aliceState).toBeDefined();
+    expect(malloryKey).toBeDefined();
+    s.map.set(malloryKey, s.map.get(aliceState));
+    const err = await s.tokens.completeAuthorization(`http://127.0.0.1:9/cb?code=authcode-secret-0123456789&state=${malloryState}`, { expectedUserId: 'mallory' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string }).code).toBe('STORE_UNAVAILABLE'); // refused at decryption, before any token request
+    expect(JSON.stringify(err) + String(err)).not.toContain('authcode-secret-0123456789');
+  });
+
   it('no unhandled rejection or uncaught exception happened', async () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(unhandled).toEqual([]);

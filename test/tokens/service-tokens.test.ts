@@ -123,3 +123,48 @@ describe('refusing bad token-exchange answers', () => {
     }
   });
 });
+
+describe('token exchange: the issued token is for the audience asked', () => {
+  it('a JWT whose aud names none of the audience or resource asked for is refused; an opaque token, an aud-less JWT or an aud that includes it passes', async () => {
+    const { createServer } = await import('node:http');
+    let issued = '';
+    let calls = 0;
+    const server = createServer((req, res) => {
+      calls++;
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ access_token: issued, token_type: 'Bearer', issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', expires_in: 60 }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    // An unsigned JWT is enough: the SDK only reads the answer's claims to refuse it.
+    const jwt = (payload: Record<string, unknown>): string => `eyJhbGciOiJub25lIn0.${Buffer.from(JSON.stringify({ sub: 'alice', exp: Math.floor(Date.now() / 1000) + 60, ...payload })).toString('base64url')}.sig`;
+    try {
+      const { createTokenManager } = await import('../../src/index.js');
+      const tokens = createTokenManager({ exchangeCache: false, connections: [{ id: 'x', tokenEndpoint: `http://127.0.0.1:${port}/token`, clientId: 'c', clientSecret: 'secret-value' }] });
+      const subject = await s.idp.tokenFor({ userId: 'alice', scopes: ['read'] });
+      const ask = (o: { audience?: string; resource?: string } = { audience: API }) => tokens.exchange({ connection: 'x', subjectToken: subject, scopes: ['read'], ...o });
+      for (const aud of ['https://other.example.com', ['https://other.example.com', 'https://third.example.com'], [], 42]) {
+        issued = jwt({ aud });
+        const e = await expectCode(ask(), 'OAUTH_ERROR');
+        expect(e.oauthError).toBe('invalid_response');
+        assertNoSecret(e, [issued, subject]);
+      }
+      issued = jwt({ aud: 'https://other.example.com' });
+      await expectCode(ask({ resource: API }), 'OAUTH_ERROR');
+      for (const aud of [API, `${API}/`, [API, 'https://tenant.example.com/userinfo'], undefined]) {
+        issued = jwt({ aud });
+        expect((await ask()).accessToken).toBe(issued);
+        expect((await ask({ resource: API })).accessToken).toBe(issued);
+      }
+      issued = 'opaque-issued-token';
+      expect((await ask()).accessToken).toBe('opaque-issued-token');
+      // nothing asked: nothing to compare with
+      issued = jwt({ aud: 'https://other.example.com' });
+      expect((await ask({})).accessToken).toBe(issued);
+      expect(calls).toBeGreaterThan(0);
+    } finally {
+      server.close();
+    }
+  });
+});
