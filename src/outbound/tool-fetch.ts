@@ -539,7 +539,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
   const known = connectionIds(opts.tokens);
   const credentialTimeoutMs = opts.credentialTimeoutMs ?? 10_000;
   const compiled: CompiledTool[] = resolved.map((tool) => {
-    const needsTokens = tool.auth.type === 'oauth2' || tool.auth.type === 'clientCredentials' || tool.auth.type === 'tokenExchange';
+    const needsTokens = tool.auth.type === 'oauth2' || tool.auth.type === 'clientCredentials' || tool.auth.type === 'tokenExchange' || tool.auth.type === 'enterprise';
     if (needsTokens && opts.tokens === undefined) throw configError('tokens', `is required by tools.${tool.index} (${tool.auth.type})`);
     if (needsTokens && known !== undefined) {
       const id = (tool.auth as { connection: string }).connection;
@@ -548,6 +548,10 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           `tools.${tool.index}.auth.connection`,
           `tool ${tool.name} names connection ${printable(id)}, which the token manager does not have (${listOf(known)})`,
         );
+      }
+      const idp = tool.auth.type === 'enterprise' ? tool.auth.idp : undefined;
+      if (idp !== undefined && !known.has(idp)) {
+        throw configError(`tools.${tool.index}.auth.idp`, `tool ${tool.name} names connection ${printable(idp)}, which the token manager does not have (${listOf(known)})`);
       }
     }
     return {

@@ -60,6 +60,17 @@ export type ToolAuth =
   | { type: 'oauth2'; /** Token-manager connection id; one account per user. */ connection: string }
   | { type: 'clientCredentials'; connection: string; scopes?: string[]; resource?: string }
   | {
+      /**
+       * Enterprise-managed authorization (ID-JAG): the caller's verified ID token from the enterprise
+       * IdP (the context's raw token) is exchanged at `idp` for an ID-JAG and redeemed at
+       * `connection`'s authorization server (`tokens.enterpriseToken`). Needs a user in the context.
+       */
+      type: 'enterprise';
+      connection: string;
+      idp: string;
+      scopes?: string[];
+    }
+  | {
       type: 'tokenExchange';
       connection: string;
       audience?: string;
@@ -192,6 +203,7 @@ const authSchema = z.discriminatedUnion('type', [
     actorToken: z.custom<() => string | { accessToken: string } | Promise<string | { accessToken: string }>>((v) => typeof v === 'function', 'must be a function').optional(),
     actorTokenType: nonEmpty.optional(),
   }),
+  z.strictObject({ type: z.literal('enterprise'), connection: nonEmpty, idp: nonEmpty, scopes: z.array(nonEmpty).optional() }),
   z.strictObject({
     type: z.literal('awsSigV4'),
     region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must be an AWS region name'),
@@ -261,7 +273,7 @@ export function resolveTools(tools: unknown): ResolvedTool[] {
     if (places.has(place)) throw configError(`${field}.baseUrl`, 'another tool has the same origin and base path');
     places.add(place);
     const auth = (t.auth ?? { type: 'none' }) as ToolAuth;
-    if (t.perUser === false && (auth.type === 'oauth2' || auth.type === 'tokenExchange')) {
+    if (t.perUser === false && (auth.type === 'oauth2' || auth.type === 'tokenExchange' || auth.type === 'enterprise')) {
       // The credential is the user's own token (or exchanged from it): there is no call without a user.
       throw configError(`${field}.perUser`, `cannot be false for an ${auth.type} tool, whose token is the user's (omit perUser)`);
     }
@@ -272,7 +284,7 @@ export function resolveTools(tools: unknown): ResolvedTool[] {
       auth,
       capabilities: t.capabilities,
       forwardUser: t.forwardUser ?? true,
-      perUser: t.perUser ?? (auth.type === 'oauth2' || auth.type === 'tokenExchange'),
+      perUser: t.perUser ?? (auth.type === 'oauth2' || auth.type === 'tokenExchange' || auth.type === 'enterprise'),
       allowHeaders: new Set((t.allowHeaders ?? []).map((h) => h.toLowerCase())),
       index: i,
     };

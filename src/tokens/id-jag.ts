@@ -16,7 +16,7 @@
  * @module
  */
 import * as oauth from 'oauth4webapi';
-import { type AgentContext, rawTokenOf } from '../context.js';
+import { rawTokenOf } from '../context.js';
 import { AgentIamError } from '../errors.js';
 import { fromBase64Url } from '../lib/encoding.js';
 import { sha256HexSync } from '../lib/sha256.js';
@@ -26,24 +26,17 @@ import { checkedTokens, oauthError, recognizedTokenTypes, requestOptions, withRe
 import { audit, type Runtime } from './runtime.js';
 import { ExpiringCache } from './token-cache.js';
 import { TOKEN_EXCHANGE_GRANT } from './token-exchange.js';
-import type { AccessTokenResult } from './types.js';
+import type { AccessTokenResult, EnterpriseTokenRequest } from './types.js';
 
 export const ID_JAG_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id-jag';
 export const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
-/** Options of {@link TokenManager.enterpriseToken}. */
-export interface EnterpriseTokenOptions {
-  /** The resource's connection (e.g. an MCP server): its authorization server accepts the ID-JAG. */
-  connection: string;
-  /** The enterprise IdP's connection: where the ID token is exchanged for an ID-JAG (its client authenticates there). */
-  idp: string;
-  /** The user's ID token from the enterprise IdP. */
-  idToken?: string;
-  /** Or a context verified from that ID token (its raw token is used). */
-  context?: AgentContext;
-  /** Scopes to ask of the resource's authorization server (default: the connection's `scopes`). */
-  scopes?: string[];
+/** Options of `TokenManager.enterpriseToken`. */
+export type EnterpriseTokenOptions = EnterpriseTokenRequest;
+
+function cacheKey(c: Connection, idp: Connection, idToken: string, scopes: string[]): string {
+  return JSON.stringify([c.id, idp.id, sha256HexSync(idToken), [...scopes].sort()]);
 }
 
 function expiryOfJwt(token: string): number | undefined {
@@ -71,7 +64,7 @@ export class EnterpriseTokens {
     }
     const scopes = [...new Set(o.scopes ?? c.scopes ?? [])];
     const idExp = expiryOfJwt(idToken);
-    const key = JSON.stringify([c.id, idp.id, sha256HexSync(idToken), [...scopes].sort()]);
+    const key = cacheKey(c, idp, idToken, scopes);
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
     return this.#cache.load(key, async () => {
@@ -80,6 +73,13 @@ export class EnterpriseTokens {
       const lifetime = Math.max(0, result.expiresAt - Date.now());
       return { value: result, until: Math.min(result.expiresAt - Math.min(rt.refreshSkewMs, lifetime / 2), idExp) };
     });
+  }
+
+  /** Forget the cached token for these options if it is still exactly `accessToken` (a tool rejected it). */
+  drop(c: Connection, idp: Connection, o: EnterpriseTokenOptions, accessToken: string): boolean {
+    const idToken = o.idToken ?? (o.context !== undefined ? rawTokenOf(o.context) : undefined);
+    if (idToken === undefined || idToken === '') return false;
+    return this.#cache.deleteIf(cacheKey(c, idp, idToken, [...new Set(o.scopes ?? c.scopes ?? [])]), (v) => v.accessToken === accessToken);
   }
 
   async #issue(rt: Runtime, c: Connection, idp: Connection, idToken: string, scopes: string[], userId: string | undefined): Promise<AccessTokenResult> {

@@ -1077,6 +1077,7 @@ class Manager implements TokenManager {
     if (request.kind === 'account') return this.#rejectAccountToken(request.options, accessToken, request.final === true).catch(() => false);
     try {
       const c = this.#oauthConnection(request.options?.connection);
+      if (request.kind === 'enterprise') return this.#enterprise.drop(c, this.#oauthConnection(request.options.idp), request.options, accessToken);
       return request.kind === 'clientCredentials' ? this.#cc.drop(c, request.options, accessToken) : this.#exchanger.drop(c, request.options, accessToken);
     } catch {
       return false;

@@ -60,6 +60,20 @@ export interface ClientCredentialsOptions {
   audience?: string;
 }
 
+/** What an `enterprise` tool asks the token manager for (see `TokenManager.enterpriseToken`). */
+export interface EnterpriseTokenRequest {
+  /** The resource's connection (e.g. an MCP server): its authorization server accepts the ID-JAG. */
+  connection: string;
+  /** The enterprise IdP's connection: where the ID token is exchanged for an ID-JAG. */
+  idp: string;
+  /** The user's ID token from the enterprise IdP. */
+  idToken?: string;
+  /** Or a context verified from that ID token (its raw token is used). */
+  context?: AgentContext;
+  /** Scopes to ask of the resource's authorization server (default: the connection's `scopes`). */
+  scopes?: string[];
+}
+
 export interface TokenExchangeOptions {
   connection: string;
   /** The inbound context whose raw token is the subject token. */
@@ -99,6 +113,7 @@ export interface ResourceChallengeHooks {
 export type RejectedTokenRequest =
   | { kind: 'clientCredentials'; options: ClientCredentialsOptions }
   | { kind: 'tokenExchange'; options: TokenExchangeOptions }
+  | { kind: 'enterprise'; options: EnterpriseTokenRequest }
   /** A user's account token: expire it (a refresh follows), or with `final`, the account needs consent. */
   | { kind: 'account'; options: AccountRef; final?: boolean };
 
@@ -108,6 +123,8 @@ export interface TokenSource {
   startAuthorization(options: StartAuthorizationOptions): Promise<StartAuthorizationResult>;
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
   exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
+  /** Optional: enterprise-managed authorization (ID-JAG), for `enterprise` tools. */
+  enterpriseToken?(options: EnterpriseTokenRequest): Promise<AccessTokenResult>;
   /**
    * @internal Optional: forget the cached token that `request` obtained, if the cache entry still
    * holds exactly `accessToken` (a token refreshed meanwhile, or another user's or subject's

@@ -3,9 +3,9 @@
 // real JWTs signed and verified by jose. (oidc-provider has neither grant; the official MCP
 // conformance suite runs the same flow in CI, scripts/conformance.mjs.)
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { decodeJwt, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokenManager } from '../../src/index.js';
+import { createTokenManager, createToolFetch, createVerifier } from '../../src/index.js';
 import { assertNoSecret, expectCode } from './helpers.js';
 
 type Handler = (req: IncomingMessage, body: URLSearchParams, origin: string) => Promise<{ status?: number; body: unknown }>;
@@ -48,7 +48,7 @@ const audit: unknown[] = [];
 
 async function idToken(sub: string, expSeconds = 300): Promise<string> {
   return new SignJWT({ email: `${sub}@acme.example` })
-    .setProtectedHeader({ alg: 'ES256' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'idp-1' })
     .setIssuer(idp.origin)
     .setSubject(sub)
     .setAudience('agent-at-idp')
@@ -59,7 +59,8 @@ async function idToken(sub: string, expSeconds = 300): Promise<string> {
 
 beforeAll(async () => {
   idpKeys = await generateKeyPair('ES256');
-  idp = await server(async (_req, b) => {
+  idp = await server(async (req, b) => {
+    if (req.method === 'GET') return { body: { keys: [{ ...(await exportJWK(idpKeys.publicKey)), kid: 'idp-1', alg: 'ES256', use: 'sig' }] } };
     if (b.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange') return { status: 400, body: { error: 'unsupported_grant_type' } };
     if (b.get('requested_token_type') !== 'urn:ietf:params:oauth:token-type:id-jag' || b.get('subject_token_type') !== 'urn:ietf:params:oauth:token-type:id_token') {
       return { status: 400, body: { error: 'invalid_request' } };
@@ -155,5 +156,35 @@ describe('enterpriseToken (ID-JAG)', () => {
     assertNoSecret(bad, [forged]);
     await expectCode(tokens.enterpriseToken({ connection: 'mcp', idp: 'okta' }), 'TOKEN_MISSING');
     await expectCode(tokens.enterpriseToken({ connection: 'mcp', idp: 'nope', idToken: 'x' }), 'REQUEST_INVALID');
+  });
+
+  it('an enterprise tool: toolFetch uses the caller\'s verified ID token from the context, sends the issued token, and forwards nothing else', async () => {
+    const tokens = manager();
+    const seen: string[] = [];
+    const tool = await server(async (req) => {
+      seen.push(String(req.headers.authorization));
+      return { body: { ok: true } };
+    });
+    try {
+      const toolFetch = createToolFetch({
+        agent: { id: 'agent' },
+        tools: [{ name: 'wiki', baseUrl: tool.origin, auth: { type: 'enterprise', connection: 'mcp', idp: 'okta' } }],
+        policies: [{ agent: 'agent', tool: 'wiki' }],
+        tokens,
+      });
+      const verifier = createVerifier({ providers: [{ issuer: idp.origin, jwksUri: `${idp.origin}/jwks`, audiences: ['agent-at-idp'], userIdClaim: 'sub' }] });
+      const dana = await idToken('dana');
+      const context = await verifier.verify({ headers: { authorization: `Bearer ${dana}` } });
+      const res = await toolFetch(`${tool.origin}/pages`, { context });
+      expect(res.status).toBe(200);
+      expect(seen[0]?.startsWith('Bearer at-dana-')).toBe(true);
+      expect(seen.join(' ')).not.toContain(dana);
+      // Without a user the tool is refused before anything is sent; an unknown idp id fails at construction.
+      await expectCode(toolFetch(`${tool.origin}/pages`), 'POLICY_DENIED');
+      await expectCode(() => createToolFetch({ agent: { id: 'agent' }, tools: [{ name: 'wiki', baseUrl: tool.origin, auth: { type: 'enterprise', connection: 'mcp', idp: 'oktaa' } }], policies: [{ agent: 'agent', tool: 'wiki' }], tokens }), 'CONFIG_INVALID');
+      expect(seen).toHaveLength(1);
+    } finally {
+      tool.close();
+    }
   });
 });

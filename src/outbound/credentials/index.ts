@@ -242,6 +242,26 @@ export function createInjector(auth: ToolAuth, options: InjectorOptions): Inject
         },
       };
     }
+    case 'enterprise': {
+      const { connection, idp } = auth;
+      const scopes = auth.scopes;
+      return {
+        needsBody: false,
+        ownedHeaders: ['authorization'],
+        async inject(request, context) {
+          requireUser(tool, context);
+          const source = tokens.enterpriseToken;
+          if (typeof source !== 'function') throw unavailable(tool);
+          const options = { connection, idp, context: context as AgentContext, ...(scopes !== undefined ? { scopes } : {}) };
+          const result = await fromSource(tool, ms, () => source.call(tokens, options));
+          setBearer(request.headers, tool, result);
+          if (typeof tokens[DROP_REJECTED_TOKEN] === 'function') {
+            const token = result.accessToken;
+            request.dropToken = () => tokens[DROP_REJECTED_TOKEN]?.({ kind: 'enterprise', options }, token);
+          }
+        },
+      };
+    }
     case 'tokenExchange': {
       const base = {
         connection: auth.connection,
