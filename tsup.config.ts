@@ -11,7 +11,8 @@ export default defineConfig({
     postgres: 'src/postgres/index.ts',
   },
   format: ['esm', 'cjs'],
-  dts: true,
+  // `@internal` declarations never reach a published .d.ts (api/*.api.md is the public surface).
+  dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   clean: true,
   target: 'es2022',

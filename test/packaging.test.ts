@@ -169,4 +169,13 @@ describe('packaging (built dist/ through the exports map)', () => {
     expect([...expressGraph.bare].filter((s) => s === 'hono' || s.startsWith('hono/'))).toEqual([]);
     expect([...honoGraph.bare].filter((s) => s === 'express' || s.startsWith('express/'))).toEqual([]);
   });
+  it('no published declaration file carries an @internal symbol, and the root exports no internal helper', async () => {
+    const { readdirSync } = await import('node:fs');
+    const dts = readdirSync(join(root, 'dist')).filter((f) => /\.d\.c?ts$/.test(f));
+    expect(dts.length).toBeGreaterThan(0);
+    expect(dts.filter((f) => readFileSync(join(root, 'dist', f), 'utf8').includes('@internal'))).toEqual([]);
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', `import * as m from '${pkg.name}'; console.log(JSON.stringify(Object.keys(m)))`], { cwd: root });
+    const names = JSON.parse(stdout) as string[];
+    for (const internal of ['configError', 'isInboundCode', 'bearerErrorFor', 'isVerifier', 'DROP_REJECTED_TOKEN', 'RESOURCE_CHALLENGE']) expect(names).not.toContain(internal);
+  });
 });

@@ -70,4 +70,5 @@ export function requireScopes(...scopes: string[]): RequestHandler {
   return nodeRequireScopes(parseScopes(scopes)) as unknown as RequestHandler;
 }
 
-export * from './express-routes.js';
+export { consentRoutes, approvalRoutes } from './express-routes.js';
+export type { ApprovalRoutesOptions, ConsentRoutesOptions } from './express-routes.js';

@@ -1,5 +1,5 @@
 /**
- * @internal `agentAuth` and `requireScopes` for Node `(req, res, next)` servers (Express, Connect,
+ * Internal module. `agentAuth` and `requireScopes` for Node `(req, res, next)` servers (Express, Connect,
  * plain `node:http`), written against structural types only, so that `agent-iam/express` and the
  * root entry's `createAgentIam().express()` share one implementation without the root entry
  * importing express.

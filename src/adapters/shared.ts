@@ -1,5 +1,5 @@
 /**
- * @internal What the Express and Hono adapters share: building the verifier once, checking adapter
+ * Internal module. What the Express and Hono adapters share: building the verifier once, checking adapter
  * options once, and the scope check behind `requireScopes`. Framework-free; never exported from the
  * root entry.
  *

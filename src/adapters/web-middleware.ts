@@ -1,5 +1,5 @@
 /**
- * @internal `agentAuth` and `requireScopes` for Hono, written against structural types only (a Hono
+ * Internal module. `agentAuth` and `requireScopes` for Hono, written against structural types only (a Hono
  * `Context` fits them), so that `agent-iam/hono` and the root entry's `createAgentIam().hono()` share
  * one implementation without the root entry importing hono.
  *

@@ -1,5 +1,5 @@
 /**
- * @internal The framework-free shape of the consent and approval routes: a {@link RouteRequest} in,
+ * Internal module. The framework-free shape of the consent and approval routes: a {@link RouteRequest} in,
  * a {@link RouteResponse} out (or `undefined`: not one of these routes, pass it on). The Express and
  * Hono adapters only translate to and from these.
  *

@@ -1,5 +1,5 @@
 /**
- * @internal The consent and approval routes as Node `(req, res, next)` middleware (Express, Connect,
+ * Internal module. The consent and approval routes as Node `(req, res, next)` middleware (Express, Connect,
  * plain `node:http`), from structural types only: the root entry must not import express.
  *
  * @module

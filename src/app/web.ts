@@ -1,5 +1,5 @@
 /**
- * @internal The consent and approval routes for Hono and any Web-API server, from structural types
+ * Internal module. The consent and approval routes for Hono and any Web-API server, from structural types
  * only (a Hono `Context` fits them): the root entry must not import hono.
  *
  * @module

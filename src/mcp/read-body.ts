@@ -1,5 +1,5 @@
 /**
- * @internal Bounded JSON body reading for the MCP scope check, from a Web `Request` or a Node
+ * Internal module. Bounded JSON body reading for the MCP scope check, from a Web `Request` or a Node
  * `IncomingMessage`-like object (structural types only: nothing here imports node:*).
  *
  * @module

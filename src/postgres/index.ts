@@ -1,5 +1,5 @@
 /**
- * `agent-iam/postgres`: the {@link Store} contract on PostgreSQL, exact across every process that
+ * `agent-iam/postgres`: the `Store` (from `agent-iam`) contract on PostgreSQL, exact across every process that
  * shares the database. `pg` is an optional peer dependency, loaded on first use.
  *
  * @module
@@ -96,7 +96,7 @@ export type PostgresStoreOptions =
     });
 
 /**
- * A {@link Store} on PostgreSQL, `atomic: true`: every operation is one SQL statement, so the
+ * A `Store` (from `agent-iam`) on PostgreSQL, `atomic: true`: every operation is one SQL statement, so the
  * contract holds across all processes that share the database.
  *
  * @example
@@ -200,7 +200,7 @@ async function loadPg(): Promise<new (config: Record<string, unknown>) => Postgr
 }
 
 /**
- * A {@link Store} on PostgreSQL, exact across processes: hand it to `createKeyValueStore` (which
+ * A `Store` (from `agent-iam`) on PostgreSQL, exact across processes: hand it to `createKeyValueStore` (which
  * adds per-call timeouts) and to everything that takes a store, and every replica shares leases,
  * single-use OAuth states, approvals and accounts.
  *

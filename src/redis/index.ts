@@ -1,5 +1,5 @@
 /**
- * `agent-iam/redis`: the {@link Store} contract on Redis, exact across every process that shares
+ * `agent-iam/redis`: the `Store` (from `agent-iam`) contract on Redis, exact across every process that shares
  * the server. Works with the official `redis` package (node-redis 4 or 5) and with `ioredis`;
  * both are optional peer dependencies, and `redis` is only imported when the store is given a
  * `url` and first used.
@@ -111,7 +111,7 @@ export type RedisStoreOptions =
     });
 
 /**
- * A {@link Store} on Redis, `atomic: true`: every compound operation is one Lua script, so the
+ * A `Store` (from `agent-iam`) on Redis, `atomic: true`: every compound operation is one Lua script, so the
  * contract holds across all processes that share the server.
  *
  * @example
@@ -429,7 +429,7 @@ async function closeClient(client: Closable): Promise<void> {
 }
 
 /**
- * A {@link Store} on Redis, exact across processes: hand it to `createKeyValueStore` (which adds
+ * A `Store` (from `agent-iam`) on Redis, exact across processes: hand it to `createKeyValueStore` (which adds
  * per-call timeouts) and to everything that takes a store, and every replica shares leases,
  * single-use OAuth states, approvals and accounts.
  *

@@ -46,7 +46,7 @@ export interface TestIdentityProviderOptions {
   users?: Record<string, { email?: string; email_verified?: boolean; [claim: string]: unknown }>;
 }
 
-/** What {@link TestIdentityProvider.tokenFor} signs. */
+/** What `TestIdentityProvider.tokenFor` signs. */
 export interface TokenForOptions {
   userId: string;
   email?: string;
@@ -103,12 +103,12 @@ export interface TestIdentityProvider {
   registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient>;
   /** Requests received (faulted ones included): token endpoint by `grant_type`, and JWKS fetches. */
   readonly stats: { token: Record<string, number>; jwks: number };
-  /** Zero the counters in {@link stats}. */
+  /** Zero the counters in `stats`. */
   resetStats(): void;
   /** Make the token (or JWKS) endpoint fail or slow down; `null` clears every fault. */
   setFault(fault: null | TokenEndpointFault): void;
   /**
-   * Publish a new signing key at `/jwks` (first in the set) and sign {@link tokenFor} tokens with it
+   * Publish a new signing key at `/jwks` (first in the set) and sign `tokenFor` tokens with it
    * from now on. `retirePrevious` removes the key `tokenFor` used before from `/jwks`, unless it is
    * the provider's own key (which also signs ID tokens and resource JWTs, and always stays published).
    */
