@@ -124,3 +124,66 @@ export function currentContext(): AgentContext | undefined {
 export function runWithContext<T>(context: AgentContext, fn: () => T): T {
   return storage.run(context, fn);
 }
+
+/** What {@link createTestContext} builds a context from. */
+export interface TestContextOptions {
+  /** The user id (`userIdClaim`'s value). Default `'user-1'`. */
+  userId?: string;
+  /** `sub`; defaults to `userId`. */
+  subject?: string;
+  /** `iss`. Default `'https://idp.test'`. */
+  issuer?: string;
+  /** Granted scopes. */
+  scopes?: readonly string[];
+  /** Further verified claims (merged under `sub`, `iss`, `scope`, `email`). */
+  claims?: Record<string, unknown>;
+  /** The `email` claim; `domain` is derived from it. */
+  email?: string;
+  /** RFC 8693 actors, outermost first. */
+  actorChain?: readonly Actor[];
+  /** A raw token for the token manager's token exchange (never an enumerable property). */
+  token?: string;
+  /** The request id. Default: a fresh one. */
+  requestId?: string;
+}
+
+/**
+ * Build an authenticated context as the verifier would, for tests (exported from
+ * `agent-iam/testing`, not from the root entry). A `token` is attached the way the verifier
+ * attaches the caller's JWT: reachable by the token manager's exchange, never a property.
+ *
+ * @example
+ * ```ts
+ * const ctx = createTestContext({ userId: 'alice@example.com', scopes: ['tickets:read'] });
+ * await runWithContext(ctx, () => toolFetch('https://api.example.com/tickets'));
+ * ```
+ */
+export function createTestContext(options: TestContextOptions = {}): AgentContext {
+  const userId = options.userId ?? 'user-1';
+  const subject = options.subject ?? userId;
+  const issuer = options.issuer ?? 'https://idp.test';
+  const scopes = Object.freeze([...(options.scopes ?? [])]);
+  const email = options.email;
+  const claims = Object.freeze({
+    ...options.claims,
+    sub: subject,
+    iss: issuer,
+    ...(scopes.length > 0 ? { scope: scopes.join(' ') } : {}),
+    ...(email !== undefined ? { email } : {}),
+  });
+  const at = email?.lastIndexOf('@') ?? -1;
+  const context: AgentContext = Object.freeze({
+    userId,
+    subject,
+    issuer,
+    scopes,
+    claims,
+    ...(email !== undefined ? { email } : {}),
+    ...(email !== undefined && at > 0 ? { domain: email.slice(at + 1).toLowerCase() } : {}),
+    actorChain: Object.freeze([...(options.actorChain ?? [])]),
+    requestId: options.requestId ?? newRequestId(),
+    authenticated: true,
+  });
+  if (options.token !== undefined) attachRawToken(context, options.token);
+  return context;
+}

@@ -6,9 +6,9 @@
  * @module
  */
 import type { RequestHandler } from 'express';
-import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../app/approval-routes.js';
-import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../app/consent-routes.js';
-import { nodeRoutes } from '../app/node.js';
+import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../http/approval-routes.js';
+import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../http/consent-routes.js';
+import { nodeRoutes } from '../http/node-routes.js';
 
 export type { ApprovalRoutesOptions, ConsentRoutesOptions };
 

@@ -7,10 +7,10 @@
 import type { RequestHandler } from 'express';
 import type { AgentContext } from '../context.js';
 import type { Verifier, VerifierOptions } from '../inbound/verifier.js';
-import { nodeAgentAuth, nodeRequireScopes } from './node-middleware.js';
-import { parseScopes, setupAdapter, type AgentAuthOptions } from './shared.js';
+import { nodeAgentAuth, nodeRequireScopes } from '../http/node-middleware.js';
+import { parseScopes, setupAdapter, type AgentAuthOptions } from '../http/middleware-core.js';
 
-export type { AgentAuthOptions } from './shared.js';
+export type { AgentAuthOptions } from '../http/middleware-core.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace

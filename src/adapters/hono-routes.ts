@@ -6,9 +6,9 @@
  * @module
  */
 import type { MiddlewareHandler } from 'hono';
-import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../app/approval-routes.js';
-import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../app/consent-routes.js';
-import { honoRoutes } from '../app/web.js';
+import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../http/approval-routes.js';
+import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../http/consent-routes.js';
+import { honoRoutes } from '../http/web-routes.js';
 
 export type { ApprovalRoutesOptions, ConsentRoutesOptions };
 

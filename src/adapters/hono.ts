@@ -7,10 +7,10 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AgentContext } from '../context.js';
 import type { Verifier, VerifierOptions } from '../inbound/verifier.js';
-import { parseScopes, setupAdapter, type AgentAuthOptions } from './shared.js';
-import { honoAgentAuth, honoRequireScopes } from './web-middleware.js';
+import { parseScopes, setupAdapter, type AgentAuthOptions } from '../http/middleware-core.js';
+import { honoAgentAuth, honoRequireScopes } from '../http/web-middleware.js';
 
-export type { AgentAuthOptions } from './shared.js';
+export type { AgentAuthOptions } from '../http/middleware-core.js';
 
 declare module 'hono' {
   interface ContextVariableMap {

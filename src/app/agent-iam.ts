@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { setupAdapter, type AgentAuthOptions } from '../adapters/shared.js';
+import { setupAdapter, type AgentAuthOptions } from '../http/middleware-core.js';
 import type { AuditSink } from '../audit/events.js';
 import { createVerifier, type Verifier } from '../inbound/verifier.js';
 import { createToolFetch, type ToolFetch, type ToolFetchOptions } from '../outbound/tool-fetch.js';
@@ -14,14 +14,14 @@ import { createTokenManager, type TokenManager } from '../tokens/token-manager.j
 import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
-import { createApprovalRoutes } from './approval-routes.js';
+import { createApprovalRoutes } from '../http/approval-routes.js';
 import { CONFIG_KEYS, within, type AgentIamConfig } from './config.js';
-import { createConsentRoutes, type ConsentRoutesOptions } from './consent-routes.js';
-import type { RouteHandler } from './http.js';
-import { nodeAgentAuth, type NodeMiddleware } from '../adapters/node-middleware.js';
-import { honoAgentAuth, type HonoMiddleware } from '../adapters/web-middleware.js';
-import { nodeRoutes } from './node.js';
-import { honoRoutes } from './web.js';
+import { createConsentRoutes, type ConsentRoutesOptions } from '../http/consent-routes.js';
+import type { RouteHandler } from '../http/route-core.js';
+import { nodeAgentAuth, type NodeMiddleware } from '../http/node-middleware.js';
+import { honoAgentAuth, type HonoMiddleware } from '../http/web-middleware.js';
+import { nodeRoutes } from '../http/node-routes.js';
+import { honoRoutes } from '../http/web-routes.js';
 
 /**
  * Everything {@link createAgentIam} builds.

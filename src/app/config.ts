@@ -14,8 +14,8 @@ import type { ApprovalsOptions } from '../policy/approvals.js';
 import type { PolicyRule } from '../policy/policies.js';
 import type { KeyValueStore } from '../stores/store.js';
 import type { TokenManagerOptions } from '../tokens/token-manager.js';
-import type { ApprovalRoutesOptions } from './approval-routes.js';
-import type { ConsentRoutesOptions } from './consent-routes.js';
+import type { ApprovalRoutesOptions } from '../http/approval-routes.js';
+import type { ConsentRoutesOptions } from '../http/consent-routes.js';
 
 /**
  * The configuration of {@link createAgentIam}. Every section is validated by the factory it feeds

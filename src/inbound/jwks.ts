@@ -13,6 +13,7 @@
 import { importJWK, type JWK } from 'jose';
 import type { InboundErrors } from './challenge.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
+import { nowMs } from '../lib/clock.js';
 
 /** @internal Settings of one JWKS cache. */
 export interface JwksSettings {
@@ -83,7 +84,7 @@ export class JwksCache {
   /** Start a background refetch when the key set is past its max age (cool-down permitting). Cheap when it is not. */
   touch(): void {
     if (this.#inflight !== undefined) return;
-    const now = Date.now();
+    const now = nowMs();
     if (now - this.#loadedAt > this.#s.maxAgeMs && now - this.#attemptAt >= this.#s.cooldownMs) {
       void this.#refresh();
     }
@@ -115,7 +116,7 @@ export class JwksCache {
     if (joined) {
       await this.#inflight;
     } else {
-      const now = Date.now();
+      const now = nowMs();
       const wait = this.#keys.length === 0 ? Math.min(this.#s.cooldownMs, EMPTY_RETRY_MS) : this.#s.cooldownMs;
       if (now - this.#attemptAt >= wait) await this.#refresh(); // failures keep what we have
     }
@@ -182,7 +183,7 @@ export class JwksCache {
   /** Fetch the key set, once for all concurrent callers. Never throws. */
   #refresh(): Promise<void> {
     if (this.#inflight) return this.#inflight;
-    this.#attemptAt = Date.now();
+    this.#attemptAt = nowMs();
     this.#inflight = this.#load().finally(() => {
       this.#inflight = undefined;
     });
@@ -212,7 +213,7 @@ export class JwksCache {
     } finally {
       clearTimeout(timer);
     }
-    this.#attemptAt = Date.now();
+    this.#attemptAt = nowMs();
     this.#loadedAt = this.#attemptAt;
     const fingerprint = JSON.stringify(keys);
     if (fingerprint === this.#fingerprint) return;

@@ -14,6 +14,7 @@ import { requireSecureUrl } from '../lib/secure-url.js';
 import { InboundErrors } from './challenge.js';
 import { JwksCache } from './jwks.js';
 import { missingScopes, scopesOf } from './scopes.js';
+import { isoNow, nowMs } from '../lib/clock.js';
 
 /**
  * The asymmetric JWS algorithms a provider may allow (the default allow-list). `none` and HS* are
@@ -438,7 +439,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   function fromCacheIfValid(token: string, request: Request | VerifyRequest, requestId: string): AgentContext | undefined {
     const entry = (cache as LruCache<string, CachedToken>).get(token);
     if (entry === undefined) return undefined;
-    const now = Date.now() / 1000;
+    const now = nowMs() / 1000;
     const provider = entry.provider;
     if (
       entry.generation === provider.jwks.generation &&
@@ -505,7 +506,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (!valid) throw errors.error('TOKEN_SIGNATURE_INVALID', 'The token signature does not verify');
 
     // Claims, only once the signature holds.
-    const now = Date.now() / 1000;
+    const now = nowMs() / 1000;
     const tol = provider.tolerance;
     const exp = payload.exp;
     if (typeof exp !== 'number' || !Number.isFinite(exp)) throw errors.error('TOKEN_EXPIRED', 'The token has no exp claim');
@@ -625,12 +626,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
   function audited(request: Request | VerifyRequest, requestId: string, started: number, context: AgentContext): AgentContext {
     emitAudit(audit, {
       type: 'inbound.verify',
-      time: new Date().toISOString(),
+      time: isoNow(),
       ...(context.userId !== undefined ? { userId: context.userId } : {}),
       ...(context.actorChain.length > 0 ? { actorChain: actorSubjects(context.actorChain) } : {}),
       ...requestLine(request),
       decision: 'allow',
-      durationMs: Date.now() - started,
+      durationMs: nowMs() - started,
       requestId,
     });
     return context;
@@ -639,11 +640,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
   function auditedFailure(request: Request | VerifyRequest, requestId: string, started: number, error: unknown): never {
     emitAudit(audit, {
       type: 'inbound.verify',
-      time: new Date().toISOString(),
+      time: isoNow(),
       ...requestLine(request),
       decision: 'deny',
       code: isAgentIamError(error) ? error.code : 'INTERNAL_ERROR',
-      durationMs: Date.now() - started,
+      durationMs: nowMs() - started,
       requestId,
     });
     throw error;
@@ -653,7 +654,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   function verifyNow(request: Request | VerifyRequest, options: VerifyOptions | undefined): AgentContext | Promise<AgentContext> {
     const requestId = requestIdOf(request);
     if (audit === undefined) return verifyCore(request, requestId, options);
-    const started = Date.now();
+    const started = nowMs();
     let result: AgentContext | Promise<AgentContext>;
     try {
       result = verifyCore(request, requestId, options);

@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
+import { nowMs } from './clock.js';
 
 /** A loader for a secret: the secret manager call. */
 export type SecretLoader = () => string | Promise<string>;
@@ -105,7 +106,7 @@ export function secretReader(source: SecretSource, what: string, valid: (value: 
     literal: undefined,
     loaded: true,
     get: () => {
-      if (cached !== undefined && cached.until > Date.now()) return Promise.resolve(cached.value);
+      if (cached !== undefined && cached.until > nowMs()) return Promise.resolve(cached.value);
       inflight ??= (async () => {
         let v: unknown;
         try {
@@ -116,7 +117,7 @@ export function secretReader(source: SecretSource, what: string, valid: (value: 
           inflight = undefined;
         }
         if (typeof v !== 'string' || v === '' || !valid(v)) throw unavailable(what);
-        cached = { value: v, until: Date.now() + ttlMs };
+        cached = { value: v, until: nowMs() + ttlMs };
         return v;
       })();
       return inflight;

@@ -30,6 +30,7 @@ import { safeUrl } from './url-safety.js';
 import { bodyToBytes, isReplayable } from './body.js';
 import { ALLOWABLE_HEADERS, METHOD_OVERRIDES } from '../policy/headers.js';
 import { createInjector, type Injector, type OutgoingRequest } from './credentials/index.js';
+import { nowMs } from '../lib/clock.js';
 
 /**
  * What toolFetch asks an approvals service; `createApprovals()` implements it.
@@ -196,7 +197,7 @@ let secondPrefix = '';
  * milliseconds appended (same output for every year 0000–9999).
  */
 function isoNow(): string {
-  const ms = Date.now();
+  const ms = nowMs();
   if (ms === lastMs) return lastIso;
   lastMs = ms;
   let offset = ms - secondStart;

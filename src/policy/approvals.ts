@@ -21,6 +21,7 @@ import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
 import { METHOD_OVERRIDES } from './headers.js';
 import { emitAudit, type AuditEvent, type AuditSink } from '../audit/events.js';
+import { isoNow, nowMs } from '../lib/clock.js';
 
 /** The request an approval is bound to. */
 export interface ApprovalRequestInput {
@@ -349,7 +350,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
 
   function event(type: AuditEvent['type'], rec: StoredApproval, decision: AuditEvent['decision'], extra: Partial<AuditEvent> = {}): void {
     if (audit === undefined) return;
-    const e: AuditEvent = { type, time: new Date().toISOString(), agentId: rec.summary.agentId, decision };
+    const e: AuditEvent = { type, time: isoNow(), agentId: rec.summary.agentId, decision };
     if (rec.summary.userId !== undefined) e.userId = rec.summary.userId;
     if (rec.actorChain !== undefined && rec.actorChain.length > 0) e.actorChain = rec.actorChain;
     e.tool = rec.summary.tool;
@@ -440,7 +441,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const cur = await read(id);
       if (cur === undefined) throw invalid('Unknown approval', 'id');
-      const now = Date.now();
+      const now = nowMs();
       const next = change(cur.rec, now);
       if (await replace(next, cur.version, now)) {
         await extendBinding(next, now);
@@ -461,7 +462,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         // A record that does not carry this binding is not ours: never let it decide.
         if (found !== undefined && found.rec.binding === binding) {
           const { rec, version } = found;
-          const now = Date.now();
+          const now = nowMs();
           const status = effectiveStatus(rec, now);
           if (status === 'pending') return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
           if (status === 'denied') return { status: 'denied', id: rec.id };
@@ -474,7 +475,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         }
         // No usable approval for this request: create one, and point the binding at it only over
         // what was read, so that concurrent identical requests share one pending approval.
-        const now = Date.now();
+        const now = nowMs();
         const rec = await newPending(request, binding, now);
         const ttl = ttlFor(rec, now);
         // Record, then index, then the binding that makes it reachable: a failure before the binding
@@ -496,11 +497,11 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     async get(id: string): Promise<ApprovalRecord | undefined> {
       if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
       const found = await read(id);
-      return found === undefined ? undefined : toPublic(found.rec, Date.now());
+      return found === undefined ? undefined : toPublic(found.rec, nowMs());
     },
 
     async list(filter: { status?: Status } = {}): Promise<ApprovalRecord[]> {
-      const now = Date.now();
+      const now = nowMs();
       const ids = (await guard(() => kv.indexMembers(listKey, MAX_LIST))).filter((id) => ID_RE.test(id));
       const records = await Promise.all(ids.map((id) => read(id)));
       const out: ApprovalRecord[] = [];
@@ -537,7 +538,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         return out;
       });
       event('approval.approve', next, 'allow', { approver });
-      return toPublic(next, next.decidedAt ?? Date.now());
+      return toPublic(next, next.decidedAt ?? nowMs());
     },
 
     async deny(id: string, o: { approver: string }): Promise<ApprovalRecord> {
@@ -552,7 +553,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         return out;
       });
       event('approval.deny', next, 'deny', { approver, code: 'POLICY_DENIED' });
-      return toPublic(next, next.decidedAt ?? Date.now());
+      return toPublic(next, next.decidedAt ?? nowMs());
     },
   });
 }

@@ -10,6 +10,7 @@ import { toBase64Url } from '../lib/encoding.js';
 import { sleep } from '../lib/async.js';
 import { parseOptions } from '../lib/options.js';
 import { sha256Sync } from '../lib/sha256.js';
+import { nowMs } from '../lib/clock.js';
 
 /**
  * A minimal async key-value store. Values are JSON-serialisable. `get`, `set` and `delete` are
@@ -225,7 +226,7 @@ export class MemoryAdapter {
   get(key: string): unknown {
     const entry = this.#map.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= Date.now()) {
+    if (entry.expiresAt <= nowMs()) {
       this.#map.delete(key);
       return undefined;
     }
@@ -233,10 +234,10 @@ export class MemoryAdapter {
   }
 
   set(key: string, value: unknown, ttl?: number): boolean {
-    const expiresAt = typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : Number.POSITIVE_INFINITY;
+    const expiresAt = typeof ttl === 'number' && ttl > 0 ? nowMs() + ttl : Number.POSITIVE_INFINITY;
     this.#map.set(key, { value, expiresAt });
     if (this.#map.size >= this.#nextSweep) {
-      const now = Date.now();
+      const now = nowMs();
       for (const [k, entry] of this.#map) if (entry.expiresAt <= now) this.#map.delete(k);
       this.#nextSweep = Math.max(1024, this.#map.size * 2);
     }
@@ -300,7 +301,7 @@ class MemoryStore implements Store {
   #seq = 0;
   #nextSweep = 1024;
 
-  #live(key: string, now = Date.now()): MemoryEntry | undefined {
+  #live(key: string, now = nowMs()): MemoryEntry | undefined {
     const e = this.#map.get(key);
     if (e === undefined) return undefined;
     if (e.expiresAt <= now) {
@@ -312,9 +313,9 @@ class MemoryStore implements Store {
 
   #put(key: string, json: string, ttlMs: number | undefined): void {
     const ttl = normalizeTtl(ttlMs);
-    this.#map.set(key, { json, version: String(++this.#seq), expiresAt: ttl === undefined ? Number.POSITIVE_INFINITY : Date.now() + ttl });
+    this.#map.set(key, { json, version: String(++this.#seq), expiresAt: ttl === undefined ? Number.POSITIVE_INFINITY : nowMs() + ttl });
     if (this.#map.size >= this.#nextSweep) {
-      const now = Date.now();
+      const now = nowMs();
       for (const [k, e] of this.#map) if (e.expiresAt <= now) this.#map.delete(k);
       this.#nextSweep = Math.max(1024, this.#map.size * 2);
     }
@@ -360,7 +361,7 @@ class MemoryStore implements Store {
   }
   async indexAdd(key: string, member: string, ttlMs?: number): Promise<void> {
     const ttl = normalizeTtl(ttlMs);
-    const now = Date.now();
+    const now = nowMs();
     let set = this.#sets.get(key);
     if (set === undefined) this.#sets.set(key, (set = new Map()));
     else for (const [m, at] of set) if (at <= now) set.delete(m);
@@ -370,7 +371,7 @@ class MemoryStore implements Store {
   async indexMembers(key: string, limit?: number): Promise<string[]> {
     const set = this.#sets.get(key);
     if (set === undefined) return [];
-    const now = Date.now();
+    const now = nowMs();
     const live: Array<[string, number]> = [];
     for (const [m, at] of set) {
       if (at <= now) set.delete(m);
@@ -386,7 +387,7 @@ class MemoryStore implements Store {
     if (set === undefined) return false;
     const at = set.get(member);
     set.delete(member);
-    return at !== undefined && at > Date.now();
+    return at !== undefined && at > nowMs();
   }
 }
 
@@ -442,7 +443,7 @@ function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>, mutex: Key
     const raw = await base.get<unknown>(key);
     if (raw === undefined || raw === null) return [];
     if (!isEmulatedIndex(raw)) throw new AgentIamError('STORE_UNAVAILABLE', 'A stored index has an unexpected shape', { reason: 'malformed' });
-    const now = Date.now();
+    const now = nowMs();
     return raw.m.filter((e) => Array.isArray(e) && typeof e[0] === 'string' && (e[1] === null || (typeof e[1] === 'number' && e[1] > now)));
   };
   const writeIndex = async (key: string, members: Array<[string, number | null]>): Promise<void> => {
@@ -453,7 +454,7 @@ function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>, mutex: Key
     let last = 0;
     for (const [, at] of members) last = at === null ? Number.POSITIVE_INFINITY : Math.max(last, at);
     const value: EmulatedIndex = { agentIamIndex: 1, m: members };
-    await base.set(key, value, last === Number.POSITIVE_INFINITY ? undefined : last - Date.now());
+    await base.set(key, value, last === Number.POSITIVE_INFINITY ? undefined : last - nowMs());
   };
   return {
     atomic: false,
@@ -497,7 +498,7 @@ function emulate(base: Pick<KeyValueStore, 'get' | 'set' | 'delete'>, mutex: Key
       mutex.run(key, async () => {
         const ttl = normalizeTtl(ttlMs);
         const members = (await readIndex(key)).filter(([m]) => m !== member);
-        members.push([member, ttl === undefined ? null : Date.now() + ttl]);
+        members.push([member, ttl === undefined ? null : nowMs() + ttl]);
         // One record rewritten per addition: keep it bounded (the members expiring soonest go first).
         if (members.length > MAX_EMULATED_INDEX) {
           members.sort((a, b) => (a[1] ?? Number.POSITIVE_INFINITY) - (b[1] ?? Number.POSITIVE_INFINITY));

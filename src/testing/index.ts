@@ -12,3 +12,7 @@ export type {
   TokenEndpointFault,
   RegisteredClient,
 } from './identity-provider.js';
+export { installTestClock } from './clock.js';
+export type { TestClock } from './clock.js';
+export { createTestContext } from '../context.js';
+export type { TestContextOptions } from '../context.js';

@@ -5,6 +5,7 @@
  */
 import { storeKey } from '../stores/store.js';
 import type { AccountStatus, ConnectedAccount } from './types.js';
+import { nowMs } from '../lib/clock.js';
 
 /** Owner of an account: a user or an organisation. */
 export type OwnerType = 'user' | 'org';
@@ -61,7 +62,7 @@ export function effectiveStatus(r: AccountRecord, now: number): AccountStatus {
 }
 
 /** The public view: never any token. */
-export function toConnectedAccount(r: AccountRecord, now = Date.now()): ConnectedAccount {
+export function toConnectedAccount(r: AccountRecord, now = nowMs()): ConnectedAccount {
   const out: ConnectedAccount = {
     connection: r.connection,
     status: effectiveStatus(r, now),

@@ -13,6 +13,7 @@ import { type Connection, resourceParam } from './connections.js';
 import { checkedTokens, oauthError, recognizedTokenTypes, requestOptions, safeOAuthCode, toSafeError, withRetry } from './http.js';
 import type { Runtime, TokenResponse } from './runtime.js';
 import type { StartAuthorizationResult } from './types.js';
+import { nowMs } from '../lib/clock.js';
 
 /** A pending authorization, stored (encrypted) under its state until the callback or expiry. */
 interface PendingState {
@@ -111,7 +112,7 @@ export async function startAuthorization(
       redirectUri,
       issuer: server.as.issuer,
       clientId: client.client.client_id,
-      expiresAt: Date.now() + rt.stateTtlMs,
+      expiresAt: nowMs() + rt.stateTtlMs,
     };
     // 256 random bits never collide in practice; set-if-absent makes that a guarantee.
     if (!(await rt.store.setIfAbsent(stateKey(state), pending, rt.stateTtlMs))) {
@@ -144,7 +145,7 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL,
   // the outcome. Of two concurrent callbacks with one state, exactly one gets it.
   const pending = await rt.store.consume<PendingState>(key);
   if (pending === undefined || pending === null || pending.v !== 1) throw mismatch('unknown, used or expired state');
-  if (pending.expiresAt <= Date.now()) throw mismatch('expired state');
+  if (pending.expiresAt <= nowMs()) throw mismatch('expired state');
   // Session binding against consent phishing: only the user who started the flow may finish it.
   // The state is already spent, so a phished link is useless to the attacker and to the victim.
   if (expectedUserId !== undefined && pending.userId !== expectedUserId) {
@@ -184,7 +185,7 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL,
     });
   }, false);
 
-  const now = Date.now();
+  const now = nowMs();
   const record: CompletedAuthorization['record'] = {
     v: 1,
     connection: c.id,

@@ -11,6 +11,7 @@ import { checkedTokens, recognizedTokenTypes, requestOptions, withRetry } from '
 import { audit, type Runtime } from './runtime.js';
 import { ExpiringCache } from './token-cache.js';
 import type { AccessTokenResult, ClientCredentialsOptions } from './types.js';
+import { nowMs } from '../lib/clock.js';
 
 export class ClientCredentialsCache {
   readonly #cache: ExpiringCache<AccessTokenResult>;
@@ -34,7 +35,7 @@ export class ClientCredentialsCache {
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
     return this.#cache.load(key, async () => {
-      const started = Date.now();
+      const started = nowMs();
       try {
         const tokens = await rt.withClient(c, (server, client) =>
           withRetry(rt.http, 'client credentials', async (signal) => {
@@ -47,7 +48,7 @@ export class ClientCredentialsCache {
             return checkedTokens(await oauth.processClientCredentialsResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'client credentials');
           }),
         );
-        const now = Date.now();
+        const now = nowMs();
         const result: AccessTokenResult = {
           accessToken: tokens.access_token,
           tokenType: tokens.token_type,
@@ -61,7 +62,7 @@ export class ClientCredentialsCache {
         audit(rt, { type: 'token.issue', connection: c.id, decision: 'allow', durationMs: now - started });
         return { value: Object.freeze(result), until };
       } catch (e) {
-        audit(rt, { type: 'token.issue', connection: c.id, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started });
+        audit(rt, { type: 'token.issue', connection: c.id, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: nowMs() - started });
         throw e;
       }
     });

@@ -9,6 +9,7 @@ import * as oauth from 'oauth4webapi';
 import { AgentIamError, isAgentIamError } from '../errors.js';
 import { sleep } from '../lib/async.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
+import { nowMs } from '../lib/clock.js';
 
 /** Shared HTTP settings of a token manager. */
 export interface HttpSettings {
@@ -169,9 +170,9 @@ export function isTransient(e: AgentIamError): boolean {
  * exponential backoff (plus jitter); the whole call, retries included, ends by `timeoutMs`.
  */
 export async function withRetry<T>(http: HttpSettings, what: string, step: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const deadline = Date.now() + http.timeoutMs;
+  const deadline = nowMs() + http.timeoutMs;
   for (let attempt = 0; ; attempt++) {
-    const remaining = deadline - Date.now();
+    const remaining = deadline - nowMs();
     if (remaining <= 0) throw unavailable(what);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DOMException('timeout', 'TimeoutError')), remaining);
@@ -187,7 +188,7 @@ export async function withRetry<T>(http: HttpSettings, what: string, step: (sign
       const err = toSafeError(e, what);
       if (!isTransient(err) || attempt >= http.retries) throw err;
       const backoff = Math.min(100 * 2 ** attempt, 2000) * (0.5 + Math.random() / 2);
-      const left = deadline - Date.now();
+      const left = deadline - nowMs();
       if (left <= backoff) throw err;
       await sleep(backoff);
     } finally {

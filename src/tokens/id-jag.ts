@@ -27,6 +27,7 @@ import { audit, type Runtime } from './runtime.js';
 import { ExpiringCache } from './token-cache.js';
 import { TOKEN_EXCHANGE_GRANT } from './token-exchange.js';
 import type { AccessTokenResult, EnterpriseTokenRequest } from './types.js';
+import { nowMs } from '../lib/clock.js';
 
 export const ID_JAG_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id-jag';
 export const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
@@ -70,7 +71,7 @@ export class EnterpriseTokens {
     return this.#cache.load(key, async () => {
       const result = Object.freeze(await this.#issue(rt, c, idp, idToken, scopes, o.context?.userId));
       if (result.expiresAt === undefined || idExp === undefined) return { value: result, until: undefined };
-      const lifetime = Math.max(0, result.expiresAt - Date.now());
+      const lifetime = Math.max(0, result.expiresAt - nowMs());
       return { value: result, until: Math.min(result.expiresAt - Math.min(rt.refreshSkewMs, lifetime / 2), idExp) };
     });
   }
@@ -83,7 +84,7 @@ export class EnterpriseTokens {
   }
 
   async #issue(rt: Runtime, c: Connection, idp: Connection, idToken: string, scopes: string[], userId: string | undefined): Promise<AccessTokenResult> {
-    const started = Date.now();
+    const started = nowMs();
     try {
       const result = await rt.withClient(c, async (server, client) => {
         const resource = resourceParam(c);
@@ -115,13 +116,13 @@ export class EnterpriseTokens {
           return checkedTokens(await oauth.processGenericTokenEndpointResponse(server.as, client.client, res, types ? { recognizedTokenTypes: types } : {}), 'jwt-bearer grant');
         });
         const out: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: splitScopes(tokens.scope, c.scopeSeparator) ?? scopes };
-        if (typeof tokens.expires_in === 'number') out.expiresAt = Date.now() + tokens.expires_in * 1000;
+        if (typeof tokens.expires_in === 'number') out.expiresAt = nowMs() + tokens.expires_in * 1000;
         return out;
       });
-      audit(rt, { type: 'token.exchange', connection: c.id, userId, decision: 'allow', durationMs: Date.now() - started });
+      audit(rt, { type: 'token.exchange', connection: c.id, userId, decision: 'allow', durationMs: nowMs() - started });
       return result;
     } catch (e) {
-      audit(rt, { type: 'token.exchange', connection: c.id, userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started });
+      audit(rt, { type: 'token.exchange', connection: c.id, userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: nowMs() - started });
       throw e;
     }
   }

@@ -8,6 +8,7 @@
  * @module
  */
 import type { Store } from '../stores/store.js';
+import { nowMs } from '../lib/clock.js';
 
 export async function takeLease(store: Store, key: string, owner: string, ttlMs: number): Promise<boolean> {
   try {
@@ -19,10 +20,10 @@ export async function takeLease(store: Store, key: string, owner: string, ttlMs:
 }
 
 function releaseLater(store: Store, key: string, owner: string, ttlMs: number): void {
-  const until = Date.now() + ttlMs;
+  const until = nowMs() + ttlMs;
   let wait = 100;
   const schedule = (): void => {
-    if (Date.now() + wait > until) return;
+    if (nowMs() + wait > until) return;
     const t = setTimeout(attempt, wait);
     (t as { unref?: () => void }).unref?.();
     wait = Math.min(wait * 2, 2000);

@@ -16,6 +16,7 @@ import { takeLease } from './lease.js';
 import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
 import { type HttpSettings, oauthError, requestOptions, withRetry } from './http.js';
+import { nowMs } from '../lib/clock.js';
 
 /** A client ready for token requests. */
 export interface ClientInfo {
@@ -168,7 +169,7 @@ export async function resolveClient(
 }
 
 function usable(s: StoredClient | undefined, failedClientId: string | undefined): s is StoredClient {
-  return s !== undefined && s !== null && typeof s.client_id === 'string' && s.client_id !== failedClientId && !secretExpired(s, Date.now());
+  return s !== undefined && s !== null && typeof s.client_id === 'string' && s.client_id !== failedClientId && !secretExpired(s, nowMs());
 }
 
 /**
@@ -179,7 +180,7 @@ async function registerOnce(c: Connection, server: ServerInfo, stores: Registrat
   const key = registrationKey(c, server.as.issuer);
   const leaseKey = storeKey('lease', key);
   const owner = randomToken(12);
-  const deadline = Date.now() + stores.leaseTtlMs;
+  const deadline = nowMs() + stores.leaseTtlMs;
   for (;;) {
     const stored = await stores.store.getVersioned<StoredClient>(key);
     if (usable(stored?.value, failedClientId)) return stored.value;
@@ -195,7 +196,7 @@ async function registerOnce(c: Connection, server: ServerInfo, stores: Registrat
         await stores.shared.deleteIfOwner(leaseKey, owner).catch(() => false);
       }
     }
-    if (Date.now() > deadline) {
+    if (nowMs() > deadline) {
       throw new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `connection ${c.id}: another process is registering the client and has not finished`);
     }
     await sleep(25 + Math.random() * 50);
@@ -279,6 +280,6 @@ async function register(c: Connection, server: ServerInfo, http: HttpSettings): 
   if (typeof answer.client_secret_expires_at === 'number') out.client_secret_expires_at = answer.client_secret_expires_at;
   if (typeof answer.token_endpoint_auth_method === 'string') out.token_endpoint_auth_method = answer.token_endpoint_auth_method;
   // oauth4webapi accepts an already-expired secret (SECURITY-NOTES): refuse it.
-  if (secretExpired(out, Date.now())) throw oauthError('client registration', 'invalid_client_metadata', 'the registered client secret has already expired');
+  if (secretExpired(out, nowMs())) throw oauthError('client registration', 'invalid_client_metadata', 'the registered client secret has already expired');
   return out;
 }

@@ -11,6 +11,7 @@ import type { Connection } from './connections.js';
 import type { ServerInfo } from './discovery.js';
 import type { HttpSettings } from './http.js';
 import type { ClientInfo } from './registration.js';
+import { isoNow } from '../lib/clock.js';
 
 export interface Runtime {
   readonly http: HttpSettings;
@@ -31,7 +32,7 @@ export interface Runtime {
 
 export function audit(rt: Runtime, event: Omit<AuditEvent, 'time'>): void {
   if (rt.audit === undefined) return;
-  emitAudit(rt.audit, { time: new Date().toISOString(), ...event });
+  emitAudit(rt.audit, { time: isoNow(), ...event });
 }
 
 export type TokenResponse = oauth.TokenEndpointResponse;

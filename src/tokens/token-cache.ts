@@ -6,6 +6,7 @@
  */
 import { SingleFlight } from '../lib/async.js';
 import { LruCache } from '../lib/lru.js';
+import { nowMs } from '../lib/clock.js';
 
 interface Entry<V> {
   value: V;
@@ -28,7 +29,7 @@ export class ExpiringCache<V> {
   }
 
   /** The cached value while it is still servable; an expired entry is dropped. */
-  get(key: string, now = Date.now()): V | undefined {
+  get(key: string, now = nowMs()): V | undefined {
     const hit = this.#entries.get(key);
     if (hit === undefined) return undefined;
     if (now < hit.until) return hit.value;
@@ -43,7 +44,7 @@ export class ExpiringCache<V> {
   load(key: string, load: () => Promise<Loaded<V>>): Promise<V> {
     return this.#flight.run(key, async () => {
       const { value, until } = await load();
-      if (until !== undefined && Date.now() < until) this.#entries.set(key, { value, until });
+      if (until !== undefined && nowMs() < until) this.#entries.set(key, { value, until });
       return value;
     });
   }

@@ -20,6 +20,7 @@ import { audit, type Runtime } from './runtime.js';
 import { sha256HexSync } from '../lib/sha256.js';
 import { ExpiringCache } from './token-cache.js';
 import type { AccessTokenResult, TokenExchangeOptions } from './types.js';
+import { nowMs } from '../lib/clock.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -148,7 +149,7 @@ export class TokenExchanger {
     const cache = this.#cache;
     // The verified context's claims hold the subject token's exp; a token passed as is gets decoded.
     const subjectExp = fromContext ? expiryOf((o.context as AgentContext).claims) : expiryOf(payload);
-    if (cache === undefined || subjectExp === undefined || subjectExp <= Date.now()) return exchangeAtServer(rt, c, o, request);
+    if (cache === undefined || subjectExp === undefined || subjectExp <= nowMs()) return exchangeAtServer(rt, c, o, request);
     const key = cacheKey(c, subjectToken, request);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
@@ -158,7 +159,7 @@ export class TokenExchanger {
       Object.freeze(result); // shared by every caller of this flight and every later hit
       const expiresAt = result.expiresAt ?? expiryOf(jwtPayload(result.accessToken));
       if (expiresAt === undefined) return { value: result, until: undefined };
-      const lifetime = Math.max(0, expiresAt - Date.now());
+      const lifetime = Math.max(0, expiresAt - nowMs());
       let until = Math.min(expiresAt - Math.min(rt.refreshSkewMs, lifetime / 2), subjectExp);
       const actorExp = request.actorToken === undefined ? undefined : expiryOf(jwtPayload(request.actorToken));
       if (actorExp !== undefined) until = Math.min(until, actorExp);
@@ -209,7 +210,7 @@ function forAudienceAsked(token: string, r: ExchangeRequest): boolean {
 
 /** One exchange at the authorization server, audited. */
 async function exchangeAtServer(rt: Runtime, c: Connection, o: TokenExchangeOptions, r: ExchangeRequest): Promise<AccessTokenResult> {
-  const started = Date.now();
+  const started = nowMs();
   try {
     const tokens = await rt.withClient(c, (server, client) =>
       withRetry(rt.http, 'token exchange', async (signal) => {
@@ -238,11 +239,11 @@ async function exchangeAtServer(rt: Runtime, c: Connection, o: TokenExchangeOpti
     if (extra.length > 0) throw escalation(extra, 'the server granted scopes beyond those asked');
     if (!forAudienceAsked(tokens.access_token, r)) throw oauthError('token exchange', 'invalid_response', 'the issued token is for another audience than the one asked');
     const result: AccessTokenResult = { accessToken: tokens.access_token, tokenType: tokens.token_type, scopes: granted };
-    if (typeof tokens.expires_in === 'number') result.expiresAt = Date.now() + tokens.expires_in * 1000;
-    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'allow', durationMs: Date.now() - started, ...chainOf(o) });
+    if (typeof tokens.expires_in === 'number') result.expiresAt = nowMs() + tokens.expires_in * 1000;
+    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'allow', durationMs: nowMs() - started, ...chainOf(o) });
     return result;
   } catch (e) {
-    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: Date.now() - started, ...chainOf(o) });
+    audit(rt, { type: 'token.exchange', connection: c.id, userId: o.context?.userId, decision: 'error', code: (e as { code?: string }).code ?? 'OAUTH_ERROR', durationMs: nowMs() - started, ...chainOf(o) });
     throw e;
   }
 }

@@ -40,6 +40,7 @@ import type {
 import { DROP_REJECTED_TOKEN, RESOURCE_CHALLENGE, type ResourceChallengeHooks } from './types.js';
 import { parseBearerChallenge } from './challenge.js';
 import * as oauth from 'oauth4webapi';
+import { nowMs } from '../lib/clock.js';
 
 /**
  * Options for {@link createTokenManager}.
@@ -295,11 +296,11 @@ function rotatingSecureStore(base: Store, load: () => Promise<EncryptionKeyInput
   let current: { store: Store; until: number } | undefined;
   let inflight: Promise<Store> | undefined;
   const storeNow = (): Promise<Store> | Store => {
-    if (current !== undefined && current.until > Date.now()) return current.store;
+    if (current !== undefined && current.until > nowMs()) return current.store;
     inflight ??= (async () => {
       try {
         const encryptor = await createEncryptor(await load());
-        current = { store: createSecureStore(base, encryptor), until: Date.now() + ttlMs };
+        current = { store: createSecureStore(base, encryptor), until: nowMs() + ttlMs };
         return current.store;
       } catch (e) {
         if (current !== undefined) return current.store; // keep the keys we have
@@ -543,20 +544,20 @@ class Manager implements TokenManager {
   }
 
   async completeAuthorization(callbackUrl: string | URL, options: CompleteAuthorizationOptions = {}): Promise<ConnectedAccount> {
-    const started = Date.now();
+    const started = nowMs();
     let done;
     try {
       done = await completeAuthorization(this.#rt, callbackUrl, options.expectedUserId);
     } catch (e) {
       const err = toSafeError(e, 'authorization');
-      audit(this.#rt, { type: 'consent.complete', decision: err.code === 'OAUTH_ERROR' && err.oauthError === 'access_denied' ? 'deny' : 'error', code: err.code, durationMs: Date.now() - started });
+      audit(this.#rt, { type: 'consent.complete', decision: err.code === 'OAUTH_ERROR' && err.oauthError === 'access_denied' ? 'deny' : 'error', code: err.code, durationMs: nowMs() - started });
       throw err;
     }
     const { record, userId } = done;
     const key = accountKey(record.connection, record.ownerType, record.ownerId);
     const full = (await this.#update(key, (prev) => ({ ...record, generation: (prev?.generation ?? 0) + 1, createdAt: prev?.createdAt ?? record.updatedAt }))) as AccountRecord;
     await this.#rt.shared.indexAdd(indexKey(record.ownerType, record.ownerId), record.connection);
-    audit(this.#rt, { type: 'consent.complete', userId, connection: record.connection, decision: 'allow', durationMs: Date.now() - started });
+    audit(this.#rt, { type: 'consent.complete', userId, connection: record.connection, decision: 'allow', durationMs: nowMs() - started });
     audit(this.#rt, { type: 'token.issue', userId, connection: record.connection, decision: 'allow' });
     return toConnectedAccount(full);
   }
@@ -606,7 +607,7 @@ class Manager implements TokenManager {
       const id = options.userId ?? options.orgId;
       if (typeof id === 'string') {
         const hit = this.#cache.get(hotKey(options.connection, options.userId !== undefined ? 'u' : 'o', id));
-        if (hit !== undefined && Date.now() < hit.until) return Promise.resolve(hit.result);
+        if (hit !== undefined && nowMs() < hit.until) return Promise.resolve(hit.result);
       }
     }
     return this.#getAccessTokenSlow(options);
@@ -673,7 +674,7 @@ class Manager implements TokenManager {
   #remember(r: AccountRecord, result: AccessTokenResult): void {
     if (this.#cache === undefined) return;
     const key = hotKey(r.connection, r.ownerType === 'user' ? 'u' : 'o', r.ownerId);
-    const now = Date.now();
+    const now = nowMs();
     let until = now + this.#cacheTtlMs;
     if (r.expiresAt !== undefined) until = Math.min(until, r.expiresAt - this.#rt.refreshSkewMs);
     if (until > now) this.#cache.set(key, { result, until });
@@ -700,7 +701,7 @@ class Manager implements TokenManager {
     if (r === undefined) return undefined;
     const userId = ownerType === 'user' ? ownerId : undefined;
     const orgId = ownerType === 'org' ? ownerId : undefined;
-    const now = Date.now();
+    const now = nowMs();
     if (r.status === 'revoked' || r.status === 'needs_consent' || r.accessToken === undefined) {
       throw await this.#consentRequired(c, userId, orgId, `the account is ${r.status}`, priorScopes(r));
     }
@@ -773,7 +774,7 @@ class Manager implements TokenManager {
   async #retrySave(key: string, lease: string, owner: string, until: number): Promise<void> {
     let wait = 100;
     try {
-      while (Date.now() + wait < until) {
+      while (nowMs() + wait < until) {
         await sleep(wait);
         wait = Math.min(wait * 2, 2000);
         const u = this.#unsaved.get(key);
@@ -798,14 +799,14 @@ class Manager implements TokenManager {
     const lease = storeKey('lease', key);
     const owner = `${this.#instance}.${randomToken(6)}`;
     const ttl = this.#rt.leaseTtlMs;
-    const deadline = Date.now() + ttl + 1000;
-    const patience = Date.now() + this.#rt.http.timeoutMs;
-    const consent = (r: AccountRecord): Promise<AgentIamError> => this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, Date.now())}`, priorScopes(r));
+    const deadline = nowMs() + ttl + 1000;
+    const patience = nowMs() + this.#rt.http.timeoutMs;
+    const consent = (r: AccountRecord): Promise<AgentIamError> => this.#consentRequired(c, userId, orgId, `the account is ${effectiveStatus(r, nowMs())}`, priorScopes(r));
     let cur = await this.#current(key);
     if (cur === undefined) throw await this.#consentRequired(c, userId, orgId, 'no connected account');
     let leaseUntil = 0;
     for (;;) {
-      const now = Date.now();
+      const now = nowMs();
       if (this.#fresh(cur.record, now)) return cur.record;
       if (cur.record.status !== 'active' || cur.record.refreshToken === undefined) throw await consent(cur.record);
       if (await takeLease(this.#rt.shared, lease, owner, ttl)) {
@@ -822,13 +823,13 @@ class Manager implements TokenManager {
     }
     let keepLease = false;
     let again: AccountRecord | undefined;
-    const started = Date.now();
+    const started = nowMs();
     try {
       // Under the lease: what the store holds now is what the refresh replaces.
       const base = await this.#current(key);
       if (base === undefined) throw await this.#consentRequired(c, userId, orgId, 'no connected account');
       cur = base;
-      if (this.#fresh(base.record, Date.now())) return base.record;
+      if (this.#fresh(base.record, nowMs())) return base.record;
       const refreshToken = base.record.refreshToken;
       if (base.record.status !== 'active' || refreshToken === undefined) throw await consent(base.record);
       let tokens;
@@ -850,16 +851,16 @@ class Manager implements TokenManager {
         });
       } catch (e) {
         const err = toSafeError(e, 'refresh');
-        audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'error', code: err.code, durationMs: Date.now() - started });
+        audit(this.#rt, { type: 'token.refresh', userId, connection: c.id, decision: 'error', code: err.code, durationMs: nowMs() - started });
         if (!(err.code === 'OAUTH_ERROR' && err.oauthError === 'invalid_grant')) throw err; // transient or other: the stored account is untouched
         // Under the lease nobody else refreshes, so the grant itself is gone, unless the account was
         // replaced meanwhile (a new consent, or our lease ran out): then use what is there.
         const latest = await this.#readVersioned(key);
         if (latest !== undefined && latest.version !== base.version) {
-          if (this.#usable(latest.record, Date.now())) return latest.record;
+          if (this.#usable(latest.record, nowMs())) return latest.record;
           if (!retried && latest.record.status === 'active' && latest.record.refreshToken !== undefined && latest.record.refreshToken !== refreshToken) again = latest.record;
         } else if (latest !== undefined) {
-          const marked: AccountRecord = { ...latest.record, status: 'needs_consent', generation: latest.record.generation + 1, updatedAt: Date.now() };
+          const marked: AccountRecord = { ...latest.record, status: 'needs_consent', generation: latest.record.generation + 1, updatedAt: nowMs() };
           delete marked.accessToken;
           delete marked.refreshToken;
           if (await this.#rt.store.compareAndSet(key, latest.version, marked)) this.#forget(marked);
@@ -871,7 +872,7 @@ class Manager implements TokenManager {
         }
       }
       if (tokens !== undefined) {
-        const now = Date.now();
+        const now = nowMs();
         const next: AccountRecord = {
           ...base.record,
           status: 'active',
@@ -898,7 +899,7 @@ class Manager implements TokenManager {
         }
         // Replaced meanwhile (revoked, a new consent): the stored account wins.
         const latest = await this.#readRecord(key);
-        if (latest !== undefined && this.#usable(latest, Date.now())) return latest;
+        if (latest !== undefined && this.#usable(latest, nowMs())) return latest;
         throw await (latest === undefined ? this.#consentRequired(c, userId, orgId, 'no connected account') : consent(latest));
       }
     } finally {
@@ -950,7 +951,7 @@ class Manager implements TokenManager {
     const key = accountKey(c.id, ownerType, ownerId);
     const r = await this.#readRecord(key);
     if (r === undefined) return undefined;
-    const started = Date.now();
+    const started = nowMs();
     let code: string | undefined;
     if (c.kind === 'oauth2' && (r.refreshToken !== undefined || r.accessToken !== undefined)) {
       try {
@@ -983,7 +984,7 @@ class Manager implements TokenManager {
         code = toSafeError(e, 'revocation').code; // the local account is revoked regardless
       }
     }
-    const now = Date.now();
+    const now = nowMs();
     const next = (await this.#update(key, (prev) => {
       if (prev === undefined) return undefined;
       const out: AccountRecord = { ...prev, status: 'revoked', generation: prev.generation + 1, updatedAt: now };
@@ -1003,7 +1004,7 @@ class Manager implements TokenManager {
     const ownerType: OwnerType = options.userId !== undefined ? 'user' : 'org';
     const ownerId = checkId(options.userId ?? options.orgId, options.userId !== undefined ? 'userId' : 'orgId');
     const key = accountKey(c.id, ownerType, ownerId);
-    const now = Date.now();
+    const now = nowMs();
     const record = (await this.#update(key, (prev) => ({
       v: 1,
       connection: c.id,
@@ -1039,7 +1040,7 @@ class Manager implements TokenManager {
     await this.#update(key, (prev) => {
       if (prev === undefined || prev.accessToken !== accessToken || prev.status !== 'active') return undefined;
       changed = true;
-      const now = Date.now();
+      const now = nowMs();
       const next: AccountRecord = { ...prev, generation: prev.generation + 1, updatedAt: now };
       if (final || prev.refreshToken === undefined) {
         next.status = 'needs_consent';

@@ -6,7 +6,7 @@
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { scrubNodeHeaders } from '../../src/adapters/shared.js';
+import { scrubNodeHeaders } from '../../src/http/middleware-core.js';
 
 function nodeRequest(raw: string[]): IncomingMessage {
   const message = new IncomingMessage(new Socket());

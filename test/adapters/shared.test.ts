@@ -1,7 +1,7 @@
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { scrubNodeHeaders } from '../../src/adapters/shared.js';
+import { scrubNodeHeaders } from '../../src/http/middleware-core.js';
 
 /** A Node request as the HTTP parser leaves it, with the given raw header lines. */
 function nodeRequest(raw: string[]): IncomingMessage {

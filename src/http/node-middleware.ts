@@ -11,7 +11,7 @@ import { renderError } from '../errors.js';
 import { verifyNow, type VerifyOptions, type VerifyRequest } from '../inbound/verifier.js';
 import { readNodeJson } from '../mcp/read-body.js';
 import { planMcpRequest, type McpPlan } from '../mcp/scopes.js';
-import { checkScopes, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from './shared.js';
+import { checkScopes, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from './middleware-core.js';
 
 /**
  * The parts of a Node/Express request the middleware reads.

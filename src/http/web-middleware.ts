@@ -10,7 +10,7 @@ import { AgentIamError, renderError } from '../errors.js';
 import { verifyNow, type VerifyOptions, type VerifyRequest } from '../inbound/verifier.js';
 import { checkDeclaredLength, readWebJson } from '../mcp/read-body.js';
 import { planMcpRequest, type McpPlan, type McpScopes } from '../mcp/scopes.js';
-import { checkScopes, END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from './shared.js';
+import { checkScopes, END_USER_HEADER, rememberVerifier, scrubNodeHeaders, type AdapterSetup } from './middleware-core.js';
 
 /**
  * The parts of a Hono `Context` the middleware uses.

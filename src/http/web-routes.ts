@@ -5,9 +5,9 @@
  * @module
  */
 import type { AgentContext } from '../context.js';
-import { webError, type HonoContextLike, type HonoMiddleware } from '../adapters/web-middleware.js';
+import { webError, type HonoContextLike, type HonoMiddleware } from './web-middleware.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
-import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
+import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './route-core.js';
 
 export function webResponse(r: RouteResponse): Response {
   return new Response(r.body === undefined ? null : JSON.stringify(r.body), { status: r.status, headers: r.headers });
@@ -76,4 +76,4 @@ export async function handleWebRequest(handlers: RouteHandler | readonly RouteHa
   return undefined;
 }
 
-export type { HonoContextLike, HonoMiddleware } from '../adapters/web-middleware.js';
+export type { HonoContextLike, HonoMiddleware } from './web-middleware.js';

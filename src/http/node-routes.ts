@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { sendNodeError, writeNode, type NodeMiddleware, type NodeRequestLike } from '../adapters/node-middleware.js';
-import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './http.js';
+import { sendNodeError, writeNode, type NodeMiddleware, type NodeRequestLike } from './node-middleware.js';
+import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './route-core.js';
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
@@ -66,4 +66,4 @@ export function nodeRoutes(...handlers: RouteHandler[]): NodeMiddleware {
   };
 }
 
-export type { NodeMiddleware, NodeRequestLike, NodeResponseLike } from '../adapters/node-middleware.js';
+export type { NodeMiddleware, NodeRequestLike, NodeResponseLike } from './node-middleware.js';

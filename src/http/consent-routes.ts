@@ -26,7 +26,8 @@ import {
   type RouteRequest,
   type RouteResponse,
   wantsJson,
-} from './http.js';
+} from './route-core.js';
+import { isoNow, nowMs } from '../lib/clock.js';
 
 /**
  * Options of the consent routes.
@@ -174,7 +175,7 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
   const known = (id: string): boolean => manager.connections.includes(id);
 
   function refused(req: RouteRequest, code: string, connection?: string): void {
-    const event: Parameters<typeof emitAudit>[1] = { type: 'consent.complete', time: new Date().toISOString(), decision: 'deny', code, method: req.method, path: `${basePath}/callback` };
+    const event: Parameters<typeof emitAudit>[1] = { type: 'consent.complete', time: isoNow(), decision: 'deny', code, method: req.method, path: `${basePath}/callback` };
     if (req.context?.userId !== undefined) event.userId = req.context.userId;
     if (req.context?.requestId !== undefined) event.requestId = req.context.requestId;
     if (connection !== undefined) event.connection = connection;
@@ -187,7 +188,7 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
     const { url, state } = await manager.startAuthorization({ connection, userId });
     const redirectUri = new URL(url).searchParams.get('redirect_uri');
     if (redirectUri === null) throw new AgentIamError('CONFIG_INVALID', `connection ${connection} has no redirectUri`, { field: 'redirectUri' });
-    const binding: FlowBinding = { v: 1, userId, connection, redirectUri, expiresAt: Date.now() + ttlMs };
+    const binding: FlowBinding = { v: 1, userId, connection, redirectUri, expiresAt: nowMs() + ttlMs };
     await store.set(bindingKey(state), binding, ttlMs);
     return wantsJson(req.accept) ? json(200, { authorizationUrl: url }) : redirect(url);
   }
@@ -208,7 +209,7 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
     }
     const key = bindingKey(state);
     const binding = await store.get<unknown>(key);
-    if (!isBinding(binding) || binding.expiresAt <= Date.now()) {
+    if (!isBinding(binding) || binding.expiresAt <= nowMs()) {
       refused(req, 'OAUTH_STATE_MISMATCH');
       throw stateMismatch('unknown, used or expired state');
     }

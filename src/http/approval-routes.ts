@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { checkScopes } from '../adapters/shared.js';
+import { checkScopes } from './middleware-core.js';
 import { parseOptions } from '../lib/options.js';
 import type { ApprovalRecord, Approvals } from '../policy/approvals.js';
 import {
@@ -20,7 +20,7 @@ import {
   type RouteHandler,
   type RouteRequest,
   type RouteResponse,
-} from './http.js';
+} from './route-core.js';
 
 /**
  * Options of the approval routes.
