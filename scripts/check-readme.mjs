@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /**
- * Type-checks every ```ts block of README.md as written, under the project's strict settings, with
- * `agent-iam` and its subpaths resolved to this repository's sources. A block whose info string is
+ * Type-checks every ```ts block of README.md as written, under the project's strict settings, against
+ * the built package: `agent-iam` and its subpaths resolve through package.json `exports` to dist/
+ * (run `npm run build` first), exactly as a user's project sees them. A block whose info string is
  * `ts fragment` is a deliberate excerpt and is skipped. Each block is its own module.
  *
  * Usage: node scripts/check-readme.mjs   (exit 1 and the compiler's messages when a block fails)
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,6 +17,13 @@ const readme = readFileSync(join(root, 'README.md'), 'utf8');
 const out = join(root, '.readme-check');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
+if (!existsSync(join(root, 'dist', 'index.d.ts'))) {
+  console.error('check-readme: dist/ is missing; run `npm run build` first (the README is checked against the built package).');
+  process.exit(1);
+}
+// The package as a dependency of the checked files: resolved by name through its `exports`.
+mkdirSync(join(out, 'node_modules'), { recursive: true });
+symlinkSync(root, join(out, 'node_modules', 'agent-iam'), 'dir');
 
 const blocks = [];
 const lines = readme.split('\n');
@@ -35,10 +43,10 @@ blocks.forEach((b, n) => {
   files.push(file);
 });
 const base = JSON.parse(readFileSync(join(root, 'tsconfig.json'), 'utf8'));
-const paths = Object.fromEntries(Object.entries(base.compilerOptions.paths ?? {}).map(([k, v]) => [k, v.map((p) => join(root, p))]));
+const { paths: _sources, ...compilerOptions } = base.compilerOptions;
 writeFileSync(
   join(out, 'tsconfig.json'),
-  JSON.stringify({ compilerOptions: { ...base.compilerOptions, paths, noUnusedLocals: false, baseUrl: root }, files }, null, 2),
+  JSON.stringify({ compilerOptions: { ...compilerOptions, noUnusedLocals: false, preserveSymlinks: true, typeRoots: [join(root, 'node_modules', '@types')] }, files }, null, 2),
 );
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const r = spawnSync(process.execPath, [tsc, '--noEmit', '-p', join(out, 'tsconfig.json')], { cwd: root, encoding: 'utf8' });
