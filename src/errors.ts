@@ -38,9 +38,14 @@ export const ERROR_STATUS = {
   TOKEN_ENDPOINT_UNAVAILABLE: 503,
   STORE_UNAVAILABLE: 503,
   CONFIG_INVALID: 500,
+  INTERNAL_ERROR: 500,
 } as const;
 
-/** A stable, machine-readable error code. See DESIGN.md for when each is used. */
+/**
+ * A stable, machine-readable error code. The README's error table says when each is used.
+ * `INTERNAL_ERROR` is what an HTTP answer says for a failure that is not an agent-iam error
+ * (never the failure's own message).
+ */
 export type AgentIamErrorCode = keyof typeof ERROR_STATUS;
 
 /** The codes that come from verifying an inbound bearer token (they carry `WWW-Authenticate`). */
@@ -58,6 +63,26 @@ const INBOUND_CODES: ReadonlySet<AgentIamErrorCode> = new Set<AgentIamErrorCode>
   'INSUFFICIENT_SCOPE',
   'JWKS_UNAVAILABLE',
 ]);
+
+/**
+ * The machine-readable `reason` values, each listed with its code in {@link AgentIamErrorOptions.reason}.
+ */
+export type AgentIamErrorReason =
+  | 'timeout'
+  | 'error'
+  | 'undecryptable'
+  | 'unknown_key'
+  | 'malformed'
+  | 'not_encrypted'
+  | 'encrypted'
+  | 'not_serializable'
+  | 'contended'
+  | 'conflict'
+  | 'secret_unavailable'
+  | 'tool_unreachable'
+  | 'header_not_allowed'
+  | 'self_approval'
+  | `authorization_start_failed:${AgentIamErrorCode | 'error'}`;
 
 /** Options for {@link AgentIamError}: only safe, non-secret values belong here. */
 export interface AgentIamErrorOptions {
@@ -89,14 +114,14 @@ export interface AgentIamErrorOptions {
    * record), `conflict`.
    * `CONSENT_REQUIRED` without `authorizationUrl`: `authorization_start_failed:<code>`, the code of
    * the error that stopped the token manager from building the URL (that error is the `cause`).
-   * `TOKEN_ENDPOINT_UNAVAILABLE` from toolFetch: `tool_unreachable`, the tool itself could not be
+   * `TOOL_UNAVAILABLE` from toolFetch: `tool_unreachable`, the tool itself could not be
    * reached (fetch's error is the `cause`).
    * `REQUEST_INVALID` from toolFetch: `header_not_allowed`, a caller header that changes what the
    * tool does (its name in `field`, as `headers.<name>`).
    * `POLICY_DENIED` from `approvals.approve`: `self_approval`, the approver is the requester, the
    * agent or an actor of the request.
    */
-  reason?: string;
+  reason?: AgentIamErrorReason;
   /**
    * The underlying error. Kept non-enumerable. Never pass an error that may hold a secret
    * (oauth4webapi errors can carry codes and tokens): wrap it and drop it instead.
@@ -158,8 +183,8 @@ export class AgentIamError extends Error {
   readonly oauthError?: string;
   readonly field?: string;
   readonly scopes?: string[];
-  /** `STORE_UNAVAILABLE`: why the store call failed; `CONSENT_REQUIRED`: why there is no URL (see {@link AgentIamErrorOptions.reason}). */
-  readonly reason?: string;
+  /** A finer cause for some codes (see {@link AgentIamErrorOptions.reason}). */
+  readonly reason?: AgentIamErrorReason;
 
   constructor(code: AgentIamErrorCode, message: string, options: AgentIamErrorOptions = {}) {
     super(message);
@@ -298,7 +323,7 @@ export function renderError(error: unknown): ErrorResponse {
     return {
       status: 500,
       headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
-      body: { error: 'INTERNAL_ERROR', message: 'Internal error' },
+      body: { error: 'INTERNAL_ERROR' satisfies AgentIamErrorCode, message: 'Internal error' },
     };
   }
   const headers: Record<string, string> = {

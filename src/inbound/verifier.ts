@@ -320,7 +320,7 @@ const VERIFY_PARAMS: Record<string, AlgorithmIdentifier | RsaPssParams | EcdsaPa
  * `x5u`, `x5c`), `crit`, wrong `typ`, delegation deeper than `maxDelegationDepth`
  * `TOKEN_MALFORMED`; `none`, HS* or an unlisted `alg` `TOKEN_ALG_NOT_ALLOWED`; unknown `kid` (after at
  * most one refetch per cool-down) or bad signature `TOKEN_SIGNATURE_INVALID`; `exp` missing or
- * past `TOKEN_EXPIRED`; `nbf` or `iat` in the future `TOKEN_NOT_YET_VALID`; and so on per DESIGN.md.
+ * past `TOKEN_EXPIRED`; `nbf` or `iat` in the future `TOKEN_NOT_YET_VALID`; and so on per the README's error table.
  *
  * Verified tokens are remembered (bounded LRU keyed by the exact token string) until their `exp`,
  * and forgotten when the provider's key set changes; a remembered token still gets the host and

@@ -181,7 +181,7 @@ const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const USER_ID = /^[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?$/;
 /**
  * The code of a tool that cannot be reached (connection refused, DNS, TLS, reset): `TOOL_UNAVAILABLE`,
- * 502, with `reason: 'tool_unreachable'`. Added to DESIGN.md's codes: none of them said "the tool".
+ * 502, with `reason: 'tool_unreachable'`. A code of its own: none of the published ones said "the tool".
  */
 const TOOL_UNREACHABLE: AgentIamErrorCode = 'TOOL_UNAVAILABLE';
 const RANK = { allow: 0, approval: 1, deny: 2 } as const;

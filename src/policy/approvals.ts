@@ -14,7 +14,7 @@
  */
 import type Keyv from 'keyv';
 import { z } from 'zod';
-import { AgentIamError, type ApprovalSummary } from '../errors.js';
+import { AgentIamError, isAgentIamError, type AgentIamErrorReason, type ApprovalSummary } from '../errors.js';
 import { withTimeout } from '../lib/async.js';
 import { hasControlChars, randomToken, sha256Hex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
@@ -200,7 +200,7 @@ function invalid(message: string, field?: string): AgentIamError {
   return new AgentIamError('REQUEST_INVALID', message, field === undefined ? {} : { field });
 }
 
-function storeFailure(reason: string): AgentIamError {
+function storeFailure(reason: AgentIamErrorReason): AgentIamError {
   return new AgentIamError('STORE_UNAVAILABLE', 'The approval store is unavailable', { reason });
 }
 
@@ -307,7 +307,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
 
   const guard = <T>(fn: () => Promise<T>): Promise<T> =>
     withTimeout(Promise.resolve().then(fn), timeoutMs, () => storeFailure('timeout')).catch((e: unknown) => {
-      if (e instanceof AgentIamError && e.code === 'STORE_UNAVAILABLE') throw e;
+      if (isAgentIamError(e) && e.code === 'STORE_UNAVAILABLE') throw e;
       throw storeFailure('error');
     });
 

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, type AgentIamErrorReason } from '../errors.js';
 import type { Encryptor } from './encryption.js';
 import { createKeyValueStore, implementsContract, type KeyValueStore, type Store, type Versioned } from './store.js';
 
@@ -42,7 +42,7 @@ function isEncryptedRecordShape(value: unknown): boolean {
   );
 }
 
-function storeError(message: string, reason: string): AgentIamError {
+function storeError(message: string, reason: AgentIamErrorReason): AgentIamError {
   return new AgentIamError('STORE_UNAVAILABLE', message, { reason });
 }
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { AgentIamError, isAgentIamError } from '../../errors.js';
+import { AgentIamError, isAgentIamError, type AgentIamErrorReason } from '../../errors.js';
 import type { AgentContext } from '../../context.js';
 import { withTimeout } from '../../lib/async.js';
 import { secretReader } from '../../lib/secret.js';
@@ -368,7 +368,7 @@ async function consentError(
   why = 'needs the user to connect an account',
 ): Promise<AgentIamError> {
   let authorizationUrl = known;
-  let reason: string | undefined;
+  let reason: AgentIamErrorReason | undefined;
   if (authorizationUrl === undefined) {
     try {
       authorizationUrl = (await fromSource(tool, ms, () => tokens.startAuthorization({ connection, userId, ...(scopes !== undefined ? { scopes } : {}) }))).url;
