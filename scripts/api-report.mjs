@@ -67,8 +67,9 @@ for (const e of entries) {
           'ae-forgotten-export': { logLevel: 'none', addToApiReportFile: true },
           'ae-missing-release-tag': { logLevel: 'none' },
           'ae-internal-missing-underscore': { logLevel: 'none' },
-          // Undocumented members are marked "(undocumented)" in the report, so the gap is reviewed there.
-          'ae-undocumented': { logLevel: 'none', addToApiReportFile: true },
+          // Undocumented members are marked "(undocumented)" in place (no file:line footer, so moving code
+          // between files does not change the report).
+          'ae-undocumented': { logLevel: 'none', addToApiReportFile: false },
         },
         tsdocMessageReporting: { default: { logLevel: 'none' } },
       },

@@ -14,6 +14,7 @@ export type {
   AgentIamErrorCode,
   AgentIamErrorOptions,
   AgentIamErrorFields,
+  AgentIamErrorReason,
   KnownAgentIamError,
   ApprovalSummary,
   BearerChallenge,

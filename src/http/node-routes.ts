@@ -5,7 +5,7 @@
  * @module
  */
 import { sendNodeError, writeNode, type NodeMiddleware, type NodeRequestLike } from './node-middleware.js';
-import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './route-core.js';
+import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler } from './route-core.js';
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
