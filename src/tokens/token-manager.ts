@@ -5,23 +5,19 @@
  *
  * @module
  */
-import type Keyv from 'keyv';
-import { z } from 'zod';
-import type { AuditSink } from '../audit/events.js';
 import { AgentIamError, isAgentIamError } from '../errors.js';
 import { SingleFlight, sleep } from '../lib/async.js';
 import { randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createEncryptor, type EncryptionKeyInput, type Encryptor } from '../stores/encryption.js';
-import { createSecureStore } from '../stores/secure-store.js';
-import { createKeyValueStore, type KeyValueStore, type Store, storeKey } from '../stores/store.js';
+import { createKeyValueStore, type Store, storeKey } from '../stores/store.js';
 import { type AccountRecord, accountKey, effectiveStatus, indexKey, isAccountRecord, legacyIndexKey, type OwnerType, splitScopes, toConnectedAccount } from './accounts.js';
 import { EnterpriseTokens, type EnterpriseTokenOptions } from './id-jag.js';
 import { completeAuthorization, startAuthorization, unionScopes } from './authorization-code.js';
 import { ClientCredentialsCache } from './client-credentials.js';
-import { checkConnections, type Connection, type ConnectionConfig, connectionSchema, supportsAuthorizationCode } from './connections.js';
+import { checkConnections, type Connection, supportsAuthorizationCode } from './connections.js';
 import { resolveServer, type ServerInfo } from './discovery.js';
-import { checkedTokens, DEFAULT_MAX_RESPONSE_BYTES, type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
+import { checkedTokens, type HttpSettings, oauthError, recognizedTokenTypes, requestOptions, toSafeError, withRetry } from './http.js';
 import { type ClientInfo, connectionSecret, resolveClient } from './registration.js';
 import { takeLease } from './lease.js';
 import { audit, type Runtime } from './runtime.js';
@@ -34,186 +30,17 @@ import type {
   StartAuthorizationOptions,
   StartAuthorizationResult,
   TokenExchangeOptions,
-  TokenSource,
   RejectedTokenRequest,
 } from './types.js';
 import { DROP_REJECTED_TOKEN, RESOURCE_CHALLENGE, type ResourceChallengeHooks } from './types.js';
 import { parseBearerChallenge } from './challenge.js';
 import * as oauth from 'oauth4webapi';
 import { nowMs } from '../lib/clock.js';
+import { lazySecureStore, rotatingSecureStore } from './encrypted-store.js';
+import { HotCache, hotKey } from './hot-cache.js';
+import { optionsSchema, type CompleteAuthorizationOptions, type ListAccountsFilter, type ParsedOptions, type SetApiKeyOptions, type TokenManager, type TokenManagerOptions } from './manager-api.js';
 
-/**
- * Options for {@link createTokenManager}.
- *
- * @example
- * ```ts
- * const options: TokenManagerOptions = {
- *   store: redisStore({ url: 'redis://127.0.0.1:6379' }),      // from 'agent-iam/redis'
- *   encryptionKey: [process.env.KEY_2025!, process.env.KEY_2024!], // newest first
- *   connections: [{ id: 'corp', issuer: 'https://idp.example.com', clientId, clientSecret, redirectUri }],
- *   timeoutMs: 5000, retries: 2, refreshSkewSeconds: 60,
- * };
- * ```
- */
-export interface TokenManagerOptions {
-  /**
-   * Where accounts, authorization states and registered clients live (default: in memory, one
-   * process). For several replicas use `redisStore()` from `agent-iam/redis` or `postgresStore()`
-   * from `agent-iam/postgres`: refresh leases, account writes fenced by their version, single-use
-   * states and register-once are then exact across processes. Any Keyv instance also works, but
-   * with Keyv those guarantees are exact inside one process only and **best effort across
-   * processes** (two replicas can refresh one account at once and lose it to refresh-token reuse
-   * detection).
-   */
-  store?: Keyv | KeyValueStore;
-  /** AES-256-GCM key(s), newest first, for encryption at rest (base64url of 32 bytes, a CryptoKey, or `{ id, key }`). */
-  encryptionKey?: EncryptionKeyInput | EncryptionKeyInput[] | EncryptionKeySource;
-  /** The connections (authorization servers and API-key providers). */
-  connections: ConnectionConfig[];
-  /** Receives token.issue / token.refresh / token.revoke / token.exchange / consent.* events. */
-  audit?: AuditSink;
-  /** fetch used for every request to an authorization server (default: global fetch). */
-  fetch?: typeof fetch;
-  /** Bound on one protocol call including retries, ms (default 10000). */
-  timeoutMs?: number;
-  /** Retries on network errors, timeouts and 5xx (default 2). */
-  retries?: number;
-  /**
-   * Largest answer read from an authorization server or metadata endpoint, bytes (default 262144).
-   * A larger one is refused with `OAUTH_ERROR` (`invalid_response`) without reading it all.
-   */
-  maxResponseBytes?: number;
-  /** Refresh this many seconds before the access token expires (default 60). */
-  refreshSkewSeconds?: number;
-  /** Lifetime of a pending authorization state, seconds (default 600). */
-  stateTtlSeconds?: number;
-  /** Bound on each store call, ms (default 5000). */
-  storeTimeoutMs?: number;
-  /** Size of the in-process cache of decrypted access tokens (default 1000; 0 disables). */
-  cacheSize?: number;
-  /** Longest time a cached access token is served without re-reading the store, seconds (default 30). */
-  cacheTtlSeconds?: number;
-  /**
-   * Cache tokens obtained by {@link TokenManager.exchange} (default: on, 1000 entries, unless
-   * `cacheSize` is 0). An entry is keyed by SHA-256 hashes of the subject and actor tokens plus the
-   * connection, audience, resource, scope set and token types; it is served until `refreshSkewSeconds`
-   * before the issued token expires and never after the subject token's own `exp` (a subject token
-   * without a readable `exp` is not cached). Concurrent identical exchanges share one request.
-   * `SCOPE_ESCALATION` is still checked on every call. A cache hit emits no `token.exchange` event
-   * (that event records an exchange at the server). `false` turns caching off; a number sets the
-   * maximum number of entries.
-   */
-  exchangeCache?: boolean | number;
-}
-
-/**
- * Whose accounts {@link TokenManager.listAccounts} lists: a user's, an organisation's, or both.
- *
- * @example
- * ```ts
- * await tokens.listAccounts({ userId: 'alice', orgId: 'acme' });
- * ```
- */
-/** Options for {@link TokenManager.completeAuthorization}. */
-export interface CompleteAuthorizationOptions {
-  /**
-   * The authenticated user presenting the callback. When given, a callback for a flow that another
-   * user started is refused (`OAUTH_STATE_MISMATCH`, 403) before any token request: session binding
-   * against consent phishing. The consent routes always pass it.
-   */
-  expectedUserId?: string;
-}
-
-export interface ListAccountsFilter {
-  userId?: string;
-  orgId?: string;
-}
-
-/**
- * Options for {@link TokenManager.setApiKey}.
- *
- * @example
- * ```ts
- * await tokens.setApiKey({ connection: 'kaggle', userId: 'alice', key: kaggleKey });
- * ```
- */
-export interface SetApiKeyOptions {
-  connection: string;
-  userId?: string;
-  orgId?: string;
-  /** The API key; stored encrypted like any token, never returned by getAccount/listAccounts. */
-  key: string;
-  scopes?: string[];
-}
-
-/**
- * The token manager. Implements {@link TokenSource} for `toolFetch`.
- *
- * @example
- * ```ts
- * try {
- *   const { accessToken } = await tokens.getAccessToken({ connection: 'github', userId, orgId });
- * } catch (e) {
- *   if (isAgentIamError(e) && e.code === 'CONSENT_REQUIRED') redirect(e.authorizationUrl);
- * }
- * ```
- */
-export interface TokenManager extends TokenSource {
-  /** Begin per-user consent: `{ url, state }` with PKCE S256 and a single-use, expiring state. */
-  startAuthorization(options: StartAuthorizationOptions): Promise<StartAuthorizationResult>;
-  /** Finish consent from the callback URL: validates state (and `iss`), redeems the code, stores the account. */
-  completeAuthorization(callbackUrl: string | URL, options?: CompleteAuthorizationOptions): Promise<ConnectedAccount>;
-  /** A usable access token for the user's (else the organisation's) account, refreshed when near expiry. */
-  getAccessToken(options: AccountRef): Promise<AccessTokenResult>;
-  /** The account's public view (never tokens), or undefined. */
-  getAccount(options: AccountRef): Promise<ConnectedAccount | undefined>;
-  /** Every account of a user (or of an organisation). */
-  listAccounts(owner: string | ListAccountsFilter): Promise<ConnectedAccount[]>;
-  /** RFC 7009 revocation at the server (when it has an endpoint), then the account is `revoked` and its tokens deleted. */
-  revoke(options: AccountRef): Promise<ConnectedAccount | undefined>;
-  /** A service-account token (client credentials), cached per connection, scope set and resource/audience. */
-  clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
-  /** RFC 8693 token exchange; never widens scopes, and a JWT issued for another audience than the one asked is refused (`OAUTH_ERROR` invalid_response). The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */
-  exchange(options: TokenExchangeOptions): Promise<AccessTokenResult>;
-  /**
-   * Enterprise-managed authorization (MCP extension, the IETF ID-JAG grant): exchange the user's ID
-   * token at the enterprise IdP (`idp` connection) for an Identity Assertion JWT Authorization Grant
-   * aimed at `connection`'s authorization server, then redeem it there with the `jwt-bearer` grant.
-   * No consent screen: the IdP's policy decides. The access token is cached per ID token and scope
-   * set, never past the ID token's expiry; the ID-JAG itself is never kept.
-   *
-   * @example
-   * ```ts
-   * const tokens = createTokenManager({ connections: [
-   *   { id: 'okta', tokenEndpoint: 'https://acme.okta.com/oauth2/v1/token', clientId, clientSecret },
-   *   { id: 'mcp', resource: 'https://mcp.example.com/mcp', clientId: mcpClientId, clientSecret: mcpSecret },
-   * ] });
-   * const { accessToken } = await tokens.enterpriseToken({ connection: 'mcp', idp: 'okta', idToken });
-   * ```
-   */
-  enterpriseToken(options: EnterpriseTokenOptions): Promise<AccessTokenResult>;
-  /** Store an API key as a connected account (non-OAuth providers). */
-  setApiKey(options: SetApiKeyOptions): Promise<ConnectedAccount>;
-  /** The validated connection ids. */
-  readonly connections: readonly string[];
-}
-
-const optionsSchema = z.strictObject({
-  store: z.custom<Keyv | KeyValueStore>((v) => v === undefined || (typeof v === 'object' && v !== null), 'must be a Keyv instance or a KeyValueStore').optional(),
-  encryptionKey: z.unknown().optional(),
-  connections: z.array(connectionSchema).min(1),
-  audit: z.custom<AuditSink>((v) => v === undefined || typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { write?: unknown }).write === 'function'), 'must be a function or an object with write()').optional(),
-  fetch: z.custom<typeof fetch>((v) => v === undefined || typeof v === 'function', 'must be a function').optional(),
-  timeoutMs: z.number().int().min(1).max(300_000).default(10_000),
-  retries: z.number().int().min(0).max(10).default(2),
-  maxResponseBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(DEFAULT_MAX_RESPONSE_BYTES),
-  refreshSkewSeconds: z.number().min(0).max(86_400).default(60),
-  stateTtlSeconds: z.number().int().min(1).max(86_400).default(600),
-  storeTimeoutMs: z.number().int().min(1).max(300_000).default(5000),
-  cacheSize: z.number().int().min(0).max(1_000_000).default(1000),
-  cacheTtlSeconds: z.number().min(0).max(3600).default(30),
-  exchangeCache: z.union([z.boolean(), z.number().int().min(0).max(1_000_000)]).optional(),
-});
+export type { CompleteAuthorizationOptions, EncryptionKeySource, ListAccountsFilter, SetApiKeyOptions, TokenManager, TokenManagerOptions } from './manager-api.js';
 
 const USER_ID_MAX = 1024;
 
@@ -223,42 +50,6 @@ interface Unsaved {
   base: string;
 }
 
-/**
- * Key of the in-process token cache. Connection ids and owner ids never contain control characters
- * (validated before anything is cached), so NUL-separated parts cannot collide.
- */
-function hotKey(connection: string, type: 'u' | 'o', id: string): string {
-  return connection + '\u0000' + type + '\u0000' + id;
-}
-
-/** A bounded map of decrypted tokens; the oldest entry goes first when full (no reordering on hits). */
-class HotCache {
-  readonly #max: number;
-  readonly #map = new Map<string, CachedToken>();
-  constructor(max: number) {
-    this.#max = max;
-  }
-  get(key: string): CachedToken | undefined {
-    return this.#map.get(key);
-  }
-  set(key: string, value: CachedToken): void {
-    this.#map.delete(key);
-    if (this.#map.size >= this.#max) {
-      const oldest = this.#map.keys().next();
-      if (!oldest.done) this.#map.delete(oldest.value);
-    }
-    this.#map.set(key, value);
-  }
-  delete(key: string): void {
-    this.#map.delete(key);
-  }
-}
-
-interface CachedToken {
-  result: AccessTokenResult;
-  /** Serve until this time (the earlier of refresh time and the cache TTL). */
-  until: number;
-}
 
 function badRequest(field: string, why: string): AgentIamError {
   return new AgentIamError('REQUEST_INVALID', `Invalid ${field}: ${why}`, { field });
@@ -271,73 +62,14 @@ function checkId(value: unknown, field: string): string {
   return value;
 }
 
-const STORE_OPS = ['get', 'set', 'delete', 'getVersioned', 'setIfAbsent', 'compareAndSet', 'deleteIfOwner', 'consume', 'indexAdd', 'indexMembers', 'indexRemove'] as const;
 
 /**
- * Encryption keys from a secret manager: a loader of the key list (newest first), called at first
- * use and again every `ttlSeconds` (default 300), so a key added by rotation is used without a
- * restart. A failing load is `TOKEN_ENDPOINT_UNAVAILABLE` (`reason: 'secret_unavailable'`) for that
- * call; the keys loaded before stay in use.
- *
- * @example
- * ```ts
- * const tokens = createTokenManager({
- *   encryptionKey: { load: async () => JSON.parse(await vault.read('agent-iam/keys')) as string[], ttlSeconds: 600 },
- *   connections,
- * });
- * ```
+ * The scopes to ask for again when an account needs consent: what it was granted (so a stepped-up
+ * account does not fall back to the resource's base scopes), unless the user revoked it; none known:
+ * the default selection (challenge, then the resource's metadata).
  */
-export type EncryptionKeySource =
-  | (() => Promise<EncryptionKeyInput | EncryptionKeyInput[]>)
-  | { load: () => Promise<EncryptionKeyInput | EncryptionKeyInput[]>; ttlSeconds?: number };
-
-/** A secure store whose encryptor comes from a key loader, reloaded every `ttlMs`. */
-function rotatingSecureStore(base: Store, load: () => Promise<EncryptionKeyInput | EncryptionKeyInput[]>, ttlMs: number): Store {
-  let current: { store: Store; until: number } | undefined;
-  let inflight: Promise<Store> | undefined;
-  const storeNow = (): Promise<Store> | Store => {
-    if (current !== undefined && current.until > nowMs()) return current.store;
-    inflight ??= (async () => {
-      try {
-        const encryptor = await createEncryptor(await load());
-        current = { store: createSecureStore(base, encryptor), until: nowMs() + ttlMs };
-        return current.store;
-      } catch (e) {
-        if (current !== undefined) return current.store; // keep the keys we have
-        if (isAgentIamError(e) && e.code === 'CONFIG_INVALID') throw e; // loaded, but not usable keys
-        // The loader's own error is dropped: it may quote the secret manager's answer.
-        throw new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', 'encryptionKey: the keys could not be read', { reason: 'secret_unavailable' });
-      } finally {
-        inflight = undefined;
-      }
-    })();
-    return inflight;
-  };
-  const out: Record<string, unknown> = { atomic: base.atomic };
-  for (const op of STORE_OPS) {
-    out[op] = async (...args: unknown[]) => {
-      const s = await storeNow();
-      return (s[op] as (...a: unknown[]) => Promise<unknown>)(...args);
-    };
-  }
-  return out as unknown as Store;
-}
-
-/** A store whose encryptor is created once (createEncryptor may be async). */
-function lazySecureStore(base: Store, encryptor: Promise<Encryptor> | Encryptor | undefined): Store {
-  if (encryptor === undefined) return createSecureStore(base);
-  if (!(encryptor instanceof Promise)) return createSecureStore(base, encryptor);
-  let ready: Store | undefined;
-  const pending = encryptor.then((e) => (ready = createSecureStore(base, e)));
-  pending.catch(() => {});
-  const out: Record<string, unknown> = { atomic: base.atomic };
-  for (const op of STORE_OPS) {
-    out[op] = async (...args: unknown[]) => {
-      const s = ready ?? (await pending);
-      return (s[op] as (...a: unknown[]) => Promise<unknown>)(...args);
-    };
-  }
-  return out as unknown as Store;
+function priorScopes(r: AccountRecord): string[] | undefined {
+  return r.status === 'revoked' || r.scopes.length === 0 ? undefined : r.scopes;
 }
 
 /**
@@ -360,15 +92,6 @@ function lazySecureStore(base: Store, encryptor: Promise<Encryptor> | Encryptor 
  * const { accessToken } = await tokens.getAccessToken({ connection: 'github', userId: 'alice' });
  * ```
  */
-/**
- * The scopes to ask for again when an account needs consent: what it was granted (so a stepped-up
- * account does not fall back to the resource's base scopes), unless the user revoked it; none known:
- * the default selection (challenge, then the resource's metadata).
- */
-function priorScopes(r: AccountRecord): string[] | undefined {
-  return r.status === 'revoked' || r.scopes.length === 0 ? undefined : r.scopes;
-}
-
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const o = parseOptions(optionsSchema, options);
   const connections = o.connections as Connection[];
@@ -394,7 +117,6 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   return new Manager(o, connections, store, base);
 }
 
-type ParsedOptions = z.output<typeof optionsSchema>;
 
 class Manager implements TokenManager {
   readonly connections: readonly string[];
