@@ -4,6 +4,7 @@
  * themselves are in test/adapters/routes-*.test.ts and test/app/agent-iam.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { createTestContext } from '../../src/testing/index.js';
 import { anonymousContext, createApprovalRoutes, createApprovals, createConsentRoutes, createTokenManager, handleWebRequest, type AgentContext, type ConsentTokenManager } from '../../src/index.js';
 
 const tokens = createTokenManager({
@@ -19,7 +20,7 @@ const tokens = createTokenManager({
 });
 
 const user = (userId: string, scopes: string[] = []): AgentContext =>
-  Object.freeze({ ...anonymousContext(), userId, subject: userId, issuer: 'https://idp.example.com', scopes, authenticated: true });
+  createTestContext({ userId, issuer: 'https://idp.example.com', scopes });
 
 const req = (method: string, path: string, context?: AgentContext, query = '') => ({ method, path, query: new URLSearchParams(query), context });
 

@@ -22,6 +22,7 @@
  * demo verifier to show what a client sees then.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTestContext } from '../../src/testing/index.js';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import express, { type RequestHandler } from 'express';
@@ -41,7 +42,6 @@ import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/p
 import type { OAuthClientInformationFull, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { DemoInMemoryAuthProvider } from '@modelcontextprotocol/sdk/examples/server/demoInMemoryOAuthProvider.js';
 import {
-  anonymousContext,
   createTokenManager,
   createToolFetch,
   isAgentIamError,
@@ -57,7 +57,7 @@ const REDIRECT = 'http://127.0.0.1:9/oauth/callback';
 const USER = 'alice';
 const BASE_SCOPES = ['mcp:tools'];
 const ADMIN_SCOPES = ['mcp:tools', 'mcp:admin'];
-const context: AgentContext = { ...anonymousContext(), userId: USER, subject: USER, authenticated: true };
+const context: AgentContext = createTestContext({ userId: USER });
 
 /** The demo provider's private token table (it has no revocation endpoint: this is how the AS forgets a token). */
 interface DemoToken {

@@ -2,8 +2,9 @@ import { createServer, type Server } from 'node:http';
 import Keyv from 'keyv';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestContext } from '../../src/testing/index.js';
 import { createTestIdentityProvider, type TestIdentityProvider } from '../../src/testing/index.js';
-import { anonymousContext, createTokenManager, createToolFetch, isAgentIamError } from '../../src/index.js';
+import { createTokenManager, createToolFetch, isAgentIamError } from '../../src/index.js';
 import { assertNoSecret, expectCode, REDIRECT } from './helpers.js';
 
 let idp: TestIdentityProvider;
@@ -271,7 +272,7 @@ describe('the resource challenge over the 2025-03-26 fallback', () => {
         policies: [{ agent: 'a', tool: 'mcp' }],
         tokens,
       });
-      const context = { ...anonymousContext(), userId: 'u1', subject: 'u1', authenticated: true };
+      const context = createTestContext({ userId: 'u1' });
       const e = await toolFetch(`${origin}/mcp`, { method: 'POST', body: '{}', context }).then(() => undefined, (err: unknown) => err);
       expect(isAgentIamError(e) && e.code).toBe('CONSENT_REQUIRED');
       const url = new URL((e as { authorizationUrl: string }).authorizationUrl);
