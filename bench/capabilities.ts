@@ -8,6 +8,7 @@
  */
 import { compileCapabilities, type Capability } from '../src/policy/capabilities.js';
 import { createPolicyEngine, type PolicyInput, type PolicyRule } from '../src/policy/policies.js';
+import { record } from './report.js';
 
 const METHODS = ['GET', 'POST', 'DELETE', 'PATCH'];
 
@@ -105,6 +106,7 @@ const ratio = (best.get('compiled, 1000 capabilities') as number) / (best.get('c
 const naiveRatio = (best.get('naive RegExp scan, 1000') as number) / (best.get('naive RegExp scan, 10') as number);
 console.log(`  ratio 1000/10 compiled: ${ratio.toFixed(2)}x (target ≤ 2x) ${ratio <= 2 ? 'OK' : 'MISSED'}`);
 console.log(`  ratio 1000/10 naive:    ${naiveRatio.toFixed(2)}x`);
+record({ id: 'match-1000/10', label: 'capability match, 1,000 / 10 declared capabilities', value: ratio, target: { op: '<=', value: 2 } });
 
 // ---- policy evaluation ----
 function rules(n: number): PolicyRule[] {
@@ -146,4 +148,5 @@ for (let r = 0; r < ROUNDS; r++) for (const [n, e] of engines) evalBest.set(n, M
 console.log('policy evaluation');
 for (const [n, ns] of evalBest) console.log(`  ${`${n} rules`.padEnd(30)} ${ns.toFixed(1).padStart(9)} ns/op`);
 console.log(`  ratio 1000/10 rules: ${((evalBest.get(1000) as number) / (evalBest.get(10) as number)).toFixed(2)}x`);
+record({ id: 'policy-1000/10', label: 'policy decision, 1,000 / 10 rules', value: (evalBest.get(1000) as number) / (evalBest.get(10) as number), target: { op: '<=', value: 2 } });
 if (sink < 0) console.log(sink);

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { MiddlewareHandler } from 'hono';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { record } from './report.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -215,6 +216,20 @@ ratios                                            req/s    server CPU per reques
   Hono + context only / bare Hono                  ${r('hono-context-only', 'hono-bare')}x    ${c('hono-context-only', 'hono-bare')}x   (floor for a middleware that sets the context)
   Hono + agentAuth / Hono + context only           ${r('hono-agent-iam', 'hono-context-only')}x    ${c('hono-agent-iam', 'hono-context-only')}x   (what agentAuth itself costs)
   Express + agentAuth / Express + context only     ${r('express-agent-iam', 'express-context-only')}x    ${c('express-agent-iam', 'express-context-only')}x`);
+    const ratio = (a: Target, b: Target) => best(a) / best(b);
+    const extra = (a: Target, b: Target) => median(cpu[a]) - median(cpu[b]);
+    console.log(`
+server CPU per request over the context-only floor: Express ${extra('express-agent-iam', 'express-context-only').toFixed(2)} µs, Hono ${extra('hono-agent-iam', 'hono-context-only').toFixed(2)} µs (target ≤ 3 µs)`);
+    record({ id: 'express-agent-iam/bare', label: 'Express + `agentAuth` / bare Express (req/s)', value: ratio('express-agent-iam', 'express-bare'), target: { op: '>=', value: 0.9 } });
+    record({ id: 'express-agent-iam/context-only', label: 'Express + `agentAuth` / Express + a middleware that only sets the context (req/s)', value: ratio('express-agent-iam', 'express-context-only'), target: { op: '>=', value: 0.95 } });
+    record({ id: 'express-agent-iam/cpu-over-floor', label: 'Express: `agentAuth` server CPU per request over the context-only middleware', unit: 'µs', value: extra('express-agent-iam', 'express-context-only'), target: { op: '<=', value: 3 } });
+    record({ id: 'express-agent-iam/peer', label: 'Express + `agentAuth` / Express + `express-oauth2-jwt-bearer` (req/s)', value: ratio('express-agent-iam', 'express-oauth2-jwt-bearer'), target: { op: '>=', value: 1 } });
+    record({ id: 'express-context-only/bare', label: 'Express + context-only middleware / bare Express (req/s; the floor)', value: ratio('express-context-only', 'express-bare') });
+    record({ id: 'hono-agent-iam/bare', label: 'Hono + `agentAuth` / bare Hono (req/s)', value: ratio('hono-agent-iam', 'hono-bare'), target: { op: '>=', value: 0.8 } });
+    record({ id: 'hono-agent-iam/context-only', label: 'Hono + `agentAuth` / Hono + a middleware that only sets the context (req/s)', value: ratio('hono-agent-iam', 'hono-context-only'), target: { op: '>=', value: 0.95 } });
+    record({ id: 'hono-agent-iam/cpu-over-floor', label: 'Hono: `agentAuth` server CPU per request over the context-only middleware', unit: 'µs', value: extra('hono-agent-iam', 'hono-context-only'), target: { op: '<=', value: 3 } });
+    record({ id: 'hono-async-noop/bare', label: 'Hono + async no-op middleware / bare Hono (req/s; any middleware)', value: ratio('hono-async-noop', 'hono-bare') });
+    record({ id: 'hono-context-only/bare', label: 'Hono + context-only middleware / bare Hono (req/s; the floor)', value: ratio('hono-context-only', 'hono-bare') });
   } finally {
     child.kill();
   }

@@ -9,6 +9,7 @@
  * call, a token sent after its exp, or a refresh that served no traffic (a duplicate refresh).
  */
 import { runToolFetchLoad } from '../test/reliability/load-harness.js';
+import { record } from './report.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -42,4 +43,6 @@ console.log(`  sent after exp: ${r.sentExpired}; least time left at send: ${r.mi
 console.log(`  IdP refreshes: ${r.refreshes} (refreshes that served traffic: ${r.usedRefreshes}; users refreshed ≥ 2 times during the run: ${r.usersRefreshedTwice}/${r.users}; ceiling at one refresh per account per expiry: ${r.maxExpectedRefreshes})`);
 const broken = r.wrongUser > 0 || failed > 0 || r.sentExpired > 0 || r.refreshes !== r.usedRefreshes || r.refreshes > r.maxExpectedRefreshes;
 console.log(broken ? 'FAIL: a guarantee was broken' : 'PASS: zero wrong-user tokens, no failure, one refresh per account per expiry');
+record({ id: 'calls-per-second', label: `load: ${calls} \`toolFetch\` calls, ${concurrency} in flight, ${users} users, expiring tokens`, unit: 'calls/s', value: r.callsPerSecond });
+record({ id: 'wrong-user', label: 'load: wrong-user tokens sent', unit: 'count', value: r.wrongUser, target: { op: '<=', value: 0 } });
 process.exitCode = broken ? 1 : 0;

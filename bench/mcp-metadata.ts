@@ -6,6 +6,7 @@
  * Run: npx tsx bench/mcp-metadata.ts   (about 2 s)
  */
 import { protectedResourceMetadata } from '../src/mcp/index.js';
+import { record } from './report.js';
 
 const meta = protectedResourceMetadata({
   resource: 'https://agent.example.com/mcp',
@@ -49,3 +50,4 @@ const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length /
 console.log(`baseline Response.json(doc, headers)  ${median(base).toFixed(2)} µs/op (median of 7)`);
 console.log(`meta.handler(request)                 ${median(hand).toFixed(2)} µs/op (median of 7)`);
 console.log(`ratio handler / baseline: ${(median(hand) / median(base)).toFixed(2)}x`);
+record({ id: 'handler/response-json', label: 'MCP metadata `meta.handler` / `Response.json` per request', value: median(hand) / median(base) });

@@ -19,6 +19,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { createApprovals, createTokenManager, createVerifier } from '../src/index.js';
+import { record } from './report.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -132,6 +133,7 @@ const growth = after - before;
 console.log(`  growth ${mb(growth)} over ${during} rounds (${during * 5} operations) = ${((growth / Math.max(1, during * 5)) * 10_000 / 1024).toFixed(1)} KB per 10,000 operations`);
 console.log(`  end / warmed-up heap: ${(after / before).toFixed(2)}x`);
 const bounded = growth < 16 * 1024 * 1024;
+record({ id: 'heap-end/warm', label: `memory: heap after GC, end / warmed up (${SECONDS} s of unique tokens, users, states, approvals)`, value: after / before, target: { op: '<=', value: 1.2 } });
 console.log(bounded ? 'PASS: bounded (growth under 16 MB while the number of unique users and tokens kept rising)' : 'FAIL: heap keeps growing');
 jwksServer.closeAllConnections();
 jwksServer.close();

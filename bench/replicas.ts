@@ -6,6 +6,7 @@
 import { hasPostgres, startPostgres } from '../test/helpers/postgres.js';
 import { hasRedis, startRedis } from '../test/helpers/redis.js';
 import { runTokenLoad, startReplicas, type StoreKind } from '../test/replicas/harness.js';
+import { record } from './report.js';
 
 const at = process.argv.indexOf('--seconds');
 const seconds = at === -1 ? 60 : Number(process.argv[at + 1]);
@@ -16,6 +17,7 @@ async function one(kind: StoreKind): Promise<void> {
   const r = await startReplicas({ store: kind, url: server.url, processes: 8, users: 100, accessTokenTtl: 3, refreshSkewSeconds: 1 });
   try {
     const res = await runTokenLoad(r, seconds * 1000);
+    record({ id: `${kind}/lost`, label: `${kind}: 8 replicas, ${seconds} s of rotating refresh tokens: accounts lost`, unit: 'count', value: res.lost.length, target: { op: '<=', value: 0 } });
     console.log(
       `| ${kind} | ${seconds} s | ${res.calls} | ${res.lost.length} | ${Object.values(res.refreshErrors).reduce((a, b) => a + b, 0)} | ${res.refreshesAtServer} | ${res.maxTokensPerAccount} (ideal ≤ ${res.idealMaxPerAccount}) | ${res.maxLatencyMs} ms |`,
     );

@@ -5,6 +5,7 @@ import Keyv from 'keyv';
 import { createEncryptor, createSecureStore, generateEncryptionKey } from '../src/stores/index.js';
 import { createKeyValueStore, storeKey } from '../src/stores/store.js';
 import { fmt, measure } from './timing.js';
+import { record as recordFigure } from './report.js';
 
 const record = {
   connection: 'github',
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
   console.log(`| secure store set + get (memory Keyv) | ${fmt(secureRt)} | ${(secureRt / mapRt).toFixed(1)}x (${(secureRt / plainRt).toFixed(2)}x plain store) |`);
   console.log(`| memory Keyv store get | ${fmt(plainGet)} | — |`);
   console.log(`| secure store get | ${fmt(secureGet)} | ${(secureGet / plainGet).toFixed(2)}x plain store get |`);
+  recordFigure({ id: 'secure-get/plain-get', label: 'encrypted store get / plain memory store get', value: secureGet / plainGet });
 }
 
 void main();

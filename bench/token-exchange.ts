@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { attachRawToken, type AgentContext } from '../src/context.js';
 import { createTokenManager, createToolFetch, createVerifier, type ToolFetch } from '../src/index.js';
 import { createTestIdentityProvider } from '../src/testing/index.js';
+import { record } from './report.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const CALLS = Number(process.env.BENCH_CALLS ?? 60);
@@ -114,6 +115,9 @@ for (const name of Object.keys(totals) as Name[]) {
   );
 }
 
+const cpuRatio = (name: Name) => perCall(totals[name]).cpuUs / b.cpuUs;
+record({ id: 'exchange-cached/apikey', label: 'delegated hop (token exchange, cached) / API-key hop (CPU per call)', value: cpuRatio('exchangeCached') });
+record({ id: 'exchange-uncached/apikey', label: 'delegated hop (token exchange, no cache) / API-key hop (CPU per call)', value: cpuRatio('exchangeUncached') });
 upstream.closeAllConnections();
 await new Promise((r) => upstream.close(r));
 await idp.close();

@@ -19,15 +19,17 @@ const req = (path: string): ApprovalRequestInput => ({
 });
 
 /** The exact in-memory store, recording the size of every value it is given to write. */
-function recordingStore(): Store & { writes: number[]; failWhen?: (op: string, key: string) => boolean } {
+function recordingStore(): Store & { writes: number[]; calls: number; failWhen?: (op: string, key: string) => boolean } {
   const inner = createKeyValueStore();
   const out = {
     writes: [] as number[],
+    calls: 0,
     failWhen: undefined as ((op: string, key: string) => boolean) | undefined,
-  } as Store & { writes: number[]; failWhen?: (op: string, key: string) => boolean };
+  } as Store & { writes: number[]; calls: number; failWhen?: (op: string, key: string) => boolean };
   const ops = ['get', 'set', 'delete', 'getVersioned', 'setIfAbsent', 'compareAndSet', 'deleteIfOwner', 'consume', 'indexAdd', 'indexMembers', 'indexRemove'] as const;
   for (const op of ops) {
     (out as unknown as Record<string, unknown>)[op] = async (...args: unknown[]) => {
+      out.calls++;
       if (out.failWhen?.(op, String(args[0])) === true) throw new Error('injected failure');
       if (op === 'set' || op === 'setIfAbsent') out.writes.push(JSON.stringify(args[1]).length);
       if (op === 'compareAndSet') out.writes.push(JSON.stringify(args[2]).length);
@@ -39,29 +41,24 @@ function recordingStore(): Store & { writes: number[]; failWhen?: (op: string, k
   return out;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-
 afterEach(() => {
   vi.useRealTimers();
 });
 
 describe('approvals list index: creation cost does not grow with the number of approvals', () => {
-  it('creating 2,000 approvals: bytes written per creation are bounded and the last 200 cost < 3x the first 200', async () => {
+  it('creating 2,000 approvals: store calls and bytes written per creation do not grow with the number of approvals', async () => {
     const store = recordingStore();
     const approvals = createApprovals({ store });
     // warm-up: JIT
     for (let i = 0; i < 20; i++) await approvals.check(req(`/warm/${i}`));
 
-    const times: number[] = [];
+    const calls: number[] = [];
     const bytes: number[] = [];
     for (let i = 0; i < 2000; i++) {
       const before = store.writes.length;
-      const t = performance.now();
+      const callsBefore = store.calls;
       const c = await approvals.check(req(`/p/${i}`));
-      times.push(performance.now() - t);
+      calls.push(store.calls - callsBefore);
       expect(c.status).toBe('pending');
       bytes.push(store.writes.slice(before).reduce((a, b) => a + b, 0));
     }
@@ -70,10 +67,9 @@ describe('approvals list index: creation cost does not grow with the number of a
     const maxLast = Math.max(...bytes.slice(-200));
     expect(maxLast).toBeLessThanOrEqual(maxFirst * 1.2);
     expect(Math.max(...bytes)).toBeLessThan(8_000);
-    // Timing, with a generous factor (medians, so a GC pause or a busy CPU does not decide it).
-    const first = median(times.slice(0, 200));
-    const last = median(times.slice(-200));
-    expect(last).toBeLessThan(first * 3);
+    // The work of a creation, counted rather than timed (a timed assertion fails on a busy machine):
+    // the same number of store calls for the 2,000th approval as for the first.
+    expect(Math.max(...calls.slice(-200))).toBeLessThanOrEqual(Math.max(...calls.slice(0, 200)));
 
     const listed = await approvals.list();
     expect(listed).toHaveLength(2020);

@@ -184,7 +184,10 @@ describe.skipIf(!hasRedis)('Redis killed and restarted mid-run', () => {
     // the clients reconnect by themselves; wait until the store answers again
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
-      const ok = await tokens.getAccount({ connection: 'kaggle', userId: users[0]! }).then(() => true, () => false);
+      // both clients (the token manager's and the approvals') must have reconnected
+      const ok =
+        (await tokens.getAccount({ connection: 'kaggle', userId: users[0]! }).then(() => true, () => false)) &&
+        (await approvals.list().then(() => true, () => false));
       if (ok) break;
       await new Promise((r) => setTimeout(r, 100));
     }
