@@ -2,9 +2,10 @@
  * The store contract, as one suite that every store runs: memory, Keyv (emulated), Redis (both
  * clients) and PostgreSQL. `exact` stores must also hold it under concurrency from many callers.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { Store } from '../../src/stores/store.js';
+import { testClock } from '../helpers/clock.js';
 
 export interface ContractTarget {
   /** A store on a fresh namespace (keys never collide between calls). */
@@ -15,22 +16,55 @@ export interface ContractTarget {
   exact: boolean;
   /** Where lease owners are written, when `store` encrypts (leases are plaintext by design). */
   plain?: Store;
+  /**
+   * True when TTLs run on the store's server (Redis, PostgreSQL): they cannot be moved with the test
+   * clock, so a short TTL is used and its end is polled for. Otherwise (in-process stores) the test
+   * clock jumps past each TTL, and nothing sleeps.
+   */
+  serverClock?: boolean;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** How long an expiry may take to show on a server clock before the test fails. */
+const SERVER_EXPIRY_WAIT_MS = 5_000;
 
 export function describeStoreContract(name: string, target: () => ContractTarget, options: { skip?: boolean } = {}): void {
   const d = options.skip === true ? describe.skip : describe;
   d(`store contract: ${name}`, () => {
     const k = (label: string): string => `agent-iam:v1:contract:${randomUUID()}:${label}`;
-    const pair = (): { a: Store; b: Store; exact: boolean; plain: Store } => {
+    const pair = (): { a: Store; b: Store; exact: boolean; plain: Store; serverClock: boolean } => {
       const t = target();
       const a = t.store();
-      return { a, b: t.peer?.() ?? a, exact: t.exact, plain: t.plain ?? a };
+      return { a, b: t.peer?.() ?? a, exact: t.exact, plain: t.plain ?? a, serverClock: t.serverClock === true };
+    };
+    /**
+     * For the TTL tests: `short`, a TTL that ends within the test, and `expire(ttl, check)`, which
+     * lets a TTL of `ttl` ms run out and then asserts `check`. In-process stores: the test clock
+     * (installed here until the test ends) first stops 1 ms short of the TTL, where `stillThere`
+     * must hold, then jumps past it. Server clocks: `check` is polled until it passes.
+     */
+    const ttls = (serverClock: boolean): { short: number; expire: (ttl: number, check: () => Promise<void>, stillThere?: () => Promise<void>) => Promise<void> } => {
+      if (serverClock) {
+        return {
+          short: 80,
+          expire: (_ttl, check) => vi.waitFor(check, { timeout: SERVER_EXPIRY_WAIT_MS, interval: 10 }),
+        };
+      }
+      const clock = testClock();
+      return {
+        // Long enough that Keyv's own expiry check (real time) cannot end it during the test.
+        short: 5_000,
+        async expire(ttl, check, stillThere) {
+          clock.advance(ttl - 1);
+          await stillThere?.();
+          clock.advance(2);
+          await check();
+        },
+      };
     };
 
     it('get / set / delete round-trip JSON, with TTLs', async () => {
-      const { a, b } = pair();
+      const { a, b, serverClock } = pair();
+      const { short: ttl, expire } = ttls(serverClock);
       const key = k('rt');
       expect(await a.get(key)).toBeUndefined();
       await a.set(key, { n: 1, s: 'x', l: [true, null] });
@@ -39,13 +73,16 @@ export function describeStoreContract(name: string, target: () => ContractTarget
       expect(await a.get(key)).toBeUndefined();
       expect(await a.delete(key)).toBe(false);
       const short = k('short');
-      await a.set(short, 'v', 80);
+      await a.set(short, 'v', ttl);
       expect(await b.get(short)).toBe('v');
-      await sleep(150);
-      expect(await b.get(short)).toBeUndefined();
-      await a.set(k('zero'), 'v', 0);
-      await sleep(5);
-      expect(await a.get(k('zero'))).toBeUndefined();
+      await expire(
+        ttl,
+        async () => expect(await b.get(short)).toBeUndefined(),
+        async () => expect(await b.get(short)).toBe('v'),
+      );
+      const zero = k('zero');
+      await a.set(zero, 'v', 0); // a TTL of 0 is 1 ms, never "keep forever"
+      await expire(1, async () => expect(await a.get(zero)).toBeUndefined());
     });
 
     it('versions change on every write, and getVersioned agrees across connections', async () => {
@@ -63,18 +100,24 @@ export function describeStoreContract(name: string, target: () => ContractTarget
     });
 
     it('setIfAbsent stores only when absent or expired', async () => {
-      const { a, b } = pair();
+      const { a, b, serverClock } = pair();
+      const { short: ttl, expire } = ttls(serverClock);
       const key = k('nx');
-      expect(await a.setIfAbsent(key, 'one', 100)).toBe(true);
-      expect(await b.setIfAbsent(key, 'two', 100)).toBe(false);
+      expect(await a.setIfAbsent(key, 'one', ttl)).toBe(true);
+      expect(await b.setIfAbsent(key, 'two', ttl)).toBe(false);
       expect(await b.get(key)).toBe('one');
-      await sleep(180);
+      await expire(
+        ttl,
+        async () => expect(await b.get(key)).toBeUndefined(),
+        async () => expect(await b.setIfAbsent(key, 'two', ttl)).toBe(false),
+      );
       expect(await b.setIfAbsent(key, 'three')).toBe(true);
       expect(await a.get(key)).toBe('three');
     });
 
     it('compareAndSet writes only over the expected version (null: only when absent)', async () => {
-      const { a, b } = pair();
+      const { a, b, serverClock } = pair();
+      const { short: ttl, expire } = ttls(serverClock);
       const key = k('cas');
       expect(await a.compareAndSet(key, null, { g: 1 })).toBe(true);
       expect(await b.compareAndSet(key, null, { g: 9 })).toBe(false);
@@ -85,8 +128,12 @@ export function describeStoreContract(name: string, target: () => ContractTarget
       expect(await a.compareAndSet(key, 'no-such-version', { g: 4 })).toBe(false);
       await a.delete(key);
       expect(await a.compareAndSet(key, v1, { g: 5 })).toBe(false); // gone: only null matches
-      expect(await a.compareAndSet(key, null, { g: 6 }, 80)).toBe(true);
-      await sleep(150);
+      expect(await a.compareAndSet(key, null, { g: 6 }, ttl)).toBe(true);
+      await expire(
+        ttl,
+        async () => expect(await a.get(key)).toBeUndefined(),
+        async () => expect(await a.compareAndSet(key, null, { g: 8 })).toBe(false),
+      );
       expect(await a.compareAndSet(key, null, { g: 7 })).toBe(true); // expired counts as absent
     });
 
@@ -125,19 +172,23 @@ export function describeStoreContract(name: string, target: () => ContractTarget
     });
 
     it('index: add, re-add, expire, remove, order and limit', async () => {
-      const { a, b } = pair();
+      const { a, b, serverClock } = pair();
+      const { short: ttl, expire } = ttls(serverClock);
       const key = k('index');
       expect(await a.indexMembers(key)).toEqual([]);
       await a.indexAdd(key, 'forever');
-      await a.indexAdd(key, 'short', 80);
+      await a.indexAdd(key, 'short', ttl);
       await b.indexAdd(key, 'long', 60_000);
       await b.indexAdd(key, 'longer', 120_000);
       expect(await b.indexMembers(key)).toEqual(['short', 'long', 'longer', 'forever']);
       expect(await a.indexMembers(key, 2)).toEqual(['longer', 'forever']);
       await a.indexAdd(key, 'long', 60_000); // re-add: one member
       expect((await b.indexMembers(key)).filter((m) => m === 'long')).toHaveLength(1);
-      await sleep(150);
-      expect(await a.indexMembers(key)).toEqual(['long', 'longer', 'forever']);
+      await expire(
+        ttl,
+        async () => expect(await a.indexMembers(key)).toEqual(['long', 'longer', 'forever']),
+        async () => expect(await a.indexMembers(key)).toEqual(['short', 'long', 'longer', 'forever']),
+      );
       expect(await b.indexRemove(key, 'long')).toBe(true);
       expect(await b.indexRemove(key, 'long')).toBe(false);
       expect(await a.indexMembers(key)).toEqual(['longer', 'forever']);

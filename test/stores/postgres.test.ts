@@ -81,12 +81,4 @@ describe.skipIf(!hasPostgres)('secure store over PostgreSQL (@keyv/postgres)', (
     }
     await expect(store.get('tamper')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', reason: 'undecryptable' });
   });
-
-  it('fails with STORE_UNAVAILABLE (bounded) when the server is gone', async () => {
-    await server.stop();
-    const started = Date.now();
-    await expect(store.get('anything')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
-    await expect(store.set('anything', { a: 1 })).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
-    expect(Date.now() - started).toBeLessThan(3000);
-  });
 });
