@@ -170,6 +170,17 @@ export interface TokenManager extends TokenSource {
   listAccounts(owner: string | ListAccountsFilter): Promise<ConnectedAccount[]>;
   /** RFC 7009 revocation at the server (when it has an endpoint), then the account is `revoked` and its tokens deleted. */
   revoke(options: AccountRef): Promise<ConnectedAccount | undefined>;
+  /**
+   * Disconnect an account: RFC 7009 revocation at the server (as {@link TokenManager.revoke}), then
+   * the account is deleted (it no longer shows in `listAccounts`). Resolves with the account as it
+   * was revoked, or undefined when there was none.
+   *
+   * @example
+   * ```ts
+   * await tokens.disconnect({ connection: 'github', userId: 'alice' });
+   * ```
+   */
+  disconnect(options: AccountRef): Promise<ConnectedAccount | undefined>;
   /** A service-account token (client credentials), cached per connection, scope set and resource/audience. */
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
   /** RFC 8693 token exchange; never widens scopes, and a JWT issued for another audience than the one asked is refused (`OAUTH_ERROR` invalid_response). The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */
@@ -993,6 +1004,20 @@ class Manager implements TokenManager {
     })) ?? { ...r, status: 'revoked' as const };
     audit(this.#rt, { type: 'token.revoke', userId: ownerType === 'user' ? ownerId : undefined, connection: c.id, decision: code === undefined ? 'allow' : 'error', ...(code !== undefined ? { code } : {}), durationMs: now - started });
     return toConnectedAccount(next, now);
+  }
+
+  async disconnect(options: AccountRef): Promise<ConnectedAccount | undefined> {
+    const revoked = await this.revoke(options);
+    if (revoked === undefined) return undefined;
+    const c = this.#connection(options.connection);
+    const ownerType: OwnerType = options.userId !== undefined ? 'user' : 'org';
+    const ownerId = checkId(options.userId ?? options.orgId, options.userId !== undefined ? 'userId' : 'orgId');
+    const key = accountKey(c.id, ownerType, ownerId);
+    await this.#rt.store.delete(key);
+    this.#unsaved.delete(key);
+    this.#cache?.delete(hotKey(c.id, ownerType === 'user' ? 'u' : 'o', ownerId));
+    await this.#rt.shared.indexRemove(indexKey(ownerType, ownerId), c.id);
+    return revoked;
   }
 
   async setApiKey(options: SetApiKeyOptions): Promise<ConnectedAccount> {
