@@ -21,3 +21,4 @@ export * from './outbound/index.js';
 export * from './audit/index.js';
 export * from './app/index.js';
 export type { SecretSource, SecretLoader } from './lib/secret.js';
+export * from './pages/index.js';
