@@ -280,3 +280,39 @@ describe('pages options', () => {
     expect(() => createPages(noAuth)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', field: 'pages.signIn' }));
   });
 });
+
+describe('pages with the author’s own session (authenticate hook)', () => {
+  let app: PagesApp;
+  beforeAll(async () => {
+    // stands for the app's own session middleware: here a header the test sets
+    app = await startPagesApp('express', {
+      signIn: undefined,
+      authenticate: (r) => {
+        const user = r.header('x-test-user');
+        return user === undefined ? undefined : { userId: user, scopes: [], groups: user === 'erin' || user === 'frank' ? ['finance'] : [] };
+      },
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('uses the hook’s user; anti-CSRF tokens are bound to a cookie of the pages and to that user; no sign-in routes', async () => {
+    const id = await refundApproval(app);
+    const b = new Browser(app.origin);
+    expect((await b.get(`${BASE}/approvals`)).status).toBe(401);
+    expect((await b.get(`${BASE}/sign-in`)).status).toBe(404);
+    const page = await b.get(`${BASE}/approvals/${id}`, { 'x-test-user': 'erin' });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).not.toContain('Sign out');
+    expect(b.cookies.has('agent-iam-csrf')).toBe(true);
+    const csrf = csrfOf(html);
+    // the same token from another user, or without the pages' cookie, is refused
+    expect((await b.post(`${BASE}/approvals/${id}/approve`, { csrf, ttlSeconds: '' }, { origin: app.origin, 'x-test-user': 'frank' })).status).toBe(403);
+    const stranger = new Browser(app.origin);
+    expect((await stranger.post(`${BASE}/approvals/${id}/approve`, { csrf, ttlSeconds: '' }, { origin: app.origin, 'x-test-user': 'erin' })).status).toBe(403);
+    expect((await b.post(`${BASE}/approvals/${id}/approve`, { csrf, ttlSeconds: '' }, { origin: app.origin, 'x-test-user': 'erin' })).status).toBe(303);
+    expect((await app.approvals.get(id))?.status).toBe('approved');
+  });
+});
