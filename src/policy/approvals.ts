@@ -22,6 +22,9 @@ import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/sto
 import { METHOD_OVERRIDES } from './headers.js';
 import { canonicalRule, MAX_APPROVERS, meetsRule, party, toApprover, type ApprovalRule, type Approver, type ApproverRule } from './approvers.js';
 import { emitAudit, type AuditEvent, type AuditSink } from '../audit/events.js';
+import { secretReader, secretSchema, type SecretSource } from '../lib/secret.js';
+import { requireSecureUrl } from '../lib/secure-url.js';
+import { signWebhook, WEBHOOK_SIGNATURE_HEADER, type ApprovalNotification } from './notify.js';
 
 /** The request an approval is bound to. */
 export interface ApprovalRequestInput {
@@ -153,6 +156,20 @@ export interface ApprovalsOptions {
    * actors of its delegation chain can never approve, whatever this says.
    */
   allowSelfApproval?: boolean;
+  /**
+   * Called once for every new pending approval (not for repeats of a waiting request), with its
+   * id and inbox link: send a chat message, an e-mail. Never awaited by the request; a hook that
+   * throws is ignored.
+   */
+  onApprovalRequested?: (notification: ApprovalNotification) => void | Promise<void>;
+  /**
+   * POST the same notification as JSON to `url` (https; http only on loopback), signed with
+   * HMAC-SHA256 in the `Agent-Iam-Signature` header (check it with `verifyWebhookSignature`). One
+   * retry on a network error or 5xx; failures never affect the request.
+   */
+  webhook?: { url: string; secret: SecretSource; timeoutMs?: number };
+  /** The approvals inbox (`{publicOrigin}{basePath}/approvals` of the pages): notifications link to `{inboxUrl}/{id}`. */
+  inboxUrl?: string;
 }
 
 type Status = ApprovalRecord['status'];
@@ -230,6 +247,11 @@ const optionsSchema = z.strictObject({
   audit: z.custom<AuditSink>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { write?: unknown }).write === 'function'), 'must be a function or an object with write()').optional(),
   timeoutMs: z.number().int().positive().max(600_000).optional(),
   allowSelfApproval: z.boolean().optional(),
+  onApprovalRequested: z.custom<NonNullable<ApprovalsOptions['onApprovalRequested']>>((v) => typeof v === 'function', 'must be a function').optional(),
+  webhook: z
+    .strictObject({ url: z.string(), secret: secretSchema(z.string().min(16, 'must be at least 16 characters')), timeoutMs: z.number().int().min(1).max(60_000).optional() })
+    .optional(),
+  inboxUrl: z.string().optional(),
 });
 
 function invalid(message: string, field?: string): AgentIamError {
@@ -350,6 +372,45 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   const kv = createKeyValueStore(opts.store, { timeoutMs });
   const audit = opts.audit;
   const allowSelfApproval = opts.allowSelfApproval ?? false;
+  const inboxUrl = opts.inboxUrl === undefined ? undefined : requireSecureUrl(opts.inboxUrl, 'approvals.inboxUrl', 'CONFIG_INVALID').href.replace(/\/$/, '');
+  const webhookUrl = opts.webhook === undefined ? undefined : requireSecureUrl(opts.webhook.url, 'approvals.webhook.url', 'CONFIG_INVALID');
+  const webhookSecret = opts.webhook === undefined ? undefined : secretReader(opts.webhook.secret, 'approvals.webhook: secret', (v) => v.length >= 16);
+  const webhookTimeout = opts.webhook?.timeoutMs ?? 5000;
+
+  /** Tell the hook and the webhook about a new pending approval; never throws, never awaited by the request. */
+  function notify(rec: StoredApproval): void {
+    if (opts.onApprovalRequested === undefined && webhookUrl === undefined) return;
+    const n: ApprovalNotification = { type: 'approval.requested', approvalId: rec.id, agentId: rec.summary.agentId, tool: rec.summary.tool, createdAt: rec.createdAt, expiresAt: rec.expiresAt };
+    if (inboxUrl !== undefined) n.inboxUrl = `${inboxUrl}/${rec.id}`;
+    if (opts.onApprovalRequested !== undefined) {
+      try {
+        void Promise.resolve(opts.onApprovalRequested({ ...n })).catch(() => {});
+      } catch {
+        // a failing hook changes nothing
+      }
+    }
+    if (webhookUrl !== undefined && webhookSecret !== undefined) {
+      void (async () => {
+        const body = JSON.stringify(n);
+        for (let attempt = 0; attempt < 2; attempt++) {
+          try {
+            const signature = await signWebhook(await webhookSecret.get(), body, Math.floor(Date.now() / 1000));
+            const res = await fetch(webhookUrl, {
+              method: 'POST',
+              redirect: 'manual',
+              headers: { 'content-type': 'application/json', [WEBHOOK_SIGNATURE_HEADER]: signature, 'agent-iam-event': n.type },
+              body,
+              signal: AbortSignal.timeout(webhookTimeout),
+            });
+            await res.body?.cancel().catch(() => {});
+            if (res.status < 500) return;
+          } catch {
+            // network error or timeout: one more try
+          }
+        }
+      })().catch(() => {});
+    }
+  }
 
   const guard = <T>(fn: () => Promise<T>): Promise<T> =>
     withTimeout(Promise.resolve().then(fn), timeoutMs, () => storeFailure('timeout')).catch((e: unknown) => {
@@ -566,6 +627,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           continue; // another process bound one first: use it
         }
         event('approval.request', rec, 'approval', { code: 'APPROVAL_REQUIRED' });
+        notify(rec);
         return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
       }
       throw storeFailure('contended');
