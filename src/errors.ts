@@ -82,6 +82,11 @@ export type AgentIamErrorReason =
   | 'tool_unreachable'
   | 'header_not_allowed'
   | 'self_approval'
+  | 'not_an_approver'
+  | 'same_approver'
+  | 'approver_not_a_user'
+  | 'csrf_origin'
+  | 'csrf_token'
   | `authorization_start_failed:${AgentIamErrorCode | 'error'}`;
 
 /** Options for {@link AgentIamError}: only safe, non-secret values belong here. */

@@ -75,6 +75,10 @@ export { createPolicyEngine } from './policy/policies.js';
 export type { PolicyEffect, PolicyRule, PolicyInput, PolicyDecision, PolicyEngine } from './policy/policies.js';
 export { createApprovals } from './policy/approvals.js';
 export type { Approvals, ApprovalsOptions, ApprovalRecord, ApprovalCheck, ApprovalRequestInput } from './policy/approvals.js';
+export { approverFromContext, isClientToken } from './policy/approvers.js';
+export type { Approver, ApproverRule, ApprovalRule } from './policy/approvers.js';
+export { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER } from './policy/notify.js';
+export type { ApprovalNotification } from './policy/notify.js';
 
 // Outbound
 export { createToolFetch } from './outbound/tool-fetch.js';
@@ -104,3 +108,7 @@ export type { RouteHandler, RouteRequest, RouteResponse } from './http/route-cor
 export type { NodeMiddleware, NodeRequestLike, NodeResponseLike } from './http/node-middleware.js';
 export type { HonoMiddleware, HonoContextLike } from './http/web-middleware.js';
 export type { AgentAuthOptions } from './http/middleware-core.js';
+
+// Pages for humans: the approvals inbox and connected accounts
+export { createPages } from './pages/pages.js';
+export type { PagesOptions, PagesApprovals, PagesTokenManager, PageRequest, PageUser } from './pages/pages.js';

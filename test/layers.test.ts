@@ -30,13 +30,14 @@ const RANK: Record<string, number> = {
   mcp: 6,
   testing: 6,
   http: 7,
+  pages: 7.5,
   app: 8,
   adapters: 9,
   index: 10,
 };
 
 /** Layers that must run on every Web-API runtime: no framework, no Node module but async_hooks. */
-const NEUTRAL = ['errors', 'lib', 'context', 'audit', 'stores', 'inbound', 'policy', 'tokens', 'outbound', 'mcp', 'http', 'app'];
+const NEUTRAL = ['errors', 'lib', 'context', 'audit', 'stores', 'inbound', 'policy', 'tokens', 'outbound', 'mcp', 'http', 'pages', 'app'];
 const FRAMEWORKS = /^(express|hono|@hono\/|ai$|ai\/|@openai\/agents|@langchain\/|@mastra\/|undici|redis$|ioredis|pg$|oidc-provider)/;
 
 function files(dir: string): string[] {

@@ -9,8 +9,9 @@ import type { RequestHandler } from 'express';
 import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../http/approval-routes.js';
 import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../http/consent-routes.js';
 import { nodeRoutes } from '../http/node-routes.js';
+import { createPages, type PagesOptions } from '../pages/pages.js';
 
-export type { ApprovalRoutesOptions, ConsentRoutesOptions };
+export type { ApprovalRoutesOptions, ConsentRoutesOptions, PagesOptions };
 
 /**
  * Express middleware serving the consent routes under `basePath` (anything else goes to `next()`):
@@ -47,4 +48,22 @@ export function consentRoutes(tokens: ConsentTokenManager, options: ConsentRoute
  */
 export function approvalRoutes(approvals: RouteApprovals, options: ApprovalRoutesOptions): RequestHandler {
   return nodeRoutes(createApprovalRoutes(approvals, options)) as unknown as RequestHandler;
+}
+
+/**
+ * Express middleware serving the approvals inbox and connected accounts pages under `basePath`
+ * (default `/agent-iam`; anything else goes to `next()`). Mount it at the application's root: the
+ * pages build their URLs from `publicOrigin` and `basePath`. They sign people in themselves
+ * (`signIn`) or use your session (`authenticate`); `agentAuth` is not needed in front of them.
+ * Reads form bodies itself when no body parser ran.
+ *
+ * @example
+ * ```ts
+ * import { pages } from 'agent-iam/express';
+ * app.use(pages({ publicOrigin: 'https://agent.example.com', approvals, tokens, secret: { env: 'PAGES_SECRET' },
+ *   signIn: { issuer: 'https://idp.example.com', clientId: 'agent-pages', clientSecret: { env: 'PAGES_CLIENT_SECRET' } } }));
+ * ```
+ */
+export function pages(options: PagesOptions): RequestHandler {
+  return nodeRoutes(createPages(options)) as unknown as RequestHandler;
 }

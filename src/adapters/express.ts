@@ -70,5 +70,5 @@ export function requireScopes(...scopes: string[]): RequestHandler {
   return nodeRequireScopes(parseScopes(scopes)) as unknown as RequestHandler;
 }
 
-export { consentRoutes, approvalRoutes } from './express-routes.js';
-export type { ApprovalRoutesOptions, ConsentRoutesOptions } from './express-routes.js';
+export { consentRoutes, approvalRoutes, pages } from './express-routes.js';
+export type { ApprovalRoutesOptions, ConsentRoutesOptions, PagesOptions } from './express-routes.js';

@@ -9,8 +9,9 @@ import type { MiddlewareHandler } from 'hono';
 import { createApprovalRoutes, type ApprovalRoutesOptions, type RouteApprovals } from '../http/approval-routes.js';
 import { createConsentRoutes, type ConsentRoutesOptions, type ConsentTokenManager } from '../http/consent-routes.js';
 import { honoRoutes } from '../http/web-routes.js';
+import { createPages, type PagesOptions } from '../pages/pages.js';
 
-export type { ApprovalRoutesOptions, ConsentRoutesOptions };
+export type { ApprovalRoutesOptions, ConsentRoutesOptions, PagesOptions };
 
 /**
  * Hono middleware serving the consent routes under `basePath` (anything else goes to `next()`):
@@ -44,4 +45,20 @@ export function consentRoutes(tokens: ConsentTokenManager, options: ConsentRoute
  */
 export function approvalRoutes(approvals: RouteApprovals, options: ApprovalRoutesOptions): MiddlewareHandler {
   return honoRoutes(createApprovalRoutes(approvals, options)) as MiddlewareHandler;
+}
+
+/**
+ * Hono middleware serving the approvals inbox and connected accounts pages under `basePath`
+ * (default `/agent-iam`; anything else goes to `next()`). They sign people in themselves (`signIn`)
+ * or use your session (`authenticate`).
+ *
+ * @example
+ * ```ts
+ * import { pages } from 'agent-iam/hono';
+ * app.use('/agent-iam/*', pages({ publicOrigin: 'https://agent.example.com', approvals, tokens, secret: { env: 'PAGES_SECRET' },
+ *   signIn: { issuer: 'https://idp.example.com', clientId: 'agent-pages' } }));
+ * ```
+ */
+export function pages(options: PagesOptions): MiddlewareHandler {
+  return honoRoutes(createPages(options)) as MiddlewareHandler;
 }

@@ -66,5 +66,5 @@ export function requireScopes(...scopes: string[]): MiddlewareHandler {
   return honoRequireScopes(parseScopes(scopes)) as MiddlewareHandler;
 }
 
-export { consentRoutes, approvalRoutes } from './hono-routes.js';
-export type { ApprovalRoutesOptions, ConsentRoutesOptions } from './hono-routes.js';
+export { consentRoutes, approvalRoutes, pages } from './hono-routes.js';
+export type { ApprovalRoutesOptions, ConsentRoutesOptions, PagesOptions } from './hono-routes.js';

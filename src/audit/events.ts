@@ -19,7 +19,9 @@ export type AuditEventType =
   | 'consent.complete'
   | 'approval.request'
   | 'approval.approve'
-  | 'approval.deny';
+  | 'approval.deny'
+  | 'session.sign_in'
+  | 'session.sign_out';
 
 /** A decision recorded by an event. */
 export type AuditDecision = 'allow' | 'deny' | 'approval' | 'consent' | 'error';

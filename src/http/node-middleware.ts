@@ -52,7 +52,7 @@ export interface NodeRequestLike {
 export interface NodeResponseLike {
   statusCode: number;
   readonly headersSent: boolean;
-  setHeader(name: string, value: string): unknown;
+  setHeader(name: string, value: string | string[]): unknown;
   end(chunk?: string): unknown;
   destroy?(): unknown;
 }
@@ -73,6 +73,10 @@ export interface NodeAnswer {
   status: number;
   headers: Record<string, string>;
   body?: unknown;
+  /** A text body written as is (takes the place of `body`). */
+  text?: string;
+  /** `Set-Cookie` lines. */
+  cookies?: string[];
 }
 
 /** Write an answer; never throws (a response that cannot be written is destroyed). */
@@ -81,7 +85,8 @@ export function writeNode(res: NodeResponseLike, r: NodeAnswer): void {
     if (res.headersSent) return;
     res.statusCode = r.status;
     for (const name in r.headers) res.setHeader(name, r.headers[name] as string);
-    res.end(r.body === undefined ? undefined : JSON.stringify(r.body));
+    if (r.cookies !== undefined && r.cookies.length > 0) res.setHeader('set-cookie', r.cookies);
+    res.end(r.text !== undefined ? r.text : r.body === undefined ? undefined : JSON.stringify(r.body));
   } catch {
     res.destroy?.();
   }

@@ -30,6 +30,10 @@ export interface RouteRequest {
   readBody?: () => Promise<unknown>;
   /** The `Accept` header: `application/json` makes `connect` answer `{ authorizationUrl }` instead of a 302. */
   accept?: string | undefined;
+  /** A request header by lower-case name (the first value when repeated), for the pages (cookies, Origin). */
+  header?: (name: string) => string | undefined;
+  /** Reads an `application/x-www-form-urlencoded` body (at most 16 KiB), for the pages' forms. */
+  readForm?: () => Promise<URLSearchParams>;
 }
 
 /** True when the client asked for JSON rather than a redirect (`Accept: application/json`, not `text/html`). */
@@ -53,6 +57,10 @@ export interface RouteResponse {
   headers: Record<string, string>;
   /** A JSON value, or undefined for an empty body. */
   body?: unknown;
+  /** A text body (HTML, CSS) written as is; takes the place of `body`. */
+  text?: string;
+  /** `Set-Cookie` values, one header line each. */
+  cookies?: string[];
 }
 
 /**
@@ -157,6 +165,17 @@ export function segmentsAfter(path: string, basePath: string): string[] | undefi
     out.push(decoded);
   }
   return out;
+}
+
+/** Parse an `application/x-www-form-urlencoded` body; `REQUEST_INVALID` (413) when too large. */
+export function parseFormBody(text: string, byteLength: number): URLSearchParams {
+  if (byteLength > MAX_BODY_BYTES) throw new AgentIamError('REQUEST_INVALID', 'The request body is too large', { status: 413 });
+  return new URLSearchParams(text);
+}
+
+/** True for a form content type (`application/x-www-form-urlencoded`, any parameters). */
+export function isFormType(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.split(';', 1)[0]?.trim().toLowerCase() === 'application/x-www-form-urlencoded';
 }
 
 /** Parse a JSON body from bytes (empty → undefined); `REQUEST_INVALID` when it is not JSON or too large. */

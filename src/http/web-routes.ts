@@ -7,10 +7,23 @@
 import type { AgentContext } from '../context.js';
 import { webError, type HonoContextLike, type HonoMiddleware } from './web-middleware.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
-import { isUnder, MAX_BODY_BYTES, parseJsonBody, type RouteHandler, type RouteResponse } from './route-core.js';
+import { isFormType, isUnder, MAX_BODY_BYTES, parseFormBody, parseJsonBody, type RouteHandler, type RouteResponse } from './route-core.js';
 
 export function webResponse(r: RouteResponse): Response {
-  return new Response(r.body === undefined ? null : JSON.stringify(r.body), { status: r.status, headers: r.headers });
+  const headers = new Headers(r.headers);
+  for (const c of r.cookies ?? []) headers.append('set-cookie', c);
+  return new Response(r.text !== undefined ? r.text : r.body === undefined ? null : JSON.stringify(r.body), { status: r.status, headers });
+}
+
+/** Read a form body of at most 16 KiB from a Web `Request` (empty unless it is a form). */
+export async function readWebForm(request: Request): Promise<URLSearchParams> {
+  if (!isFormType(request.headers.get('content-type') ?? undefined)) return new URLSearchParams();
+  const declared = Number(request.headers.get('content-length') ?? '0');
+  if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) return parseFormBody('', declared);
+  if (request.body === null) return new URLSearchParams();
+  const bytes = await readBoundedBytes(request.body, MAX_BODY_BYTES);
+  if (bytes === undefined) return parseFormBody('', MAX_BODY_BYTES + 1);
+  return parseFormBody(new TextDecoder().decode(bytes), bytes.byteLength);
 }
 
 /** Read a JSON body of at most 16 KiB from a Web `Request`. */
@@ -64,6 +77,8 @@ export async function handleWebRequest(handlers: RouteHandler | readonly RouteHa
     context,
     readBody: () => readWebBody(request),
     accept: request.headers.get('accept') ?? undefined,
+    header: (name: string) => request.headers.get(name) ?? undefined,
+    readForm: () => readWebForm(request),
   };
   try {
     for (const h of list) {

@@ -657,13 +657,18 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
 
         // ---- 3. policy (for the method sent and every method an allowed override names) ----------
         let effect: 'allow' | 'approval' | 'deny';
+        /** The rule that asked for approval: it says who may decide. */
+        let approvalRule: PolicyRule | undefined;
         try {
           const input = { agentId, tool: current.name, userId, groups, domain: context?.domain, actorChain, method, path: pathname };
-          effect = engine.evaluate(input).effect;
+          const first = engine.evaluate(input);
+          effect = first.effect;
+          approvalRule = first.effect === 'approval' ? first.rule : undefined;
           if (overrides !== undefined) {
             for (const m of overrides) {
-              const e = engine.evaluate({ ...input, method: m }).effect;
-              if (RANK[e] > RANK[effect]) effect = e;
+              const d = engine.evaluate({ ...input, method: m });
+              if (RANK[d.effect] > RANK[effect]) effect = d.effect;
+              if (d.effect === 'approval' && approvalRule === undefined) approvalRule = d.rule;
             }
           }
         } catch {
@@ -711,6 +716,9 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               ...(restricted.bound !== undefined ? { headers: restricted.bound } : {}),
               ...(description !== undefined ? { description } : {}),
               ...(actorChain.length > 0 ? { actorChain } : {}),
+              ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined)
+                ? { rule: { ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}), ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}) } }
+                : {}),
             });
           } catch (error) {
             if (isAgentIamError(error)) throw error;

@@ -20,8 +20,12 @@ import { hasControlChars, randomToken, sha256Hex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
 import { METHOD_OVERRIDES } from './headers.js';
+import { canonicalRule, MAX_APPROVERS, meetsRule, party, toApprover, type ApprovalRule, type Approver, type ApproverRule } from './approvers.js';
 import { emitAudit, type AuditEvent, type AuditSink } from '../audit/events.js';
 import { isoNow, nowMs } from '../lib/clock.js';
+import { secretReader, secretSchema, type SecretSource } from '../lib/secret.js';
+import { requireSecureUrl } from '../lib/secure-url.js';
+import { signWebhook, WEBHOOK_SIGNATURE_HEADER, type ApprovalNotification } from './notify.js';
 
 /** The request an approval is bound to. */
 export interface ApprovalRequestInput {
@@ -52,6 +56,12 @@ export interface ApprovalRequestInput {
    * binding: the same request with another override value, or without it, is another approval.
    */
   headers?: Readonly<Record<string, string>>;
+  /**
+   * Who may decide (the `approvedBy` and `approvers` of the policy rule that asked for approval).
+   * Part of the binding: the same request under a changed rule is another approval. Without it,
+   * anyone who is not a party to the request may decide (see {@link ApprovalsOptions.allowSelfApproval}).
+   */
+  rule?: ApprovalRule;
 }
 
 /**
@@ -74,6 +84,14 @@ export interface ApprovalRecord {
   approver?: string;
   /** epoch ms: when a pending approval lapses, or until when an approved one can be used. */
   expiresAt?: number;
+  /** Who may decide it, from the policy rule (absent: anyone who is not a party to the request). */
+  approvedBy?: ApproverRule;
+  /** Distinct approvers it needs (absent: 1). */
+  approversRequired?: number;
+  /** The approvals given so far, in order (a rule needing two approvers shows the first while pending). */
+  approvals?: Array<{ approver: string; decidedAt: number }>;
+  /** The reason a denier gave (untrusted text, at most 500 characters). */
+  reason?: string;
 }
 
 /** What {@link Approvals.check} found for a request. */
@@ -89,7 +107,7 @@ export interface Approvals {
    * 10 000 most recent, each listable until `2 × pendingTtlSeconds` after its creation (see
    * {@link createApprovals} for limits).
    */
-  list(filter?: { status?: ApprovalRecord['status'] }): Promise<ApprovalRecord[]>;
+  list(filter?: { status?: ApprovalRecord['status']; decidableBy?: string | Approver }): Promise<ApprovalRecord[]>;
   get(id: string): Promise<ApprovalRecord | undefined>;
   /**
    * Approve a pending approval. Without `ttlSeconds` it is single use: the bound request passes
@@ -101,9 +119,18 @@ export interface Approvals {
    * the approval stays pending and `POLICY_DENIED` (403, `reason: 'self_approval'`) is thrown.
    * Names are compared case-insensitively after Unicode NFKC normalisation. Denying is always allowed.
    */
-  approve(id: string, options: { approver: string; ttlSeconds?: number }): Promise<ApprovalRecord>;
-  /** Deny a pending (or revoke an approved, not yet used) approval. */
-  deny(id: string, options: { approver: string }): Promise<ApprovalRecord>;
+  approve(id: string, options: { approver: string | Approver; ttlSeconds?: number }): Promise<ApprovalRecord>;
+  /**
+   * Deny a pending (or revoke an approved, not yet used) approval, optionally with a reason (at most
+   * 500 characters without control characters). The requester may always deny their own request;
+   * anyone else must be an approver the rule admits.
+   */
+  deny(id: string, options: { approver: string | Approver; reason?: string }): Promise<ApprovalRecord>;
+  /**
+   * Whether `approver` may decide this approval under its rule (ignoring its status): the check the
+   * inbox and routes use to show an approval only to those who may decide it.
+   */
+  mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean>;
   /**
    * Used by toolFetch: find or create the approval bound to exactly this request; consumes a
    * single-use approval.
@@ -130,6 +157,20 @@ export interface ApprovalsOptions {
    * actors of its delegation chain can never approve, whatever this says.
    */
   allowSelfApproval?: boolean;
+  /**
+   * Called once for every new pending approval (not for repeats of a waiting request), with its
+   * id and inbox link: send a chat message, an e-mail. Never awaited by the request; a hook that
+   * throws is ignored.
+   */
+  onApprovalRequested?: (notification: ApprovalNotification) => void | Promise<void>;
+  /**
+   * POST the same notification as JSON to `url` (https; http only on loopback), signed with
+   * HMAC-SHA256 in the `Agent-Iam-Signature` header (check it with `verifyWebhookSignature`). One
+   * retry on a network error or 5xx; failures never affect the request.
+   */
+  webhook?: { url: string; secret: SecretSource; timeoutMs?: number };
+  /** The approvals inbox (`{publicOrigin}{basePath}/approvals` of the pages): notifications link to `{inboxUrl}/{id}`. */
+  inboxUrl?: string;
 }
 
 type Status = ApprovalRecord['status'];
@@ -149,6 +190,11 @@ interface StoredApproval {
   expiresAt: number;
   /** approved with ttlSeconds: may be used more than once. */
   reusable?: boolean;
+  rule?: ApprovalRule;
+  /** Approvals given (a rule needing several approvers collects them while pending). */
+  approvals?: Array<{ approver: string; at: number; ttlSeconds?: number }>;
+  /** Deny reason. */
+  reason?: string;
 }
 
 const ID_RE = /^apr_[A-Za-z0-9_-]{22}$/;
@@ -185,6 +231,14 @@ const storedSchema = z.object({
   approver: z.string().optional(),
   expiresAt: z.number(),
   reusable: z.boolean().optional(),
+  rule: z
+    .object({
+      approvedBy: z.object({ scopes: z.array(z.string()).optional(), groups: z.array(z.string()).optional(), users: z.array(z.string()).optional(), requester: z.boolean().optional() }).optional(),
+      approvers: z.number().int().min(1).max(MAX_APPROVERS).optional(),
+    })
+    .optional(),
+  approvals: z.array(z.object({ approver: z.string(), at: z.number(), ttlSeconds: z.number().optional() })).max(MAX_APPROVERS).optional(),
+  reason: z.string().max(500).optional(),
   // the single-use marker of earlier builds; read and dropped
   nonce: z.string().optional(),
 });
@@ -194,6 +248,11 @@ const optionsSchema = z.strictObject({
   audit: z.custom<AuditSink>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { write?: unknown }).write === 'function'), 'must be a function or an object with write()').optional(),
   timeoutMs: z.number().int().positive().max(600_000).optional(),
   allowSelfApproval: z.boolean().optional(),
+  onApprovalRequested: z.custom<NonNullable<ApprovalsOptions['onApprovalRequested']>>((v) => typeof v === 'function', 'must be a function').optional(),
+  webhook: z
+    .strictObject({ url: z.string(), secret: secretSchema(z.string().min(16, 'must be at least 16 characters')), timeoutMs: z.number().int().min(1).max(60_000).optional() })
+    .optional(),
+  inboxUrl: z.string().optional(),
 });
 
 function invalid(message: string, field?: string): AgentIamError {
@@ -221,17 +280,25 @@ function toPublic(rec: StoredApproval, now: number): ApprovalRecord {
   if (rec.decidedAt !== undefined) out.decidedAt = rec.decidedAt;
   if (rec.approver !== undefined) out.approver = rec.approver;
   if (status === 'pending' || status === 'approved' || status === 'expired') out.expiresAt = rec.expiresAt;
+  if (rec.rule?.approvedBy !== undefined) out.approvedBy = copyRule(rec.rule.approvedBy);
+  if (rec.rule?.approvers !== undefined && rec.rule.approvers > 1) out.approversRequired = rec.rule.approvers;
+  if (rec.approvals !== undefined && rec.approvals.length > 0) out.approvals = rec.approvals.map((a) => ({ approver: a.approver, decidedAt: a.at }));
+  if (rec.reason !== undefined) out.reason = rec.reason;
+  return out;
+}
+
+function copyRule(rule: ApproverRule): ApproverRule {
+  const out: ApproverRule = {};
+  if (rule.scopes !== undefined) out.scopes = [...rule.scopes];
+  if (rule.groups !== undefined) out.groups = [...rule.groups];
+  if (rule.users !== undefined) out.users = [...rule.users];
+  if (rule.requester !== undefined) out.requester = rule.requester;
   return out;
 }
 
 /** An author's summary an approver may see: bounded, no control characters. */
 function validDescription(value: unknown): value is string {
   return typeof value === 'string' && value.length <= 500 && !hasControlChars(value);
-}
-
-/** A name as compared for self-approval: NFKC (fullwidth and compatibility forms folded), case-insensitive. */
-function party(name: string): string {
-  return name.normalize('NFKC').toLowerCase();
 }
 
 function validName(value: unknown): value is string {
@@ -247,7 +314,9 @@ async function bindingOf(r: ApprovalRequestInput): Promise<string> {
   const fields: unknown[] = ['agent-iam:approval:v1', r.agentId, r.userId ?? null, r.tool, r.method.toUpperCase(), r.path, query, r.bodySha256, r.actorChain ?? []];
   const headers = headerEntries(r.headers);
   // Appended only when present, so that a request without them keeps the binding it had before.
-  if (r.host !== undefined || headers.length > 0) fields.push(r.host?.toLowerCase() ?? null, headers);
+  const rule = canonicalRule(r.rule);
+  if (r.host !== undefined || headers.length > 0 || rule !== undefined) fields.push(r.host?.toLowerCase() ?? null, headers);
+  if (rule !== undefined) fields.push(rule);
   return sha256Hex(JSON.stringify(fields));
 }
 
@@ -304,6 +373,45 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   const kv = createKeyValueStore(opts.store, { timeoutMs });
   const audit = opts.audit;
   const allowSelfApproval = opts.allowSelfApproval ?? false;
+  const inboxUrl = opts.inboxUrl === undefined ? undefined : requireSecureUrl(opts.inboxUrl, 'approvals.inboxUrl', 'CONFIG_INVALID').href.replace(/\/$/, '');
+  const webhookUrl = opts.webhook === undefined ? undefined : requireSecureUrl(opts.webhook.url, 'approvals.webhook.url', 'CONFIG_INVALID');
+  const webhookSecret = opts.webhook === undefined ? undefined : secretReader(opts.webhook.secret, 'approvals.webhook: secret', (v) => v.length >= 16);
+  const webhookTimeout = opts.webhook?.timeoutMs ?? 5000;
+
+  /** Tell the hook and the webhook about a new pending approval; never throws, never awaited by the request. */
+  function notify(rec: StoredApproval): void {
+    if (opts.onApprovalRequested === undefined && webhookUrl === undefined) return;
+    const n: ApprovalNotification = { type: 'approval.requested', approvalId: rec.id, agentId: rec.summary.agentId, tool: rec.summary.tool, createdAt: rec.createdAt, expiresAt: rec.expiresAt };
+    if (inboxUrl !== undefined) n.inboxUrl = `${inboxUrl}/${rec.id}`;
+    if (opts.onApprovalRequested !== undefined) {
+      try {
+        void Promise.resolve(opts.onApprovalRequested({ ...n })).catch(() => {});
+      } catch {
+        // a failing hook changes nothing
+      }
+    }
+    if (webhookUrl !== undefined && webhookSecret !== undefined) {
+      void (async () => {
+        const body = JSON.stringify(n);
+        for (let attempt = 0; attempt < 2; attempt++) {
+          try {
+            const signature = await signWebhook(await webhookSecret.get(), body, Math.floor(Date.now() / 1000));
+            const res = await fetch(webhookUrl, {
+              method: 'POST',
+              redirect: 'manual',
+              headers: { 'content-type': 'application/json', [WEBHOOK_SIGNATURE_HEADER]: signature, 'agent-iam-event': n.type },
+              body,
+              signal: AbortSignal.timeout(webhookTimeout),
+            });
+            await res.body?.cancel().catch(() => {});
+            if (res.status < 500) return;
+          } catch {
+            // network error or timeout: one more try
+          }
+        }
+      })().catch(() => {});
+    }
+  }
 
   const guard = <T>(fn: () => Promise<T>): Promise<T> =>
     withTimeout(Promise.resolve().then(fn), timeoutMs, () => storeFailure('timeout')).catch((e: unknown) => {
@@ -384,6 +492,8 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       expiresAt: now + pendingTtlMs,
     };
     if (request.actorChain !== undefined && request.actorChain.length > 0) rec.actorChain = [...request.actorChain];
+    const rule = canonicalRule(request.rule);
+    if (rule !== undefined) rec.rule = rule;
     return rec;
   }
 
@@ -403,6 +513,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       throw invalid('actorChain must be a list of actor subjects', 'actorChain');
     }
     if (r.host !== undefined && (typeof r.host !== 'string' || !HOST.test(r.host))) throw invalid('host must be a URL host', 'host');
+    if (r.rule !== undefined) validateRule(r.rule);
     if (r.headers !== undefined) {
       const h = r.headers as unknown;
       if (typeof h !== 'object' || h === null || Array.isArray(h)) throw invalid('headers must be an object of header names to values', 'headers');
@@ -418,18 +529,46 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     }
   }
 
-  /** Which party to the request the approver is, if any (undefined: someone else, or an allowed self-approval). */
-  function selfApproval(rec: StoredApproval, approver: string): string | undefined {
-    const a = party(approver);
-    if (party(rec.summary.agentId) === a) return 'the agent';
-    if (rec.actorChain?.some((actor) => party(actor) === a) === true) return 'an actor';
-    if (!allowSelfApproval && rec.summary.userId !== undefined && party(rec.summary.userId) === a) return 'the requester';
+  function validateRule(rule: unknown): void {
+    const r = rule as ApprovalRule;
+    if (typeof r !== 'object' || r === null) throw invalid('rule must be an object', 'rule');
+    if (r.approvers !== undefined && !(Number.isInteger(r.approvers) && r.approvers >= 1 && r.approvers <= MAX_APPROVERS)) throw invalid(`rule.approvers must be 1 to ${MAX_APPROVERS}`, 'rule');
+    const by = r.approvedBy;
+    if (by === undefined) return;
+    if (typeof by !== 'object' || by === null) throw invalid('rule.approvedBy must be an object', 'rule');
+    for (const k of ['scopes', 'groups', 'users'] as const) {
+      const list = by[k];
+      if (list !== undefined && !(Array.isArray(list) && list.length <= 10_000 && list.every(validName))) throw invalid(`rule.approvedBy.${k} must be a list of names`, 'rule');
+    }
+    if (by.requester !== undefined && typeof by.requester !== 'boolean') throw invalid('rule.approvedBy.requester must be a boolean', 'rule');
+  }
+
+  /**
+   * Why `approver` may not decide `rec`, or undefined when they may. `deny`: the requester may
+   * always withdraw their own request. Checked on every decision, whatever the caller checked before.
+   */
+  function refusal(rec: StoredApproval, approver: Approver, action: 'approve' | 'deny'): { reason: AgentIamErrorReason; message: string } | undefined {
+    if (approver.kind !== undefined && approver.kind !== 'user') {
+      return { reason: 'approver_not_a_user', message: 'Only a signed-in person decides approvals, not a client or a delegated token' };
+    }
+    const a = party(approver.userId);
+    if (party(rec.summary.agentId) === a) return { reason: 'self_approval', message: 'The approver is the agent of this request and cannot decide it' };
+    if (rec.actorChain?.some((actor) => party(actor) === a) === true) return { reason: 'self_approval', message: 'The approver is an actor of this request and cannot decide it' };
+    const isRequester = rec.summary.userId !== undefined && party(rec.summary.userId) === a;
+    if (action === 'deny' && isRequester) return undefined;
+    const by = rec.rule?.approvedBy;
+    if (by === undefined) {
+      if (isRequester && !allowSelfApproval) return { reason: 'self_approval', message: 'The approver is the requester of this request and cannot approve it' };
+      return undefined;
+    }
+    if (isRequester && by.requester !== true) return { reason: 'self_approval', message: 'The approver is the requester of this request and cannot approve it' };
+    if (!meetsRule(by, approver, isRequester)) return { reason: 'not_an_approver', message: 'The approver is not one the policy names for this approval' };
     return undefined;
   }
 
-  function validateApprover(approver: unknown): string {
-    if (!validName(approver)) throw invalid('approver must be a non-empty string without control characters', 'approver');
-    return approver;
+  function deniedTo(rec: StoredApproval, approver: Approver, why: { reason: AgentIamErrorReason; message: string }, type: 'approval.approve' | 'approval.deny'): AgentIamError {
+    event(type, rec, 'deny', { approver: approver.userId, code: 'POLICY_DENIED' });
+    return new AgentIamError('POLICY_DENIED', why.message, { reason: why.reason });
   }
 
   /**
@@ -489,6 +628,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           continue; // another process bound one first: use it
         }
         event('approval.request', rec, 'approval', { code: 'APPROVAL_REQUIRED' });
+        notify(rec);
         return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
       }
       throw storeFailure('contended');
@@ -500,21 +640,31 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       return found === undefined ? undefined : toPublic(found.rec, nowMs());
     },
 
-    async list(filter: { status?: Status } = {}): Promise<ApprovalRecord[]> {
+    async list(filter: { status?: Status; decidableBy?: string | Approver } = {}): Promise<ApprovalRecord[]> {
       const now = nowMs();
+      const viewer = filter.decidableBy === undefined ? undefined : toApprover(filter.decidableBy);
       const ids = (await guard(() => kv.indexMembers(listKey, MAX_LIST))).filter((id) => ID_RE.test(id));
       const records = await Promise.all(ids.map((id) => read(id)));
       const out: ApprovalRecord[] = [];
       for (const found of records) {
         if (found === undefined) continue;
+        if (viewer !== undefined && refusal(found.rec, viewer, 'approve') !== undefined) continue;
         const pub = toPublic(found.rec, now);
         if (filter.status === undefined || pub.status === filter.status) out.push(pub);
       }
       return out.sort((a, b) => a.createdAt - b.createdAt);
     },
 
-    async approve(id: string, o: { approver: string; ttlSeconds?: number }): Promise<ApprovalRecord> {
-      const approver = validateApprover(o?.approver);
+    async mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean> {
+      const who = toApprover(approver);
+      const id = typeof record === 'string' ? record : record?.id;
+      if (typeof id !== 'string' || !ID_RE.test(id)) return false;
+      const found = await read(id);
+      return found !== undefined && refusal(found.rec, who, 'approve') === undefined;
+    },
+
+    async approve(id: string, o: { approver: string | Approver; ttlSeconds?: number }): Promise<ApprovalRecord> {
+      const approver = toApprover(o?.approver);
       const ttlSeconds = o?.ttlSeconds;
       if (ttlSeconds !== undefined && !(typeof ttlSeconds === 'number' && Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_TTL_SECONDS)) {
         throw invalid(`ttlSeconds must be a number between 0 and ${MAX_TTL_SECONDS}`, 'ttlSeconds');
@@ -522,37 +672,55 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       const next = await decide(id, (rec, now) => {
         const status = effectiveStatus(rec, now);
         if (status !== 'pending') throw invalid(`Approval is ${status}; only a pending approval can be approved`, 'id');
-        const who = selfApproval(rec, approver);
-        if (who !== undefined) {
-          event('approval.approve', rec, 'deny', { approver, code: 'POLICY_DENIED' });
-          throw new AgentIamError('POLICY_DENIED', `The approver is ${who} of this request and cannot approve it`, { reason: 'self_approval' });
+        const why = refusal(rec, approver, 'approve');
+        if (why !== undefined) throw deniedTo(rec, approver, why, 'approval.approve');
+        const given = rec.approvals ?? [];
+        if (given.some((a) => party(a.approver) === party(approver.userId))) {
+          throw deniedTo(rec, approver, { reason: 'same_approver', message: 'This approver has already approved; another person must approve' }, 'approval.approve');
         }
+        const entry: { approver: string; at: number; ttlSeconds?: number } = { approver: approver.userId, at: now };
+        if (ttlSeconds !== undefined) entry.ttlSeconds = ttlSeconds;
+        const all = [...given, entry];
+        const required = rec.rule?.approvers ?? 1;
+        if (all.length < required) return { ...rec, approvals: all };
+        // Every approver's choice holds: single use when any asked for it, else the shortest TTL.
+        const ttls = all.map((a) => a.ttlSeconds);
+        const reusable = ttls.every((t) => t !== undefined);
+        const ttl = reusable ? Math.min(...(ttls as number[])) : undefined;
         const out: StoredApproval = {
           ...rec,
           status: 'approved',
           decidedAt: now,
-          approver,
-          expiresAt: now + (ttlSeconds !== undefined ? ttlSeconds * 1000 : pendingTtlMs),
+          approver: approver.userId,
+          expiresAt: now + (ttl !== undefined ? ttl * 1000 : pendingTtlMs),
         };
-        if (ttlSeconds !== undefined) out.reusable = true;
+        if (required > 1) out.approvals = all;
+        else delete out.approvals;
+        if (reusable) out.reusable = true;
         return out;
       });
-      event('approval.approve', next, 'allow', { approver });
-      return toPublic(next, next.decidedAt ?? nowMs());
+      if (next.status === 'pending') event('approval.approve', next, 'approval', { approver: approver.userId });
+      else event('approval.approve', next, 'allow', { approver: approver.userId });
+      return toPublic(next, nowMs());
     },
 
-    async deny(id: string, o: { approver: string }): Promise<ApprovalRecord> {
-      const approver = validateApprover(o?.approver);
+    async deny(id: string, o: { approver: string | Approver; reason?: string }): Promise<ApprovalRecord> {
+      const approver = toApprover(o?.approver);
+      const reason = o?.reason;
+      if (reason !== undefined && !validDescription(reason)) throw invalid('reason must be a string of at most 500 characters without control characters', 'reason');
       const next = await decide(id, (rec, now) => {
         const status = effectiveStatus(rec, now);
         if (status !== 'pending' && status !== 'approved') {
           throw invalid(`Approval is ${status}; only a pending or approved approval can be denied`, 'id');
         }
-        const out: StoredApproval = { ...rec, status: 'denied', decidedAt: now, approver };
+        const why = refusal(rec, approver, 'deny');
+        if (why !== undefined) throw deniedTo(rec, approver, why, 'approval.deny');
+        const out: StoredApproval = { ...rec, status: 'denied', decidedAt: now, approver: approver.userId };
+        if (reason !== undefined && reason !== '') out.reason = reason;
         delete out.reusable;
         return out;
       });
-      event('approval.deny', next, 'deny', { approver, code: 'POLICY_DENIED' });
+      event('approval.deny', next, 'deny', { approver: approver.userId, code: 'POLICY_DENIED' });
       return toPublic(next, next.decidedAt ?? nowMs());
     },
   });

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseOptions } from '../lib/options.js';
 import { hasControlChars } from '../lib/encoding.js';
 import { compileCapabilities, type Capability, type CapabilityMatcher } from './capabilities.js';
+import { MAX_APPROVERS, type ApproverRule } from './approvers.js';
 
 /** What a matching rule does. `deny` beats `approval` beats `allow`. */
 export type PolicyEffect = 'allow' | 'approval' | 'deny';
@@ -45,6 +46,15 @@ export interface PolicyRule {
   capabilities?: Capability[];
   /** Default `allow`. */
   effect?: PolicyEffect;
+  /**
+   * `approval` rules only: who may decide (holders of a scope, members of a group, named users, and
+   * with `requester: true` the user the agent acts for). Without it, anyone who is not a party to
+   * the request (the routes and inbox add their `adminScope`). The agent, its actors and callers
+   * without an end user never decide.
+   */
+  approvedBy?: ApproverRule;
+  /** `approval` rules only: how many distinct people must approve (default 1, at most 10). */
+  approvers?: number;
 }
 
 /** What the policy engine looks at for one request. */
@@ -98,6 +108,17 @@ const ruleSchema = z.strictObject({
   // Patterns are checked by compileCapabilities, which names the field precisely.
   capabilities: z.array(z.object({ method: z.string(), path: z.string() })).min(1, 'must not be empty (omit it to allow every operation)').optional(),
   effect: z.enum(['allow', 'approval', 'deny']).optional(),
+  approvedBy: z
+    .strictObject({ scopes: nameList.optional(), groups: nameList.optional(), users: nameList.optional(), requester: z.boolean().optional() })
+    .refine((v) => v.scopes !== undefined || v.groups !== undefined || v.users !== undefined || v.requester === true, 'must name scopes, groups, users or requester: true')
+    .optional(),
+  approvers: z.number().int().min(1).max(MAX_APPROVERS).optional(),
+}).superRefine((rule, ctx) => {
+  if (rule.effect !== 'approval') {
+    for (const k of ['approvedBy', 'approvers'] as const) {
+      if (rule[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: "is only for rules with effect: 'approval'" });
+    }
+  }
 });
 const rulesSchema = z.array(ruleSchema).max(100_000);
 
@@ -125,6 +146,15 @@ function deepFreeze(rule: PolicyRule): PolicyRule {
   if (rule.domains) out.domains = Object.freeze(rule.domains.map((d) => d.toLowerCase())) as string[];
   if (rule.actors) out.actors = Object.freeze([...rule.actors]) as string[];
   if (rule.capabilities) out.capabilities = Object.freeze(rule.capabilities.map((c) => Object.freeze({ method: c.method, path: c.path }))) as Capability[];
+  if (rule.approvedBy) {
+    const by: ApproverRule = {};
+    if (rule.approvedBy.scopes) by.scopes = Object.freeze([...rule.approvedBy.scopes]) as string[];
+    if (rule.approvedBy.groups) by.groups = Object.freeze([...rule.approvedBy.groups]) as string[];
+    if (rule.approvedBy.users) by.users = Object.freeze([...rule.approvedBy.users]) as string[];
+    if (rule.approvedBy.requester !== undefined) by.requester = rule.approvedBy.requester;
+    out.approvedBy = Object.freeze(by);
+  }
+  if (rule.approvers !== undefined) out.approvers = rule.approvers;
   return Object.freeze(out);
 }
 

@@ -101,8 +101,8 @@ export interface TestIdentityProvider {
   authorize(authorizationUrl: string | URL, options: { userId: string; deny?: boolean }): Promise<string>;
   /** Register a client (confidential or public) and return its metadata, including `client_secret`. */
   registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient>;
-  /** Requests received (faulted ones included): token endpoint by `grant_type`, and JWKS fetches. */
-  readonly stats: { token: Record<string, number>; jwks: number };
+  /** Requests received (faulted ones included): token endpoint by `grant_type`, JWKS fetches, revocation (RFC 7009) requests. */
+  readonly stats: { token: Record<string, number>; jwks: number; revocation: number };
   /** Zero the counters in `stats`. */
   resetStats(): void;
   /** Make the token (or JWKS) endpoint fail or slow down; `null` clears every fault. */
@@ -130,9 +130,9 @@ export interface RegisteredClient {
   [key: string]: unknown;
 }
 
-const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'address', 'phone']);
+const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'address', 'phone', 'groups']);
 /** The OpenID scopes this provider offers (`scopes` in its configuration). */
-const STATIC_SCOPES = ['openid', 'offline_access', 'email', 'profile'];
+const STATIC_SCOPES = ['openid', 'offline_access', 'email', 'profile', 'groups'];
 
 /**
  * oidc-provider refuses client metadata whose `scope` names anything but its OpenID scopes, while MCP
@@ -441,6 +441,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         openid: ['sub'],
         email: ['email', 'email_verified'],
         profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
+        groups: ['groups'],
       },
       scopes: STATIC_SCOPES,
       features: {
@@ -555,7 +556,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     );
 
     // Counters and faults, in front of the token endpoint.
-    const stats = { token: {} as Record<string, number>, jwks: 0 };
+    const stats = { token: {} as Record<string, number>, jwks: 0, revocation: 0 };
     const count = (grantType: unknown): void => {
       const name = typeof grantType === 'string' && grantType !== '' ? grantType : 'unknown';
       stats.token[name] = (stats.token[name] ?? 0) + 1;
@@ -777,8 +778,10 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
     }
 
     const callback = provider.callback();
+    const revocationPath = new URL(provider.urlFor('revocation')).pathname;
     handler = (req, res) => {
       const url = req.url ?? '';
+      if (req.method === 'POST' && url === revocationPath) stats.revocation += 1;
       if (url.startsWith('/interaction/')) {
         void interaction(req, res);
         return;
@@ -916,6 +919,7 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
       resetStats() {
         for (const k of Object.keys(stats.token)) delete stats.token[k];
         stats.jwks = 0;
+        stats.revocation = 0;
       },
       setFault(next) {
         if (next === null) {

@@ -162,6 +162,17 @@ export interface TokenManager extends TokenSource {
   listAccounts(owner: string | ListAccountsFilter): Promise<ConnectedAccount[]>;
   /** RFC 7009 revocation at the server (when it has an endpoint), then the account is `revoked` and its tokens deleted. */
   revoke(options: AccountRef): Promise<ConnectedAccount | undefined>;
+  /**
+   * Disconnect an account: RFC 7009 revocation at the server (as {@link TokenManager.revoke}), then
+   * the account is deleted (it no longer shows in `listAccounts`). Resolves with the account as it
+   * was revoked, or undefined when there was none.
+   *
+   * @example
+   * ```ts
+   * await tokens.disconnect({ connection: 'github', userId: 'alice' });
+   * ```
+   */
+  disconnect(options: AccountRef): Promise<ConnectedAccount | undefined>;
   /** A service-account token (client credentials), cached per connection, scope set and resource/audience. */
   clientCredentials(options: ClientCredentialsOptions): Promise<AccessTokenResult>;
   /** RFC 8693 token exchange; never widens scopes, and a JWT issued for another audience than the one asked is refused (`OAUTH_ERROR` invalid_response). The issued token is cached per subject token, actor token, audience, resource and scope set (see `exchangeCache`). */

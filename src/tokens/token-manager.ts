@@ -718,6 +718,20 @@ class Manager implements TokenManager {
     return toConnectedAccount(next, now);
   }
 
+  async disconnect(options: AccountRef): Promise<ConnectedAccount | undefined> {
+    const revoked = await this.revoke(options);
+    if (revoked === undefined) return undefined;
+    const c = this.#connection(options.connection);
+    const ownerType: OwnerType = options.userId !== undefined ? 'user' : 'org';
+    const ownerId = checkId(options.userId ?? options.orgId, options.userId !== undefined ? 'userId' : 'orgId');
+    const key = accountKey(c.id, ownerType, ownerId);
+    await this.#rt.store.delete(key);
+    this.#unsaved.delete(key);
+    this.#cache?.delete(hotKey(c.id, ownerType === 'user' ? 'u' : 'o', ownerId));
+    await this.#rt.shared.indexRemove(indexKey(ownerType, ownerId), c.id);
+    return revoked;
+  }
+
   async setApiKey(options: SetApiKeyOptions): Promise<ConnectedAccount> {
     const c = this.#connection(options?.connection);
     if (typeof options.key !== 'string' || options.key === '' || options.key.length > 8192 || /[\u0000-\u001f\u007f]/.test(options.key)) {
