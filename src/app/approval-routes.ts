@@ -58,7 +58,7 @@ const approvalsSchema = z.custom<RouteApprovals>(
 );
 const STATUSES = ['pending', 'approved', 'denied', 'consumed', 'expired'] as const;
 const approveBodySchema = z.strictObject({ ttlSeconds: z.number().int().min(1).max(366 * 24 * 3600).optional() });
-const denyBodySchema = z.strictObject({});
+const denyBodySchema = z.strictObject({ reason: z.string().max(500).optional() });
 const ID_RE = /^apr_[A-Za-z0-9_-]{1,64}$/;
 
 async function readBody<T>(req: RouteRequest, schema: z.ZodType<T>): Promise<T> {
@@ -78,7 +78,7 @@ async function readBody<T>(req: RouteRequest, schema: z.ZodType<T>): Promise<T> 
  * - `GET {base}`: `{ approvals }`, pending ones (`?status=approved|denied|consumed|expired` for others).
  * - `GET {base}/:id`: `{ approval }`, or 404.
  * - `POST {base}/:id/approve` with an optional JSON body `{ ttlSeconds }`: `{ approval }`.
- * - `POST {base}/:id/deny`: `{ approval }`.
+ * - `POST {base}/:id/deny`: takes an optional `{ "reason": "..." }` (at most 500 characters); `{ approval }`.
  *
  * Every route needs a verified context holding `adminScope`: 401 `TOKEN_MISSING` without one, 403
  * `INSUFFICIENT_SCOPE` (with `WWW-Authenticate`) when the scope is missing. The approver recorded
@@ -130,8 +130,8 @@ export function createApprovalRoutes(approvals: RouteApprovals, options: Approva
       if (body.ttlSeconds !== undefined) opts.ttlSeconds = body.ttlSeconds;
       return json(200, { approval: await service.approve(record.id, opts) });
     }
-    await readBody(req, denyBodySchema);
-    return json(200, { approval: await service.deny(record.id, { approver }) });
+    const body = await readBody(req, denyBodySchema);
+    return json(200, { approval: await service.deny(record.id, body.reason !== undefined ? { approver, reason: body.reason } : { approver }) });
   }
 
   function route(req: RouteRequest): Promise<RouteResponse> | undefined {

@@ -73,13 +73,28 @@ export interface ApprovalRecord {
   approver?: string;
   /** epoch ms: when a pending approval lapses, or until when an approved one can be used. */
   expiresAt?: number;
+  /**
+   * `denied`: the approver's reason, when one was given (`deny(id, { approver, reason })`). Written by
+   * a human: shown as given, render it as untrusted text.
+   */
+  reason?: string;
 }
 
 /** What {@link Approvals.check} found for a request. */
 export type ApprovalCheck =
   | { status: 'approved'; id: string }
   | { status: 'pending'; id: string; summary: ApprovalSummary }
-  | { status: 'denied'; id: string };
+  | { status: 'denied'; id: string; reason?: string };
+
+/** Options of {@link Approvals.check}. */
+export interface ApprovalCheckOptions {
+  /**
+   * `false`: only look. An approved single-use approval is reported `approved` and stays usable, so
+   * that the request it is bound to can still pass once; a pending approval is still created when
+   * none exists (so that an approver can decide before the request is sent). Default `true`.
+   */
+  consume?: boolean;
+}
 
 /** The approvals API. Every store failure is `STORE_UNAVAILABLE` (fail closed). */
 export interface Approvals {
@@ -101,13 +116,17 @@ export interface Approvals {
    * Names are compared case-insensitively after Unicode NFKC normalisation. Denying is always allowed.
    */
   approve(id: string, options: { approver: string; ttlSeconds?: number }): Promise<ApprovalRecord>;
-  /** Deny a pending (or revoke an approved, not yet used) approval. */
-  deny(id: string, options: { approver: string }): Promise<ApprovalRecord>;
+  /**
+   * Deny a pending (or revoke an approved, not yet used) approval. `reason` (at most 500 characters,
+   * no control characters) is kept on the record for the requester and, through the framework
+   * adapters, for the model.
+   */
+  deny(id: string, options: { approver: string; reason?: string }): Promise<ApprovalRecord>;
   /**
    * Used by toolFetch: find or create the approval bound to exactly this request; consumes a
-   * single-use approval.
+   * single-use approval (unless `options.consume` is `false`).
    */
-  check(request: ApprovalRequestInput): Promise<ApprovalCheck>;
+  check(request: ApprovalRequestInput, options?: ApprovalCheckOptions): Promise<ApprovalCheck>;
 }
 
 /** Options of {@link createApprovals}. */
@@ -148,6 +167,8 @@ interface StoredApproval {
   expiresAt: number;
   /** approved with ttlSeconds: may be used more than once. */
   reusable?: boolean;
+  /** denied: the approver's reason. */
+  reason?: string;
 }
 
 const ID_RE = /^apr_[A-Za-z0-9_-]{22}$/;
@@ -184,6 +205,7 @@ const storedSchema = z.object({
   approver: z.string().optional(),
   expiresAt: z.number(),
   reusable: z.boolean().optional(),
+  reason: z.string().optional(),
   // the single-use marker of earlier builds; read and dropped
   nonce: z.string().optional(),
 });
@@ -220,6 +242,7 @@ function toPublic(rec: StoredApproval, now: number): ApprovalRecord {
   if (rec.decidedAt !== undefined) out.decidedAt = rec.decidedAt;
   if (rec.approver !== undefined) out.approver = rec.approver;
   if (status === 'pending' || status === 'approved' || status === 'expired') out.expiresAt = rec.expiresAt;
+  if (rec.status === 'denied' && rec.reason !== undefined) out.reason = rec.reason;
   return out;
 }
 
@@ -451,8 +474,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   }
 
   return Object.freeze({
-    async check(request: ApprovalRequestInput): Promise<ApprovalCheck> {
+    async check(request: ApprovalRequestInput, options?: ApprovalCheckOptions): Promise<ApprovalCheck> {
       validateRequest(request);
+      const consume = options?.consume !== false;
       const binding = await bindingOf(request);
       const bKey = bindingKey(binding);
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -464,9 +488,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           const now = Date.now();
           const status = effectiveStatus(rec, now);
           if (status === 'pending') return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
-          if (status === 'denied') return { status: 'denied', id: rec.id };
+          if (status === 'denied') return rec.reason !== undefined ? { status: 'denied', id: rec.id, reason: rec.reason } : { status: 'denied', id: rec.id };
           if (status === 'approved') {
-            if (rec.reusable === true) return { status: 'approved', id: rec.id };
+            if (rec.reusable === true || !consume) return { status: 'approved', id: rec.id };
             // Single use: of all concurrent consumers, the one whose compare-and-set lands passes.
             if (await replace({ ...rec, status: 'consumed' }, version, now)) return { status: 'approved', id: rec.id };
             continue; // someone else consumed (or decided) it meanwhile: look again
@@ -540,8 +564,10 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       return toPublic(next, next.decidedAt ?? Date.now());
     },
 
-    async deny(id: string, o: { approver: string }): Promise<ApprovalRecord> {
+    async deny(id: string, o: { approver: string; reason?: string }): Promise<ApprovalRecord> {
       const approver = validateApprover(o?.approver);
+      const reason = o?.reason;
+      if (reason !== undefined && !validDescription(reason)) throw invalid('reason must be a string of at most 500 characters without control characters', 'reason');
       const next = await decide(id, (rec, now) => {
         const status = effectiveStatus(rec, now);
         if (status !== 'pending' && status !== 'approved') {
@@ -549,6 +575,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         }
         const out: StoredApproval = { ...rec, status: 'denied', decidedAt: now, approver };
         delete out.reusable;
+        if (reason !== undefined) out.reason = reason;
         return out;
       });
       event('approval.deny', next, 'deny', { approver, code: 'POLICY_DENIED' });
