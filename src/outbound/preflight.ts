@@ -20,16 +20,20 @@ export interface ToolPreflight {
   url: string;
   /** Set when a policy sends the request to approval and it is approved (not spent by the preflight). */
   approvalId?: string;
+  /** @internal Set by the caller: look at the credential too. */
+  credential?: boolean;
 }
 
 /** The preflight function of a toolFetch. */
-export type Preflight = (input: string | URL | Request, init?: ToolFetchInit) => Promise<ToolPreflight>;
+export type Preflight = (input: string | URL | Request, init?: ToolFetchInit, options?: { credential?: boolean }) => Promise<ToolPreflight>;
 
 /**
  * The preflight of `toolFetch`: runs URL safety, tool, headers, policy, capability and approval
  * (creating a pending approval when one is needed, never spending one) and throws what the real call
- * would throw there (`POLICY_DENIED`, `CAPABILITY_DENIED`, `APPROVAL_REQUIRED`, ...). Credentials
- * (and so `CONSENT_REQUIRED`) are not looked at. Undefined for a fetch that `createToolFetch` did not build.
+ * would throw there (`POLICY_DENIED`, `CAPABILITY_DENIED`, `APPROVAL_REQUIRED`, ...). With
+ * `{ credential: true }` it also obtains the credential (kept in memory, never sent), so that a
+ * missing account is `CONSENT_REQUIRED` before the tool runs. Undefined for a fetch that
+ * `createToolFetch` did not build.
  */
 export function preflightOf(toolFetch: ToolFetch): Preflight | undefined {
   const fn = (toolFetch as unknown as Record<symbol, unknown>)[PREFLIGHT];

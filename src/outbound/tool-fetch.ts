@@ -743,12 +743,13 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         }
 
         if (dry !== undefined) {
-          // A preflight ends here: every decision before the credential is made.
           dry.tool = current.name;
           dry.method = method;
           dry.url = target.href;
           if (approvalId !== undefined) dry.approvalId = approvalId;
-          return undefined;
+          // A preflight ends here (every decision before the credential is made), unless it was
+          // asked to look at the credential too.
+          if (dry.credential !== true) return undefined;
         }
 
         // ---- 6. credential ----------------------------------------------------------------------
@@ -771,6 +772,12 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (forwardUser) headers.set('x-end-user-id', userId as string);
         const injected = current.injector.inject(outgoing, context);
         if (injected !== undefined) await injected;
+        if (dry !== undefined) {
+          // The credential is there (held in memory, never sent); a tool that would first be probed
+          // without one needs consent.
+          if (outgoing.probe !== undefined) throw await outgoing.probe(null);
+          return undefined;
+        }
 
         // ---- send -------------------------------------------------------------------------------
         const requestInit: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'manual' };
@@ -883,9 +890,11 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
     return (await gate(input, init, undefined)) as Response;
   };
   Object.defineProperty(toolFetch, PREFLIGHT, {
-    value: async (input: string | URL | Request, init?: ToolFetchInit): Promise<ToolPreflight> => {
+    value: async (input: string | URL | Request, init?: ToolFetchInit, options?: { credential?: boolean }): Promise<ToolPreflight> => {
       const out: ToolPreflight = { tool: '', method: '', url: '' };
+      if (options?.credential === true) out.credential = true;
       await gate(input, init, out);
+      delete out.credential;
       return out;
     },
   });

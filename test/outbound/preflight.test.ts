@@ -115,4 +115,30 @@ describe('CONSENT_REQUIRED names the connection', () => {
     expect(e).toMatchObject({ code: 'CONSENT_REQUIRED', connection: 'github', authorizationUrl: 'https://idp.example/authorize?x=1' });
     expect(e.toJSON()).toMatchObject({ connection: 'github' });
   });
+
+  it('from a preflight that looks at the credential: before anything is sent, and nothing once the account is there', async () => {
+    let connected = false;
+    const tokens = {
+      getAccessToken: async () => {
+        if (!connected) throw new AgentIamError('CONSENT_REQUIRED', 'no account', { connection: 'github', authorizationUrl: 'https://idp.example/authorize?s=1' });
+        return { accessToken: 'gho_secret', tokenType: 'bearer' };
+      },
+      startAuthorization: async () => ({ url: 'https://idp.example/authorize?s=2', state: 's' }),
+    } as unknown as TokenSource;
+    const toolFetch = createToolFetch({
+      agent: { id: 'agent' },
+      tools: [{ name: 'gh', baseUrl: api.origin, auth: { type: 'oauth2', connection: 'github' } }],
+      policies: [{ agent: 'agent', tool: 'gh' }],
+      tokens,
+    });
+    const preflight = preflightOf(toolFetch) as NonNullable<ReturnType<typeof preflightOf>>;
+    api.clear();
+    expect(await preflight(`${api.origin}/user`, { context })).toMatchObject({ tool: 'gh' }); // policy only
+    await expect(preflight(`${api.origin}/user`, { context }, { credential: true })).rejects.toMatchObject({ code: 'CONSENT_REQUIRED', connection: 'github' });
+    connected = true;
+    const out = await preflight(`${api.origin}/user`, { context }, { credential: true });
+    expect(out).toEqual({ tool: 'gh', method: 'GET', url: `${api.origin}/user` });
+    expect(JSON.stringify(out)).not.toContain('gho_secret');
+    expect(api.received).toHaveLength(0);
+  });
 });
