@@ -82,6 +82,7 @@ export type AgentIamErrorReason =
   | 'tool_unreachable'
   | 'header_not_allowed'
   | 'self_approval'
+  | 'approval_denied'
   | 'not_an_approver'
   | 'same_approver'
   | 'approver_not_a_user'
@@ -101,6 +102,8 @@ export interface AgentIamErrorOptions {
   approval?: ApprovalSummary;
   /** `CONSENT_REQUIRED`: where to send the user to (re)connect the account. */
   authorizationUrl?: string;
+  /** `CONSENT_REQUIRED`: the id of the token-manager connection the user must connect (e.g. `github`). */
+  connection?: string;
   /** `OAUTH_ERROR`: the OAuth `error` value returned by the server (e.g. `invalid_grant`). */
   oauthError?: string;
   /**
@@ -124,7 +127,8 @@ export interface AgentIamErrorOptions {
    * `REQUEST_INVALID` from toolFetch: `header_not_allowed`, a caller header that changes what the
    * tool does (its name in `field`, as `headers.<name>`).
    * `POLICY_DENIED` from `approvals.approve`: `self_approval`, the approver is the requester, the
-   * agent or an actor of the request.
+   * agent or an actor of the request. `POLICY_DENIED` from toolFetch: `approval_denied`, an approver
+   * denied the approval this request is bound to (its id in `approvalId`).
    */
   reason?: AgentIamErrorReason;
   /**
@@ -185,6 +189,8 @@ export class AgentIamError extends Error {
   readonly approvalId?: string;
   readonly approval?: ApprovalSummary;
   readonly authorizationUrl?: string;
+  /** `CONSENT_REQUIRED`: the connection to connect. */
+  readonly connection?: string;
   readonly oauthError?: string;
   readonly field?: string;
   readonly scopes?: string[];
@@ -200,6 +206,7 @@ export class AgentIamError extends Error {
     if (options.approvalId !== undefined) this.approvalId = options.approvalId;
     if (options.approval !== undefined) this.approval = options.approval;
     if (options.authorizationUrl !== undefined) this.authorizationUrl = options.authorizationUrl;
+    if (options.connection !== undefined) this.connection = options.connection;
     if (options.oauthError !== undefined) this.oauthError = options.oauthError;
     if (options.field !== undefined) this.field = options.field;
     if (options.scopes !== undefined) this.scopes = options.scopes;
@@ -214,6 +221,7 @@ export class AgentIamError extends Error {
     const out: Record<string, unknown> = { error: this.code, message: this.message };
     if (this.approvalId !== undefined) out.approvalId = this.approvalId;
     if (this.authorizationUrl !== undefined) out.authorizationUrl = this.authorizationUrl;
+    if (this.connection !== undefined) out.connection = this.connection;
     if (this.oauthError !== undefined) out.oauthError = this.oauthError;
     if (this.scopes !== undefined) out.scopes = this.scopes;
     return out;

@@ -87,7 +87,7 @@ async function readBody<T>(req: RouteRequest, schema: z.ZodType<T>): Promise<T> 
  * - `GET {base}`: `{ approvals }`, pending ones (`?status=approved|denied|consumed|expired` for others).
  * - `GET {base}/:id`: `{ approval }`, or 404.
  * - `POST {base}/:id/approve` with an optional JSON body `{ ttlSeconds }`: `{ approval }`.
- * - `POST {base}/:id/deny`: `{ approval }`.
+ * - `POST {base}/:id/deny`: takes an optional `{ "reason": "..." }` (at most 500 characters); `{ approval }`.
  *
  * Every route needs a verified context holding `adminScope`: 401 `TOKEN_MISSING` without one, 403
  * `INSUFFICIENT_SCOPE` (with `WWW-Authenticate`) when the scope is missing. The approver recorded

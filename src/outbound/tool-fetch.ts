@@ -31,6 +31,7 @@ import { bodyToBytes, isReplayable } from './body.js';
 import { ALLOWABLE_HEADERS, METHOD_OVERRIDES } from '../policy/headers.js';
 import { createInjector, type Injector, type OutgoingRequest } from './credentials/index.js';
 import { nowMs } from '../lib/clock.js';
+import { PREFLIGHT, type ToolPreflight } from './preflight.js';
 
 /**
  * What toolFetch asks an approvals service; `createApprovals()` implements it.
@@ -41,7 +42,12 @@ import { nowMs } from '../lib/clock.js';
  * ```
  */
 export interface ToolFetchApprovals {
-  check(request: ApprovalRequestInput): Promise<ApprovalCheck>;
+  /**
+   * `options.consume: false` (a preflight, see the framework adapters): look without spending a
+   * single-use approval. An implementation that ignores it fails closed: the approval is spent by the
+   * preflight and the request needs another one.
+   */
+  check(request: ApprovalRequestInput, options?: { consume?: boolean }): Promise<ApprovalCheck>;
 }
 
 /**
@@ -310,7 +316,7 @@ function callerHeaders(init: HeadersInit | undefined | null, found: HeaderFindin
 }
 
 /** Reasons toolFetch itself puts on its errors and audit events (others' reasons are not copied). */
-const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed']);
+const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed', 'approval_denied']);
 
 function headerRefused(name: string, message: string): AgentIamError {
   return new AgentIamError('REQUEST_INVALID', message, { field: `headers.${name}`, reason: 'header_not_allowed' });
@@ -570,7 +576,12 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
   const approvals = opts.approvals;
   const sink = opts.audit;
 
-  return async function toolFetch(input, init) {
+  /**
+   * The gate. With `dry` it runs every check up to and including the approval (which it only looks
+   * at: a single-use approval is not spent) and stops before any credential is asked for: what it
+   * would send is written to `dry`, and any refusal is thrown exactly as a real call throws it.
+   */
+  async function gate(input: string | URL | Request, init: ToolFetchInit | undefined, dry: ToolPreflight | undefined): Promise<Response | undefined> {
     const started = sink === undefined ? 0 : performance.now();
     const context = init?.context ?? currentContext();
     const userId = context?.userId;
@@ -704,7 +715,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
           bodyHash ??= bodyBytes === undefined ? EMPTY_SHA256 : await sha256Hex(bodyBytes);
           let result: Awaited<ReturnType<ToolFetchApprovals['check']>>;
           try {
-            result = await (approvals as ToolFetchApprovals).check({
+            const service = approvals as ToolFetchApprovals;
+            const request: ApprovalRequestInput = {
               agentId,
               ...(userId !== undefined ? { userId } : {}),
               tool: current.name,
@@ -719,13 +731,14 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined)
                 ? { rule: { ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}), ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}) } }
                 : {}),
-            });
+            };
+            result = await (dry === undefined ? service.check(request) : service.check(request, { consume: false }));
           } catch (error) {
             if (isAgentIamError(error)) throw error;
             throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
           }
           approvalId = result.id;
-          if (result.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied');
+          if (result.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied', { approvalId: result.id, reason: 'approval_denied' });
           if (result.status !== 'approved') {
             throw new AgentIamError('APPROVAL_REQUIRED', `Tool ${current.name}: this request needs approval`, {
               approvalId: result.id,
@@ -736,6 +749,16 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
                   : { agentId, ...(userId !== undefined ? { userId } : {}), tool: current.name, method, path: pathname, host: target.host },
             });
           }
+        }
+
+        if (dry !== undefined) {
+          dry.tool = current.name;
+          dry.method = method;
+          dry.url = target.href;
+          if (approvalId !== undefined) dry.approvalId = approvalId;
+          // A preflight ends here (every decision before the credential is made), unless it was
+          // asked to look at the credential too.
+          if (dry.credential !== true) return undefined;
         }
 
         // ---- 6. credential ----------------------------------------------------------------------
@@ -758,6 +781,12 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (forwardUser) headers.set('x-end-user-id', userId as string);
         const injected = current.injector.inject(outgoing, context);
         if (injected !== undefined) await injected;
+        if (dry !== undefined) {
+          // The credential is there (held in memory, never sent); a tool that would first be probed
+          // without one needs consent.
+          if (outgoing.probe !== undefined) throw await outgoing.probe(null);
+          return undefined;
+        }
 
         // ---- send -------------------------------------------------------------------------------
         const requestInit: RequestInit & { duplex?: 'half' } = { method, headers, redirect: 'manual' };
@@ -856,11 +885,27 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (sink !== undefined) {
         const event = toolEvent('tool.request', decisionOf(code), agentId, context, toolName, method, path, approvalId, started, undefined);
         if (code !== undefined) event.code = code;
-        const reason = code !== undefined ? toolFetchReason(error as AgentIamError) : signal?.aborted === true ? (timeout?.aborted === true ? 'timeout' : 'aborted') : undefined;
+        const own = code !== undefined ? toolFetchReason(error as AgentIamError) : signal?.aborted === true ? (timeout?.aborted === true ? 'timeout' : 'aborted') : undefined;
+        // A refusal decided before the request was due (a framework asking before its tool runs) says so.
+        const reason = dry !== undefined ? 'preflight' : own;
         if (reason !== undefined) event.reason = reason;
         emitAudit(sink, event);
       }
       throw error;
     }
+  }
+
+  const toolFetch: ToolFetch = async function toolFetch(input, init) {
+    return (await gate(input, init, undefined)) as Response;
   };
+  Object.defineProperty(toolFetch, PREFLIGHT, {
+    value: async (input: string | URL | Request, init?: ToolFetchInit, options?: { credential?: boolean }): Promise<ToolPreflight> => {
+      const out: ToolPreflight = { tool: '', method: '', url: '' };
+      if (options?.credential === true) out.credential = true;
+      await gate(input, init, out);
+      delete out.credential;
+      return out;
+    },
+  });
+  return toolFetch;
 }

@@ -98,7 +98,17 @@ export interface ApprovalRecord {
 export type ApprovalCheck =
   | { status: 'approved'; id: string }
   | { status: 'pending'; id: string; summary: ApprovalSummary }
-  | { status: 'denied'; id: string };
+  | { status: 'denied'; id: string; reason?: string };
+
+/** Options of {@link Approvals.check}. */
+export interface ApprovalCheckOptions {
+  /**
+   * `false`: only look. An approved single-use approval is reported `approved` and stays usable, so
+   * that the request it is bound to can still pass once; a pending approval is still created when
+   * none exists (so that an approver can decide before the request is sent). Default `true`.
+   */
+  consume?: boolean;
+}
 
 /** The approvals API. Every store failure is `STORE_UNAVAILABLE` (fail closed). */
 export interface Approvals {
@@ -133,9 +143,9 @@ export interface Approvals {
   mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean>;
   /**
    * Used by toolFetch: find or create the approval bound to exactly this request; consumes a
-   * single-use approval.
+   * single-use approval (unless `options.consume` is `false`).
    */
-  check(request: ApprovalRequestInput): Promise<ApprovalCheck>;
+  check(request: ApprovalRequestInput, options?: ApprovalCheckOptions): Promise<ApprovalCheck>;
 }
 
 /** Options of {@link createApprovals}. */
@@ -591,8 +601,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   }
 
   return Object.freeze({
-    async check(request: ApprovalRequestInput): Promise<ApprovalCheck> {
+    async check(request: ApprovalRequestInput, options?: ApprovalCheckOptions): Promise<ApprovalCheck> {
       validateRequest(request);
+      const consume = options?.consume !== false;
       const binding = await bindingOf(request);
       const bKey = bindingKey(binding);
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -604,9 +615,9 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           const now = nowMs();
           const status = effectiveStatus(rec, now);
           if (status === 'pending') return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
-          if (status === 'denied') return { status: 'denied', id: rec.id };
+          if (status === 'denied') return rec.reason !== undefined ? { status: 'denied', id: rec.id, reason: rec.reason } : { status: 'denied', id: rec.id };
           if (status === 'approved') {
-            if (rec.reusable === true) return { status: 'approved', id: rec.id };
+            if (rec.reusable === true || !consume) return { status: 'approved', id: rec.id };
             // Single use: of all concurrent consumers, the one whose compare-and-set lands passes.
             if (await replace({ ...rec, status: 'consumed' }, version, now)) return { status: 'approved', id: rec.id };
             continue; // someone else consumed (or decided) it meanwhile: look again
@@ -718,6 +729,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         const out: StoredApproval = { ...rec, status: 'denied', decidedAt: now, approver: approver.userId };
         if (reason !== undefined && reason !== '') out.reason = reason;
         delete out.reusable;
+        if (reason !== undefined) out.reason = reason;
         return out;
       });
       event('approval.deny', next, 'deny', { approver: approver.userId, code: 'POLICY_DENIED' });

@@ -4,7 +4,7 @@ export type { Capability, CapabilityMatcher } from './capabilities.js';
 export { createPolicyEngine } from './policies.js';
 export type { PolicyEffect, PolicyRule, PolicyInput, PolicyDecision, PolicyEngine } from './policies.js';
 export { createApprovals } from './approvals.js';
-export type { Approvals, ApprovalsOptions, ApprovalRecord, ApprovalCheck, ApprovalRequestInput } from './approvals.js';
+export type { Approvals, ApprovalsOptions, ApprovalRecord, ApprovalCheck, ApprovalCheckOptions, ApprovalRequestInput } from './approvals.js';
 export { approverFromContext, isClientToken } from './approvers.js';
 export type { Approver, ApproverRule, ApprovalRule } from './approvers.js';
 export { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER } from './notify.js';

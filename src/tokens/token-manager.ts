@@ -370,17 +370,17 @@ class Manager implements TokenManager {
         // Consent again for what the account held, plus what the resource's challenge asks now.
         if (scopes !== undefined) start.scopes = unionScopes(scopes, this.#challenges.get(c.id)?.scopes ?? []);
         const { url } = await this.startAuthorization(start);
-        return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`, { authorizationUrl: url });
+        return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`, { authorizationUrl: url, connection: c.id });
       } catch (e) {
         // No URL can be built right now. Still say that consent is needed, and why there is no URL:
         // `reason` names the failure's code and `cause` (not enumerable) holds the error itself.
         const err = toSafeError(e, 'authorization');
         const detail = err.code === 'OAUTH_ERROR' && err.oauthError !== undefined ? `${err.code} (${err.oauthError})` : err.code;
-        return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}; no authorization URL: ${detail}`, { reason: `authorization_start_failed:${err.code}`, cause: err });
+        return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}; no authorization URL: ${detail}`, { reason: `authorization_start_failed:${err.code}`, cause: err, connection: c.id });
       }
     }
-    if (c.kind === 'apiKey') return new AgentIamError('CONSENT_REQUIRED', `Connection ${c.id} needs an API key: ${why}`);
-    return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`);
+    if (c.kind === 'apiKey') return new AgentIamError('CONSENT_REQUIRED', `Connection ${c.id} needs an API key: ${why}`, { connection: c.id });
+    return new AgentIamError('CONSENT_REQUIRED', `Consent required for connection ${c.id}: ${why}`, { connection: c.id });
   }
 
   #resultOf(r: AccountRecord): AccessTokenResult {

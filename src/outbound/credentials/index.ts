@@ -378,6 +378,7 @@ async function consentError(
     }
   }
   return new AgentIamError('CONSENT_REQUIRED', `Tool ${tool} ${why}`, {
+    connection,
     ...(authorizationUrl !== undefined ? { authorizationUrl } : {}),
     ...(scopes !== undefined ? { scopes } : {}),
     ...(reason !== undefined ? { reason } : {}),
