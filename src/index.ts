@@ -40,7 +40,7 @@ export type {
   CompleteAuthorizationOptions,
   SetApiKeyOptions,
   EncryptionKeySource,
-} from './tokens/token-manager.js';
+} from './tokens/manager-api.js';
 export type {
   AccountStatus,
   ConnectedAccount,

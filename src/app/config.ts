@@ -13,7 +13,7 @@ import type { ToolDefinition } from '../outbound/tools.js';
 import type { ApprovalsOptions } from '../policy/approvals.js';
 import type { PolicyRule } from '../policy/policies.js';
 import type { KeyValueStore } from '../stores/store.js';
-import type { TokenManagerOptions } from '../tokens/token-manager.js';
+import type { TokenManagerOptions } from '../tokens/manager-api.js';
 import type { ApprovalRoutesOptions } from '../http/approval-routes.js';
 import type { ConsentRoutesOptions } from '../http/consent-routes.js';
 

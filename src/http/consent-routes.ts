@@ -11,7 +11,7 @@ import { AgentIamError } from '../errors.js';
 import { hasControlChars } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
-import type { TokenManager } from '../tokens/token-manager.js';
+import type { TokenManager } from '../tokens/manager-api.js';
 import type { ConnectedAccount } from '../tokens/types.js';
 import {
   BASE_PATH_RE,

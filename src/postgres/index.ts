@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { AgentIamError, configError, isAgentIamError } from '../errors.js';
 import { randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
-import { normalizeTtl, toJson, type Store, type Versioned } from '../stores/store.js';
+import { normalizeTtl, toJson, type Store, type Versioned } from '../stores/contract.js';
 
 /** What a query resolves to (the part of `pg`'s `QueryResult` this store reads). */
 interface PostgresQueryResult {

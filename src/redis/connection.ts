@@ -5,7 +5,7 @@
  * @module
  */
 import { AgentIamError, isAgentIamError } from '../errors.js';
-import { normalizeTtl } from '../stores/store.js';
+import { normalizeTtl } from '../stores/contract.js';
 
 /**
  * The part of a node-redis client (`createClient()` from `redis` 4 or 5) the store uses. Any such

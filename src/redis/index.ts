@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { AgentIamError, configError } from '../errors.js';
 import { randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
-import { toJson, type Store, type Versioned } from '../stores/store.js';
+import { toJson, type Store, type Versioned } from '../stores/contract.js';
 import { loadedShas, scriptShas, SCRIPTS, type ScriptName } from './scripts.js';
 import { adopt, closeClient, closedError, isNoScript, noop, parse, reconnectStrategy, text, ttlArg, unavailable, loadRedis, type ClientState, type Closable, type IoRedisClient, type NodeRedisClient, type RedisClient } from './connection.js';
 

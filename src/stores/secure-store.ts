@@ -5,7 +5,8 @@
  */
 import { AgentIamError, type AgentIamErrorReason } from '../errors.js';
 import type { Encryptor } from './encryption.js';
-import { createKeyValueStore, implementsContract, type KeyValueStore, type Store, type Versioned } from './store.js';
+import { createKeyValueStore, type KeyValueStore, type Store, type Versioned } from './store.js';
+import { implementsContract } from './contract.js';
 
 /**
  * The shape of an encrypted record as written to the underlying store. Only the key id, the IV and

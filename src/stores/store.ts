@@ -11,9 +11,8 @@ import { implementsContract, normalizeTtl, type KeyValueStore, type Store } from
 import { KeyedMutex, MemoryStore } from './memory-store.js';
 import { emulate } from './emulated-store.js';
 
-export { KEY_PREFIX, implementsContract, normalizeTtl, storeKey, toJson } from './contract.js';
+export { KEY_PREFIX, storeKey } from './contract.js';
 export type { KeyValueStore, Store, Versioned } from './contract.js';
-export { KeyedMutex, MemoryAdapter } from './memory-store.js';
 
 /** Options for {@link createKeyValueStore}. */
 export interface KeyValueStoreOptions {

@@ -40,7 +40,6 @@ import { lazySecureStore, rotatingSecureStore } from './encrypted-store.js';
 import { HotCache, hotKey } from './hot-cache.js';
 import { optionsSchema, type CompleteAuthorizationOptions, type ListAccountsFilter, type ParsedOptions, type SetApiKeyOptions, type TokenManager, type TokenManagerOptions } from './manager-api.js';
 
-export type { CompleteAuthorizationOptions, EncryptionKeySource, ListAccountsFilter, SetApiKeyOptions, TokenManager, TokenManagerOptions } from './manager-api.js';
 
 const USER_ID_MAX = 1024;
 

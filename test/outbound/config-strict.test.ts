@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToolFetch, type ToolFetchOptions } from '../../src/outbound/index.js';
-import { createTokenManager, type TokenManager } from '../../src/tokens/token-manager.js';
+import { createTokenManager } from '../../src/tokens/token-manager.js';
+import type { TokenManager } from '../../src/tokens/manager-api.js';
 import { startUpstream, type Upstream } from './upstream.js';
 import { codeOf, userContext } from './helpers.js';
 

@@ -1,5 +1,6 @@
 import Keyv from 'keyv';
-import { createKeyValueStore, MemoryAdapter } from '../../src/stores/store.js';
+import { createKeyValueStore } from '../../src/stores/store.js';
+import { MemoryAdapter } from '../../src/stores/memory-store.js';
 import { createSecureStore } from '../../src/stores/secure-store.js';
 import { createEncryptor, generateEncryptionKey } from '../../src/stores/encryption.js';
 import { describeStoreContract } from './contract.js';

@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import Keyv from 'keyv';
 import { describe, expect, it } from 'vitest';
 import { AgentIamError } from '../../src/errors.js';
-import { createKeyValueStore, KEY_PREFIX, MemoryAdapter, storeKey, type KeyValueStore, type Store } from '../../src/stores/store.js';
+import { createKeyValueStore, KEY_PREFIX, storeKey, type KeyValueStore, type Store } from '../../src/stores/store.js';
+import { MemoryAdapter } from '../../src/stores/memory-store.js';
 
 /** A Keyv storage adapter whose behaviour each test chooses; counts clear() calls. */
 class ScriptedAdapter extends EventEmitter {
