@@ -27,6 +27,8 @@ export interface JwksServer {
   readonly abandoned: number;
   /** Answer every held request now, with the keys served now. */
   release(): void;
+  /** Drop every held request unanswered (the client sees its connection fail). */
+  drop(): void;
   close(): Promise<void>;
 }
 
@@ -128,6 +130,11 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
       const waiting = [...hanging];
       hanging.clear();
       for (const res of waiting) sendKeys(res);
+    },
+    drop() {
+      const waiting = [...hanging];
+      hanging.clear();
+      for (const res of waiting) res.destroy();
     },
     close: () =>
       new Promise<void>((resolve) => {
