@@ -39,29 +39,22 @@ function recordingStore(): Store & { writes: number[]; failWhen?: (op: string, k
   return out;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-
 afterEach(() => {
   vi.useRealTimers();
 });
 
 describe('approvals list index: creation cost does not grow with the number of approvals', () => {
-  it('creating 2,000 approvals: bytes written per creation are bounded and the last 200 cost < 3x the first 200', async () => {
+  it('creating 2,000 approvals: bytes written per creation are bounded and do not grow with their number', async () => {
+    // (How long each creation takes, first 200 against last 200, is measured in
+    // test/reliability/approvals-index-cost.test.ts: the unit project has no timed assertions.)
     const store = recordingStore();
     const approvals = createApprovals({ store });
-    // warm-up: JIT
     for (let i = 0; i < 20; i++) await approvals.check(req(`/warm/${i}`));
 
-    const times: number[] = [];
     const bytes: number[] = [];
     for (let i = 0; i < 2000; i++) {
       const before = store.writes.length;
-      const t = performance.now();
       const c = await approvals.check(req(`/p/${i}`));
-      times.push(performance.now() - t);
       expect(c.status).toBe('pending');
       bytes.push(store.writes.slice(before).reduce((a, b) => a + b, 0));
     }
@@ -70,10 +63,6 @@ describe('approvals list index: creation cost does not grow with the number of a
     const maxLast = Math.max(...bytes.slice(-200));
     expect(maxLast).toBeLessThanOrEqual(maxFirst * 1.2);
     expect(Math.max(...bytes)).toBeLessThan(8_000);
-    // Timing, with a generous factor (medians, so a GC pause or a busy CPU does not decide it).
-    const first = median(times.slice(0, 200));
-    const last = median(times.slice(-200));
-    expect(last).toBeLessThan(first * 3);
 
     const listed = await approvals.list();
     expect(listed).toHaveLength(2020);
