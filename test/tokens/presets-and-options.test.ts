@@ -63,7 +63,7 @@ describe('options and inputs', () => {
     // exactly when storeTimeoutMs runs out, not before.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
-      for (const call of [() => tokens.getAccessToken({ connection: 'github', userId: 'u' }), () => tokens.startAuthorization({ connection: 'github', userId: 'u' })]) {
+      for (const call of [() => tokens.getAccessToken({ connection: 'github', userId: 'u' }), () => tokens.startAuthorization({ connection: 'github', userId: 'u' })] as Array<() => Promise<unknown>>) {
         let settled = false;
         const before = asked;
         const outcome = expectCode(call(), 'STORE_UNAVAILABLE').finally(() => void (settled = true));
