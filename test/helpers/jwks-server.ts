@@ -21,6 +21,14 @@ export interface JwksServer {
   delayMs: number;
   /** Number of requests received. */
   requests: number;
+  /** Requests held open by the `hang` mode, not answered yet, whose client is still waiting. */
+  readonly held: number;
+  /** Requests held by the `hang` mode whose client went away before an answer (it gave up). */
+  readonly abandoned: number;
+  /** Answer every held request now, with the keys served now. */
+  release(): void;
+  /** Drop every held request unanswered (the client sees its connection fail). */
+  drop(): void;
   close(): Promise<void>;
 }
 
@@ -31,6 +39,11 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
     mode: 'ok' as JwksMode,
     delayMs: 300,
     requests: 0,
+    abandoned: 0,
+  };
+  const sendKeys = (res: import('node:http').ServerResponse): void => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ keys: state.keys }));
   };
   const server: Server = createServer((req, res) => {
     state.requests++;
@@ -43,10 +56,7 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
       res.writeHead(404).end();
       return;
     }
-    const send = () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: state.keys }));
-    };
+    const send = () => sendKeys(res);
     switch (state.mode) {
       case 'ok':
         send();
@@ -59,6 +69,9 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
         return;
       case 'hang':
         hanging.add(res);
+        res.on('close', () => {
+          if (hanging.delete(res)) state.abandoned++;
+        });
         return;
       case 'huge': {
         // No content-length: the client must count bytes itself.
@@ -107,9 +120,27 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
     set requests(n: number) {
       state.requests = n;
     },
+    get held() {
+      return hanging.size;
+    },
+    get abandoned() {
+      return state.abandoned;
+    },
+    release() {
+      const waiting = [...hanging];
+      hanging.clear();
+      for (const res of waiting) sendKeys(res);
+    },
+    drop() {
+      const waiting = [...hanging];
+      hanging.clear();
+      for (const res of waiting) res.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
-        for (const res of hanging) res.destroy();
+        const waiting = [...hanging];
+        hanging.clear();
+        for (const res of waiting) res.destroy();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
@@ -131,6 +162,32 @@ export function jwksServerPool(): { start(keys: JWK[]): Promise<JwksServer>; clo
       const open = servers;
       servers = [];
       await Promise.all(open.map((s) => s.close()));
+    },
+  };
+}
+
+/**
+ * A fetch for `createVerifier({ fetch })` that counts the fetches that have ended: answered with the
+ * whole body read, refused, or given up (timeout). The body is read here, so once `ended` moves, what
+ * the verifier does with the answer needs no more I/O: a check from a timer or `vi.waitFor` that
+ * sees the new count sees its outcome too. An opaque redirect is passed on as it is.
+ */
+export function trackedFetch(): { fetch: typeof fetch; readonly ended: number } {
+  let ended = 0;
+  const tracked: typeof fetch = async (input, init) => {
+    try {
+      const res = await fetch(input, init);
+      if (res.type === 'opaqueredirect' || res.status === 0) return res;
+      const body = await res.arrayBuffer();
+      return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    } finally {
+      ended++;
+    }
+  };
+  return {
+    fetch: tracked,
+    get ended() {
+      return ended;
     },
   };
 }

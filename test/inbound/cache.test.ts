@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVerifier, type VerifierOptions } from '../../src/inbound/index.js';
+import { testClock } from '../helpers/clock.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
-import { claims, createTestKey, nowSeconds, signToken, type TestKey } from '../helpers/tokens.js';
+import { claims, createTestKey, signToken, type TestKey } from '../helpers/tokens.js';
 
 let s: JwksServer;
 let key: TestKey;
@@ -14,7 +15,6 @@ afterAll(() => s.close());
 const req = (token: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${token}`, ...extra } });
 const v = (extra: Partial<VerifierOptions> = {}, provider: Record<string, unknown> = {}) =>
   createVerifier({ providers: [{ issuer: s.origin, jwksUri: s.url, audiences: ['api://test'], ...provider }], ...extra });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('verified-token cache', () => {
   it('a seen token is served from the cache with a fresh requestId and a fresh frozen context', async () => {
@@ -53,23 +53,25 @@ describe('verified-token cache', () => {
   });
 
   it('an entry never outlives exp', async () => {
+    const clock = testClock();
     const verifier = v({}, { clockTolerance: 0 });
-    const exp = nowSeconds() + 1;
+    const exp = Math.floor(clock.now() / 1000) + 1;
     const token = await signToken(key, claims(s.origin, { exp, iat: exp - 60 }));
-    await verifier.verify(req(token));
-    await verifier.verify(req(token)); // cached
-    await sleep(Math.max(0, exp * 1000 - Date.now()) + 20);
+    const first = await verifier.verify(req(token));
+    expect((await verifier.verify(req(token))).claims).toBe(first.claims); // cached
+    clock.set(exp * 1000 + 20);
     await expect(verifier.verify(req(token))).rejects.toMatchObject({ code: 'TOKEN_EXPIRED' });
   });
 
   it('a token is not cached before its nbf', async () => {
-    const verifier = v(); // 30 s tolerance accepts an nbf 1 s ahead, but it must not be cached
-    const nbf = nowSeconds() + 1;
+    const clock = testClock();
+    const verifier = v(); // the tolerance accepts an nbf 1 s ahead, but it must not be cached
+    const nbf = Math.floor(clock.now() / 1000) + 1;
     const token = await signToken(key, claims(s.origin, { nbf }));
     const a = await verifier.verify(req(token));
     const b = await verifier.verify(req(token));
     expect(b.claims).not.toBe(a.claims);
-    await sleep(Math.max(0, nbf * 1000 - Date.now()) + 20);
+    clock.set(nbf * 1000 + 20);
     const c = await verifier.verify(req(token));
     expect((await verifier.verify(req(token))).claims).toBe(c.claims);
   });

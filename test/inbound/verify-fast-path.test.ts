@@ -9,6 +9,7 @@ import type { AuditEvent } from '../../src/audit/events.js';
 import { rawTokenOf } from '../../src/context.js';
 import { createVerifier, type VerifierOptions } from '../../src/inbound/index.js';
 import { verifyNow } from '../../src/inbound/verifier.js';
+import { testClock } from '../helpers/clock.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { claims, createTestKey, nowSeconds, signToken, type TestKey } from '../helpers/tokens.js';
 
@@ -124,6 +125,7 @@ describe('verifyNow: the cache-hit fast path', () => {
   });
 
   it('a key-set change empties the cache: a token of the removed key is refused', async () => {
+    const clock = testClock();
     const other = await createTestKey('ES256');
     const jwks = await startJwksServer([key.publicJwk, other.publicJwk]);
     try {
@@ -133,7 +135,7 @@ describe('verifyNow: the cache-hit fast path', () => {
       expect(verifyNow(verifier, req(token))).not.toBeInstanceOf(Promise);
       // rotate: the other key is gone; a token with a new kid makes the verifier re-read the set
       jwks.keys = [key.publicJwk];
-      await new Promise((r) => setTimeout(r, 120));
+      clock.advance(120); // past the 100 ms cool-down
       const unknown = await signToken(await createTestKey('ES256'), claims(jwks.origin));
       await expect(verifier.verify(req(unknown))).rejects.toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
       await expect(verifier.verify(req(token))).rejects.toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });

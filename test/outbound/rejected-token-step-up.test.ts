@@ -127,6 +127,7 @@ describe('step-up on 403 insufficient_scope', () => {
   });
 
   it('a scope the server never grants: consent is asked at most twice for it, then the 403 goes to the caller', async () => {
+    expect.assertions(4); // two CONSENT_REQUIRED in the loop, then the count and the status
     await connect('ivan');
     needScope = 'never-granted';
     try {

@@ -169,10 +169,8 @@ describe('fail closed', () => {
     );
     ts.mode = 'fail';
     expect(await codeOf(tf(`${up.origin}/user`, { context: alice }))).toBe('TOKEN_ENDPOINT_UNAVAILABLE');
-    ts.mode = 'hang';
-    const t0 = Date.now();
+    ts.mode = 'hang'; // ended by credentialTimeoutMs (how long that takes: test/reliability/tool-fetch-timeouts.test.ts)
     expect(await codeOf(tf(`${other.origin}/x`, { context: alice }))).toBe('TOKEN_ENDPOINT_UNAVAILABLE');
-    expect(Date.now() - t0).toBeLessThan(3000);
     expect(up.received).toHaveLength(0);
     expect(other.received).toHaveLength(0);
   });
@@ -481,10 +479,8 @@ describe('request shapes, context and audit details', () => {
     const log = auditLog();
     up.route('/hang', () => {});
     const tf = make([{ name: 'a', baseUrl: up.origin }], [{ agent: 'agent-1', tool: 'a' }], { timeoutMs: 200, audit: log.sink });
-    const t0 = Date.now();
     const err = await tf(`${up.origin}/hang`).catch((e) => e);
-    expect(Date.now() - t0).toBeLessThan(3000);
-    expect(err.name).toBe('TimeoutError');
+    expect(err.name).toBe('TimeoutError'); // only timeoutMs ends it (how long that takes: test/reliability/tool-fetch-timeouts.test.ts)
     expect(log.events.at(-1)).toMatchObject({ decision: 'error', tool: 'a' });
   });
 

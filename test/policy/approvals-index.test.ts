@@ -47,9 +47,10 @@ afterEach(() => {
 
 describe('approvals list index: creation cost does not grow with the number of approvals', () => {
   it('creating 2,000 approvals: store calls and bytes written per creation do not grow with the number of approvals', async () => {
+    // (How long each creation takes, first 200 against last 200, is measured in
+    // test/reliability/approvals-index-cost.test.ts: the unit project has no timed assertions.)
     const store = recordingStore();
     const approvals = createApprovals({ store });
-    // warm-up: JIT
     for (let i = 0; i < 20; i++) await approvals.check(req(`/warm/${i}`));
 
     const calls: number[] = [];

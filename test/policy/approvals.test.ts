@@ -386,7 +386,7 @@ describe.skipIf(!hasRedis)('createApprovals over a real Redis', () => {
     await redis.kill();
     await expectCode(approvals.check(req({ path: '/down' })), 'STORE_UNAVAILABLE');
     await redis.restart();
-    // a client that lost its server may never finish disconnecting: do not wait for it forever
-    await Promise.race([keyv.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 200))]);
+    // a client that lost its server may never finish disconnecting: let it, without waiting for it
+    void keyv.disconnect().catch(() => undefined);
   });
 });

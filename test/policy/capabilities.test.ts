@@ -128,6 +128,7 @@ describe('compileCapabilities: invalid patterns are CONFIG_INVALID naming the fi
     [null, 'tools.0.capabilities.0'],
   ];
   it.each(bad)('%j', (cap, field) => {
+    expect.assertions(1);
     try {
       compileCapabilities([cap as Capability], 'tools.0.capabilities');
       expect.unreachable();

@@ -114,6 +114,7 @@ describe('createPolicyEngine: configuration errors', () => {
     [[{ agent: 'a', tool: 't', capabilities: [] }], 'policies.0.capabilities'],
   ];
   it.each(bad)('%j → %s', (rules, field) => {
+    expect.assertions(2);
     try {
       createPolicyEngine(rules as PolicyRule[]);
       expect.unreachable();

@@ -4,6 +4,7 @@ import { fromBase64Url, toBase64Url } from '../../src/lib/encoding.js';
 import { createEncryptor, generateEncryptionKey, type Encryptor } from '../../src/stores/encryption.js';
 import { createSecureStore, type EncryptedRecord } from '../../src/stores/secure-store.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../../src/stores/store.js';
+import { testClock } from '../helpers/clock.js';
 
 const SECRET = 'gho_SuperSecretRefreshToken_0123456789';
 const account = { accessToken: SECRET, refreshToken: `${SECRET}-refresh`, scopes: ['repo'], generation: 3 };
@@ -49,10 +50,14 @@ describe('createSecureStore with an encryptor (memory Keyv)', () => {
   });
 
   it('keeps the TTL', async () => {
-    const { store } = await setup();
+    // Over the in-memory store, whose TTLs read the test clock (Keyv over a Map keeps real time).
+    const clock = testClock();
+    const store = createSecureStore(createKeyValueStore(), await createEncryptor(generateEncryptionKey()));
     await store.set('k', { a: 1 }, 30);
     expect(await store.get('k')).toEqual({ a: 1 });
-    await new Promise((r) => setTimeout(r, 60));
+    clock.advance(29);
+    expect(await store.get('k')).toEqual({ a: 1 });
+    clock.advance(2);
     expect(await store.get('k')).toBeUndefined();
   });
 

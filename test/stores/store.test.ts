@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
 import Keyv from 'keyv';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AgentIamError } from '../../src/errors.js';
 import { createKeyValueStore, KEY_PREFIX, storeKey, type KeyValueStore, type Store } from '../../src/stores/store.js';
 import { MemoryAdapter } from '../../src/stores/memory-store.js';
+import { testClock } from '../helpers/clock.js';
 
 /** A Keyv storage adapter whose behaviour each test chooses; counts clear() calls. */
 class ScriptedAdapter extends EventEmitter {
@@ -103,25 +104,29 @@ describe('storeKey', () => {
 
 describe('createKeyValueStore', () => {
   it('round-trips JSON values over the default in-memory Keyv, with TTL', async () => {
+    const clock = testClock();
     const store = createKeyValueStore();
     await store.set('k', { a: 1, b: ['x'] });
     expect(await store.get('k')).toEqual({ a: 1, b: ['x'] });
     expect(await store.get('missing')).toBeUndefined();
     await store.set('short', 1, 30);
-    await new Promise((r) => setTimeout(r, 60));
+    clock.advance(29);
+    expect(await store.get('short')).toBe(1);
+    clock.advance(31);
     expect(await store.get('short')).toBeUndefined();
     expect(await store.delete('k')).toBe(true);
     expect(await store.get('k')).toBeUndefined();
   });
 
   it('never turns a zero or negative TTL into "keep forever", and rounds fractions up', async () => {
+    const clock = testClock();
     const store = createKeyValueStore();
     await store.set('zero', 1, 0);
     await store.set('negative', 1, -5000);
     await store.set('nan', 1, Number.NaN);
     await store.set('forever', 1, Number.POSITIVE_INFINITY);
     await store.set('fraction', 1, 0.4);
-    await new Promise((r) => setTimeout(r, 10));
+    clock.advance(10);
     expect(await store.get('zero')).toBeUndefined();
     expect(await store.get('negative')).toBeUndefined();
     expect(await store.get('nan')).toBeUndefined();
@@ -130,11 +135,12 @@ describe('createKeyValueStore', () => {
   });
 
   it('does not let expired entries pile up in the memory adapter', async () => {
+    const clock = testClock();
     const adapter = new MemoryAdapter();
     const store = createKeyValueStore(new Keyv({ store: adapter }));
     await store.set('kept', 'yes');
     for (let i = 0; i < 3000; i++) await store.set(`state:${i}`, { i }, 1);
-    await new Promise((r) => setTimeout(r, 5));
+    clock.advance(5);
     for (let i = 0; i < 3000; i++) await store.set(`later:${i}`, { i }, 60_000);
     // Without sweeping the adapter would hold 6001 entries; the expired 3000 are gone.
     expect(adapter.size).toBeLessThanOrEqual(3001);
@@ -147,13 +153,26 @@ describe('createKeyValueStore', () => {
     const adapter = new ScriptedAdapter();
     const store = createKeyValueStore(new Keyv({ store: adapter }), { timeoutMs: 100 });
     adapter.mode = 'hang';
-    const started = Date.now();
-    await Promise.all([
-      expectUnavailable(store.get('k'), 'timeout'),
-      expectUnavailable(store.set('k', 1), 'timeout'),
-      expectUnavailable(store.delete('k'), 'timeout'),
-    ]);
-    expect(Date.now() - started).toBeLessThan(1000);
+    // The timeout is a timer: fake timers (this test only, nothing here does I/O) show that every
+    // call ends exactly when it runs out, not before, and not on some later timer.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const outcomes: unknown[] = [];
+      const calls = [store.get('k'), store.set('k', 1), store.delete('k')].map((p) =>
+        p.then(
+          () => void outcomes.push('resolved'),
+          (e: unknown) => void outcomes.push(e),
+        ),
+      );
+      await vi.advanceTimersByTimeAsync(99);
+      expect(outcomes).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(outcomes).toHaveLength(3);
+      await Promise.all(calls);
+      for (const e of outcomes) expect(e).toMatchObject({ code: 'STORE_UNAVAILABLE', status: 503, reason: 'timeout' });
+    } finally {
+      vi.useRealTimers();
+    }
     adapter.mode = 'ok';
     await store.set('k', 2);
     expect(await store.get('k')).toBe(2);
@@ -165,34 +184,46 @@ describe('createKeyValueStore', () => {
     const inner = createKeyValueStore();
     const released: Array<[string, string]> = [];
     const slow = Object.create(inner) as Store;
-    slow.setIfAbsent = async (key, value, ttl) => {
-      await new Promise((r) => setTimeout(r, 120));
-      return inner.setIfAbsent(key, value, ttl);
+    // Each setIfAbsent waits until the test lets it land (`land()`), which resolves once the store's
+    // answer has been handled.
+    let land: () => Promise<void> = () => Promise.reject(new Error('no setIfAbsent waiting'));
+    slow.setIfAbsent = (key, value, ttl) => {
+      let wake!: () => void;
+      const answer = new Promise<void>((r) => (wake = r)).then(() => inner.setIfAbsent(key, value, ttl));
+      land = async () => {
+        wake();
+        await answer;
+        await new Promise((r) => setImmediate(r)); // the late answer's handling has run
+      };
+      return answer;
     };
     slow.deleteIfOwner = (key, owner) => (released.push([key, owner]), inner.deleteIfOwner(key, owner));
     const store = createKeyValueStore(slow, { timeoutMs: 40 });
 
     await expectUnavailable(store.setIfAbsent('lease:a', 'owner-1', 60_000), 'timeout');
-    await new Promise((r) => setTimeout(r, 200));
+    expect(released).toEqual([]);
+    await land();
     expect(released).toEqual([['lease:a', 'owner-1']]);
     expect(await inner.get('lease:a')).toBeUndefined(); // landed, then taken back
 
     // Held by someone else when it lands: stored nothing, so nothing is taken back.
     await inner.set('lease:b', 'owner-2', 60_000);
     await expectUnavailable(store.setIfAbsent('lease:b', 'owner-3', 60_000), 'timeout');
-    await new Promise((r) => setTimeout(r, 200));
+    await land();
     expect(released).toHaveLength(1);
     expect(await inner.get('lease:b')).toBe('owner-2');
 
     // Not a string (an OAuth state record): left to its TTL, never deleted blindly.
     await expectUnavailable(store.setIfAbsent('state:c', { pkce: 'x' }, 60_000), 'timeout');
-    await new Promise((r) => setTimeout(r, 200));
+    await land();
     expect(released).toHaveLength(1);
     expect(await inner.get('state:c')).toEqual({ pkce: 'x' });
 
     // Answered in time: the caller holds it.
     const fast = createKeyValueStore(slow, { timeoutMs: 1000 });
-    expect(await fast.setIfAbsent('lease:d', 'owner-4', 60_000)).toBe(true);
+    const held = fast.setIfAbsent('lease:d', 'owner-4', 60_000);
+    await land();
+    expect(await held).toBe(true);
     expect(released).toHaveLength(1);
     expect(await inner.get('lease:d')).toBe('owner-4');
   });

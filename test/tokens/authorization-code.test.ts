@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testClock } from '../helpers/clock.js';
 import { connect, expectCode, manager, REDIRECT, startIdp, type Setup, assertNoSecret } from './helpers.js';
 
 let s: Setup;
@@ -59,12 +60,13 @@ describe('authorization code + PKCE', () => {
   });
 
   it('refuses an unknown state, a missing state and an expired state', async () => {
+    const clock = testClock(); // the token manager's clock (state expiry); the IdP keeps real time
     const tokens = manager(s, { stateTtlSeconds: 1 });
     await expectCode(tokens.completeAuthorization(`${REDIRECT}?code=abc&state=nope`), 'OAUTH_STATE_MISMATCH');
     await expectCode(tokens.completeAuthorization(`${REDIRECT}?code=abc`), 'OAUTH_STATE_MISMATCH');
     const { url } = await tokens.startAuthorization({ connection: 'corp', userId: 'carol' });
     const callback = await s.idp.authorize(url, { userId: 'carol' });
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.advance(1100);
     const before = s.idp.stats.token.authorization_code ?? 0;
     await expectCode(tokens.completeAuthorization(callback), 'OAUTH_STATE_MISMATCH');
     expect(s.idp.stats.token.authorization_code ?? 0).toBe(before);

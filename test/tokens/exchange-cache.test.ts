@@ -10,12 +10,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { attachRawToken, type AgentContext } from '../../src/context.js';
 import { createTokenManager, createToolFetch, createVerifier, memoryAudit, type TokenManager, type TokenManagerOptions, type ToolDefinition } from '../../src/index.js';
 import { createTestIdentityProvider, type RegisteredClient, type TestIdentityProvider } from '../../src/testing/index.js';
 import { sha256Hex } from '../../src/lib/encoding.js';
 import { sha256HexSync } from '../../src/lib/sha256.js';
+import { testClock } from '../helpers/clock.js';
 import { expectCode } from './helpers.js';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -102,7 +103,16 @@ async function userContext(userId: string, options: { expiresIn?: number; scopes
 }
 
 const exchanges = (): number => idp.stats.token[EXCHANGE] ?? 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Move the time of the whole process (the IdP's too, which must see a token expire) to `ms`: only
+ * `Date` is faked, timers stay real. Until the test ends.
+ */
+function jumpTo(ms: number): void {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  onTestFinished(() => void vi.useRealTimers());
+  vi.setSystemTime(ms);
+}
 
 describe('token exchange cache through toolFetch', () => {
   it('100 sequential then 100 concurrent calls by one user: one exchange at the IdP', async () => {
@@ -226,7 +236,7 @@ describe('token exchange cache through toolFetch', () => {
     expect((await toolFetch(`${bUrl}/search`, { context: ctx })).status).toBe(200);
     expect(exchanges()).toBe(1); // cached while the subject token lives, although the issued one lives 300 s
     const exp = (decodeJwt(token).exp as number) * 1000;
-    await sleep(Math.max(0, exp - Date.now()) + 50);
+    jumpTo(exp + 50);
     // A's verifier would still admit the context inside its clock tolerance; the cache must not.
     const err = await expectCode(toolFetch(`${bUrl}/search`, { context: ctx }), 'OAUTH_ERROR');
     expect(err.oauthError).toBe('invalid_grant');
@@ -256,7 +266,7 @@ describe('token exchange cache through toolFetch', () => {
     await ex();
     await ex();
     expect(exchanges()).toBe(1);
-    await sleep(Math.max(0, (decodeJwt(actorToken).exp as number) * 1000 - Date.now()) + 50);
+    jumpTo((decodeJwt(actorToken).exp as number) * 1000 + 50);
     const err = await expectCode(ex(), 'OAUTH_ERROR'); // the IdP is asked again and refuses the expired actor token
     expect(err.oauthError).toBe('invalid_grant');
     expect(exchanges()).toBe(2);
@@ -265,11 +275,12 @@ describe('token exchange cache through toolFetch', () => {
   it('an issued token is re-exchanged shortly before its own expiry (skew capped at half its lifetime)', async () => {
     const tokens = manager({ refreshSkewSeconds: 60 });
     const { ctx } = await userContext('alice');
+    const clock = testClock(); // the token manager's clock; the IdP keeps real time
     const first = await tokens.exchange({ connection: 'idp', context: ctx, audience: SHORT_AUD, scopes: ['search:read'] });
-    expect(first.expiresAt! - Date.now()).toBeLessThanOrEqual(2000);
+    expect(first.expiresAt! - clock.now()).toBeLessThanOrEqual(2000);
     await tokens.exchange({ connection: 'idp', context: ctx, audience: SHORT_AUD, scopes: ['search:read'] });
     expect(exchanges()).toBe(1);
-    await sleep(1100); // past half of the 2 s lifetime
+    clock.advance(1100); // past half of the 2 s lifetime
     const second = await tokens.exchange({ connection: 'idp', context: ctx, audience: SHORT_AUD, scopes: ['search:read'] });
     expect(exchanges()).toBe(2);
     expect(second.accessToken).not.toBe(first.accessToken);

@@ -1,5 +1,5 @@
 import Keyv from 'keyv';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { connectionPresets, createTokenManager } from '../../src/index.js';
 import { expectCode } from './helpers.js';
 
@@ -55,12 +55,29 @@ describe('connection presets', () => {
 
 describe('options and inputs', () => {
   it('a hanging store gives STORE_UNAVAILABLE within storeTimeoutMs', async () => {
-    const hanging = new Keyv({ store: { get: () => new Promise(() => {}), set: () => new Promise(() => {}), delete: () => new Promise(() => {}), clear: async () => {}, on() { return this; } } as never });
+    let asked = 0; // calls that reached the store (and hang there)
+    const hang = (): Promise<never> => (asked++, new Promise(() => {}));
+    const hanging = new Keyv({ store: { get: hang, set: hang, delete: hang, clear: async () => {}, on() { return this; } } as never });
     const tokens = createTokenManager({ store: hanging, storeTimeoutMs: 100, connections: [{ id: 'github', ...connectionPresets.github(), ...creds }] });
-    const started = Date.now();
-    await expectCode(tokens.getAccessToken({ connection: 'github', userId: 'u' }), 'STORE_UNAVAILABLE');
-    await expectCode(tokens.startAuthorization({ connection: 'github', userId: 'u' }), 'STORE_UNAVAILABLE');
-    expect(Date.now() - started).toBeLessThan(1000);
+    // The timeout is a timer: with fake timers (this test only; no request leaves) each call ends
+    // exactly when storeTimeoutMs runs out, not before.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      for (const call of [() => tokens.getAccessToken({ connection: 'github', userId: 'u' }), () => tokens.startAuthorization({ connection: 'github', userId: 'u' })] as Array<() => Promise<unknown>>) {
+        let settled = false;
+        const before = asked;
+        const outcome = expectCode(call(), 'STORE_UNAVAILABLE').finally(() => void (settled = true));
+        // Until the call reaches the store (after real async work such as the PKCE hash), no timer runs.
+        while (asked === before) await new Promise((r) => setImmediate(r));
+        await vi.advanceTimersByTimeAsync(99);
+        expect(settled).toBe(false);
+        await vi.advanceTimersByTimeAsync(1);
+        expect(settled).toBe(true);
+        await outcome;
+      }
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses unknown connections, bad user ids, API keys with control characters, and exchange without a subject', async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { decodeJwt } from 'jose';
 import { attachRawToken, type AgentContext } from '../../src/context.js';
+import { testClock } from '../helpers/clock.js';
 import { assertNoSecret, expectCode, manager, REDIRECT, startIdp, type Setup } from './helpers.js';
 
 const API = 'https://api.example.com';
@@ -53,10 +54,14 @@ describe('client credentials', () => {
     onTestFinished(() => short.idp.close());
     const tokens = manager(short, { refreshSkewSeconds: 3600 }, { resource: SHORT });
     const s = short;
+    const clock = testClock(); // the token manager's clock; the IdP keeps real time
     const a = await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
     await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
     expect(s.idp.stats.token.client_credentials).toBe(1);
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.advance(999); // a 2 s token, refetched 1 s (half its lifetime) before expiry: not yet
+    await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
+    expect(s.idp.stats.token.client_credentials).toBe(1);
+    clock.advance(101);
     const b = await tokens.clientCredentials({ connection: 'corp', scopes: ['admin'] });
     expect(s.idp.stats.token.client_credentials).toBe(2);
     expect(b.accessToken).not.toBe(a.accessToken);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEncryptionKey } from '../../src/stores/encryption.js';
 import { hasRedis, startRedis, type RedisServer } from '../helpers/redis.js';
 import { ContainedPgClient, hasPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
+import { testClock } from '../helpers/clock.js';
 import { connect, expectCode, manager, startIdp, type Setup } from './helpers.js';
 import type { TokenManager } from '../../src/index.js';
 
@@ -149,8 +150,9 @@ describe.skipIf(!hasRedis)('Redis store (two token managers = two processes)', (
       const key = generateEncryptionKey();
       const a = manager(short, { store: keyv(), encryptionKey: key, refreshSkewSeconds: 1 });
       const b = manager(short, { store: keyv(), encryptionKey: key, refreshSkewSeconds: 1 });
+      const clock = testClock(); // the managers' clock; the IdP and Redis keep real time
       await connect(a, short.idp, 'bob');
-      await new Promise((r) => setTimeout(r, 1100)); // now inside the skew
+      clock.advance(1100); // now inside the skew
       short.idp.resetStats();
       const results = await Promise.all([
         ...Array.from({ length: 100 }, () => a.getAccessToken({ connection: 'corp', userId: 'bob' })),
