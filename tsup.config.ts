@@ -9,6 +9,10 @@ export default defineConfig({
     testing: 'src/testing/index.ts',
     redis: 'src/redis/index.ts',
     postgres: 'src/postgres/index.ts',
+    'ai-sdk': 'src/adapters/ai-sdk.ts',
+    'openai-agents': 'src/adapters/openai-agents.ts',
+    langgraph: 'src/adapters/langgraph.ts',
+    mastra: 'src/adapters/mastra.ts',
   },
   format: ['esm', 'cjs'],
   // `@internal` declarations never reach a published .d.ts (api/*.api.md is the public surface).
@@ -21,5 +25,6 @@ export default defineConfig({
   treeshake: true,
   // Keep `node:async_hooks` as written: Deno and Workers resolve only the prefixed form.
   removeNodeProtocol: false,
-  external: ['express', 'hono', 'oidc-provider', 'redis', 'ioredis', 'pg', /^node:/, /^@modelcontextprotocol\//],
+  // Optional peers stay imports of the user's own copy (the framework adapters load theirs lazily).
+  external: ['express', 'hono', 'oidc-provider', 'redis', 'ioredis', 'pg', /^node:/, /^@modelcontextprotocol\//, 'ai', /^ai\//, /^@openai\//, /^@langchain\//, /^@mastra\//],
 });

@@ -21,7 +21,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   name: string;
   exports: Record<string, string | { import: { types: string; default: string }; require: { types: string; default: string } }>;
 };
-const subpaths = ['.', './express', './hono', './mcp', './testing', './redis', './postgres'] as const;
+const subpaths = ['.', './express', './hono', './mcp', './testing', './redis', './postgres', './ai-sdk', './openai-agents', './langgraph', './mastra'] as const;
 const specifier = (subpath: string): string => (subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`);
 
 /** Exports each entry must offer (a floor, not the whole list: other areas add more). */
@@ -33,7 +33,20 @@ const expected: Record<string, string[]> = {
   './testing': [],
   './redis': ['redisStore'],
   './postgres': ['postgresStore'],
+  './ai-sdk': ['createAiSdkTools'],
+  './openai-agents': ['createOpenAIAgentsTools'],
+  './langgraph': ['createLangGraphTools', 'AGENT_IAM_SESSION'],
+  './mastra': ['createMastraTools', 'AGENT_IAM_SESSION'],
 };
+
+/** The agent frameworks' packages, by adapter entry. */
+const frameworks: Record<string, RegExp> = {
+  'ai-sdk': /^ai(\/|$)/,
+  'openai-agents': /^@openai\//,
+  langgraph: /^@langchain\//,
+  mastra: /^@mastra\//,
+};
+const isFramework = (spec: string): boolean => Object.values(frameworks).some((re) => re.test(spec));
 
 beforeAll(async () => {
   if (!existsSync(join(root, 'dist', 'index.js'))) {
@@ -177,5 +190,28 @@ describe('packaging (built dist/ through the exports map)', () => {
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e', `import * as m from '${pkg.name}'; console.log(JSON.stringify(Object.keys(m)))`], { cwd: root });
     const names = JSON.parse(stdout) as string[];
     for (const internal of ['configError', 'isInboundCode', 'bearerErrorFor', 'isVerifier', 'DROP_REJECTED_TOKEN', 'RESOURCE_CHALLENGE']) expect(names).not.toContain(internal);
+  });
+
+  it.each(['index', 'express', 'hono', 'mcp', 'testing', 'redis', 'postgres'])('the %s entry (ESM and CJS) references no agent framework package', (entry) => {
+    for (const ext of ['js', 'cjs']) {
+      const { files, bare } = importGraph(join(root, 'dist', `${entry}.${ext}`));
+      expect(files.length).toBeGreaterThan(0);
+      expect([...bare].filter(isFramework), `${entry}.${ext}`).toEqual([]);
+      for (const f of files) expect(readFileSync(f, 'utf8'), f).not.toMatch(/["'](?:ai|@openai\/agents|@langchain\/[a-z-]+|@mastra\/core)(?:\/[a-z-]+)?["']/);
+    }
+  });
+
+  it.each(Object.keys(frameworks))('the %s adapter imports only its own framework, and only lazily', (entry) => {
+    for (const ext of ['js', 'cjs']) {
+      const { bare } = importGraph(join(root, 'dist', `${entry}.${ext}`));
+      const used = [...bare].filter(isFramework);
+      expect(used.length, `${entry}.${ext}`).toBeGreaterThan(0);
+      expect(used.filter((spec) => !(frameworks[entry] as RegExp).test(spec)), `${entry}.${ext}`).toEqual([]);
+      // no static import: the entry loads without the framework, and a missing one is a typed error
+      const text = readFileSync(join(root, 'dist', `${entry}.${ext}`), 'utf8');
+      for (const spec of used) {
+        expect(text, spec).not.toMatch(new RegExp(`(?:from\\s*|require\\(\\s*)["']${spec.replace(/[/.]/g, '\\$&')}["']`));
+      }
+    }
   });
 });
