@@ -41,6 +41,8 @@ import { createInjector, type Injector, type OutgoingRequest } from './credentia
  */
 export interface ToolFetchApprovals {
   check(request: ApprovalRequestInput): Promise<ApprovalCheck>;
+  /** Needed for `waitForApproval`: resolves when the approval is decided, or at the timeout. */
+  waitForDecision?(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<{ status: string } | undefined>;
 }
 
 /**
@@ -101,6 +103,14 @@ export type ToolFetchInit = RequestInit & {
    * `createApprovals`). Ignored when no approval is needed.
    */
   approvalDescription?: string;
+  /**
+   * For a request a policy sends to approval: wait up to this many milliseconds for a person to
+   * decide (the approvals inbox, the JSON routes, CIBA on the user's device) instead of failing at
+   * once with `APPROVAL_REQUIRED`. Approved: the request goes on and is sent once. Denied or
+   * lapsed: `POLICY_DENIED` with `reason` `approval_denied` / `approval_expired`. Still pending at
+   * the end: `APPROVAL_REQUIRED` as without waiting.
+   */
+  waitForApproval?: number;
 };
 
 /**
@@ -601,6 +611,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (description !== undefined && (typeof description !== 'string' || description.length > 500 || hasControlChars(description))) {
         throw invalid('approvalDescription must be a string of at most 500 characters without control characters');
       }
+      const waitMs = init?.waitForApproval;
+      if (waitMs !== undefined && !(typeof waitMs === 'number' && Number.isFinite(waitMs) && waitMs >= 0)) throw invalid('waitForApproval must be a number of milliseconds');
       const redirectMode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow');
       if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
       method = method.toUpperCase();
@@ -702,8 +714,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (effect === 'approval') {
           bodyHash ??= bodyBytes === undefined ? EMPTY_SHA256 : await sha256Hex(bodyBytes);
           let result: Awaited<ReturnType<ToolFetchApprovals['check']>>;
-          try {
-            result = await (approvals as ToolFetchApprovals).check({
+          const checkInput: ApprovalRequestInput = {
               agentId,
               ...(userId !== undefined ? { userId } : {}),
               tool: current.name,
@@ -718,13 +729,29 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined)
                 ? { rule: { ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}), ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}) } }
                 : {}),
-            });
+          };
+          try {
+            result = await (approvals as ToolFetchApprovals).check(checkInput);
           } catch (error) {
             if (isAgentIamError(error)) throw error;
             throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
           }
           approvalId = result.id;
-          if (result.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied');
+          const wait = init?.waitForApproval;
+          const service = approvals as ToolFetchApprovals;
+          if (result.status === 'pending' && wait !== undefined && wait > 0 && typeof service.waitForDecision === 'function') {
+            const decided = await service.waitForDecision(result.id, { timeoutMs: Math.min(wait, 86_400_000), ...(signal !== undefined ? { signal } : {}) });
+            signal?.throwIfAborted();
+            if (decided?.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied', { reason: 'approval_denied' });
+            if (decided?.status === 'expired') throw new AgentIamError('POLICY_DENIED', 'The approval lapsed before anyone approved it', { reason: 'approval_expired' });
+            if (decided?.status === 'approved') {
+              // The approval lets the request through once: the check consumes it (and of several
+              // identical waiting calls, exactly one passes; the others find a new pending approval).
+              result = await service.check(checkInput);
+              approvalId = result.id;
+            }
+          }
+          if (result.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied', { reason: 'approval_denied' });
           if (result.status !== 'approved') {
             throw new AgentIamError('APPROVAL_REQUIRED', `Tool ${current.name}: this request needs approval`, {
               approvalId: result.id,

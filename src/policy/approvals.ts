@@ -131,6 +131,13 @@ export interface Approvals {
    */
   mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean>;
   /**
+   * Wait until the approval is decided (approved, denied, lapsed, or used by a TTL's end) or
+   * `timeoutMs` passes, looking at the store every `pollMs` (default 500). Resolves with the
+   * record as it then is (still `pending` at the timeout), or undefined for an unknown id.
+   * `toolFetch(url, { waitForApproval })` uses it.
+   */
+  waitForDecision(id: string, options: { timeoutMs: number; pollMs?: number; signal?: AbortSignal }): Promise<ApprovalRecord | undefined>;
+  /**
    * Used by toolFetch: find or create the approval bound to exactly this request; consumes a
    * single-use approval.
    */
@@ -589,6 +596,12 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     throw storeFailure('contended');
   }
 
+  async function getRecord(id: string): Promise<ApprovalRecord | undefined> {
+    if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
+    const found = await read(id);
+    return found === undefined ? undefined : toPublic(found.rec, Date.now());
+  }
+
   return Object.freeze({
     async check(request: ApprovalRequestInput): Promise<ApprovalCheck> {
       validateRequest(request);
@@ -633,11 +646,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
       throw storeFailure('contended');
     },
 
-    async get(id: string): Promise<ApprovalRecord | undefined> {
-      if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
-      const found = await read(id);
-      return found === undefined ? undefined : toPublic(found.rec, Date.now());
-    },
+    get: getRecord,
 
     async list(filter: { status?: Status; decidableBy?: string | Approver } = {}): Promise<ApprovalRecord[]> {
       const now = Date.now();
@@ -652,6 +661,26 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         if (filter.status === undefined || pub.status === filter.status) out.push(pub);
       }
       return out.sort((a, b) => a.createdAt - b.createdAt);
+    },
+
+    async waitForDecision(id: string, o: { timeoutMs: number; pollMs?: number; signal?: AbortSignal }): Promise<ApprovalRecord | undefined> {
+      const until = Date.now() + Math.max(0, o?.timeoutMs ?? 0);
+      const pollMs = Math.max(20, Math.min(o?.pollMs ?? 500, 60_000));
+      for (;;) {
+        const r = await getRecord(id);
+        if (r === undefined || r.status !== 'pending') return r;
+        const left = until - Date.now();
+        if (left <= 0 || o?.signal?.aborted === true) return r;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, Math.min(pollMs, left));
+          function done(): void {
+            clearTimeout(t);
+            o?.signal?.removeEventListener('abort', done);
+            resolve();
+          }
+          o?.signal?.addEventListener('abort', done, { once: true });
+        });
+      }
     },
 
     async mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean> {
