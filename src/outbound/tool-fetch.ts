@@ -726,8 +726,14 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               ...(restricted.bound !== undefined ? { headers: restricted.bound } : {}),
               ...(description !== undefined ? { description } : {}),
               ...(actorChain.length > 0 ? { actorChain } : {}),
-              ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined)
-                ? { rule: { ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}), ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}) } }
+              ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined || approvalRule.approvalMode === 'ciba')
+                ? {
+                    rule: {
+                      ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}),
+                      ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}),
+                      ...(approvalRule.approvalMode === 'ciba' ? { mode: 'ciba' as const } : {}),
+                    },
+                  }
                 : {}),
           };
           try {

@@ -399,7 +399,7 @@ describe('createTestIdentityProvider', () => {
       const idLike = await local.tokenFor({ userId: 'dana', typ: 'JWT' });
       expect(JSON.parse(atob(idLike.split('.')[0]!)).typ).toBe('JWT');
       local.resetStats();
-      expect(local.stats).toEqual({ token: {}, jwks: 0 });
+      expect(local.stats).toEqual({ token: {}, jwks: 0, revocation: 0 });
     } finally {
       await local.close();
     }
