@@ -108,6 +108,31 @@ describe('CIBA approvals', () => {
     expect((polls[2] as number) - (polls[1] as number)).toBeGreaterThanOrEqual(950); // Retry-After: 1
   }, 30_000);
 
+  it('RFC 9396 authorization_details go along only where the provider lists the type', async () => {
+    const sent: URLSearchParams[] = [];
+    const listing = (list: boolean): typeof fetch => async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      if (url.endsWith('/backchannel')) sent.push(new URLSearchParams(String(init?.body)));
+      const res = await fetch(input, init);
+      if (list && url.includes('/.well-known/')) {
+        const doc = (await res.json()) as Record<string, unknown>;
+        return Response.json({ ...doc, authorization_details_types_supported: ['agent_iam_tool_request'] });
+      }
+      return res;
+    };
+    for (const list of [false, true]) {
+      const { tf } = setup({ fetch: listing(list) });
+      await tf(`${up.origin}/v1/rar/${list}`, { method: 'POST', context: userContext('erin') }).catch(() => undefined);
+    }
+    expect(sent).toHaveLength(2);
+    expect(sent[0]?.has('authorization_details')).toBe(false);
+    expect(JSON.parse(sent[1]?.get('authorization_details') ?? '[]')).toEqual([
+      { type: 'agent_iam_tool_request', actions: ['POST'], locations: [`https://${new URL(up.origin).host}`], identifier: '/v1/rar/true', tool: 'bank', agent: 'bank-agent' },
+    ]);
+    expect(sent[1]?.get('binding_message')).toBe('bank-agent: POST bank /v1/rar/true');
+    expect(sent[1]?.get('login_hint')).toBe('erin');
+  });
+
   it('a ciba rule needs createApprovals({ ciba }); without a user the approval is denied', async () => {
     const approvals = createApprovals();
     const tf = createToolFetch({ agent: { id: 'a' }, tools: [{ name: 'bank', baseUrl: up.origin, auth: { type: 'none' } }], policies: [{ agent: 'a', tool: 'bank', effect: 'approval', approvalMode: 'ciba' }], approvals });
