@@ -83,6 +83,7 @@ export type AgentIamErrorReason =
   | 'header_not_allowed'
   | 'self_approval'
   | 'approval_denied'
+  | 'approval_expired'
   | 'not_an_approver'
   | 'same_approver'
   | 'approver_not_a_user'
@@ -128,7 +129,8 @@ export interface AgentIamErrorOptions {
    * tool does (its name in `field`, as `headers.<name>`).
    * `POLICY_DENIED` from `approvals.approve`: `self_approval`, the approver is the requester, the
    * agent or an actor of the request. `POLICY_DENIED` from toolFetch: `approval_denied`, an approver
-   * denied the approval this request is bound to (its id in `approvalId`).
+   * denied the approval this request is bound to (its id in `approvalId`); `approval_expired`, it
+   * lapsed while `waitForApproval` waited (or the CIBA request expired at the provider).
    */
   reason?: AgentIamErrorReason;
   /**

@@ -22,7 +22,7 @@ const RANK: Record<string, number> = {
   audit: 3,
   stores: 4,
   inbound: 5,
-  policy: 5,
+  policy: 5.5,
   tokens: 5,
   redis: 5,
   postgres: 5,

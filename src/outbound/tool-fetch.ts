@@ -48,6 +48,8 @@ export interface ToolFetchApprovals {
    * preflight and the request needs another one.
    */
   check(request: ApprovalRequestInput, options?: { consume?: boolean }): Promise<ApprovalCheck>;
+  /** Needed for `waitForApproval`: resolves when the approval is decided, or at the timeout. */
+  waitForDecision?(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<{ status: string } | undefined>;
 }
 
 /**
@@ -108,6 +110,14 @@ export type ToolFetchInit = RequestInit & {
    * `createApprovals`). Ignored when no approval is needed.
    */
   approvalDescription?: string;
+  /**
+   * For a request a policy sends to approval: wait up to this many milliseconds for a person to
+   * decide (the approvals inbox, the JSON routes, CIBA on the user's device) instead of failing at
+   * once with `APPROVAL_REQUIRED`. Approved: the request goes on and is sent once. Denied or
+   * lapsed: `POLICY_DENIED` with `reason` `approval_denied` / `approval_expired`. Still pending at
+   * the end: `APPROVAL_REQUIRED` as without waiting.
+   */
+  waitForApproval?: number;
 };
 
 /**
@@ -613,6 +623,8 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
       if (description !== undefined && (typeof description !== 'string' || description.length > 500 || hasControlChars(description))) {
         throw invalid('approvalDescription must be a string of at most 500 characters without control characters');
       }
+      const waitMs = init?.waitForApproval;
+      if (waitMs !== undefined && !(typeof waitMs === 'number' && Number.isFinite(waitMs) && waitMs >= 0)) throw invalid('waitForApproval must be a number of milliseconds');
       const redirectMode = init?.redirect ?? (input instanceof Request ? input.redirect : 'follow');
       if (typeof method !== 'string' || !METHOD.test(method)) throw invalid('Invalid request method');
       method = method.toUpperCase();
@@ -714,9 +726,7 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
         if (effect === 'approval') {
           bodyHash ??= bodyBytes === undefined ? EMPTY_SHA256 : await sha256Hex(bodyBytes);
           let result: Awaited<ReturnType<ToolFetchApprovals['check']>>;
-          try {
-            const service = approvals as ToolFetchApprovals;
-            const request: ApprovalRequestInput = {
+          const checkInput: ApprovalRequestInput = {
               agentId,
               ...(userId !== undefined ? { userId } : {}),
               tool: current.name,
@@ -728,16 +738,48 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
               ...(restricted.bound !== undefined ? { headers: restricted.bound } : {}),
               ...(description !== undefined ? { description } : {}),
               ...(actorChain.length > 0 ? { actorChain } : {}),
-              ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined)
-                ? { rule: { ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}), ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}) } }
+              ...(approvalRule !== undefined && (approvalRule.approvedBy !== undefined || approvalRule.approvers !== undefined || approvalRule.approvalMode === 'ciba')
+                ? {
+                    rule: {
+                      ...(approvalRule.approvedBy !== undefined ? { approvedBy: approvalRule.approvedBy } : {}),
+                      ...(approvalRule.approvers !== undefined ? { approvers: approvalRule.approvers } : {}),
+                      ...(approvalRule.approvalMode === 'ciba' ? { mode: 'ciba' as const } : {}),
+                    },
+                  }
                 : {}),
-            };
-            result = await (dry === undefined ? service.check(request) : service.check(request, { consume: false }));
+          };
+          const service = approvals as ToolFetchApprovals;
+          try {
+            result = await (dry === undefined ? service.check(checkInput) : service.check(checkInput, { consume: false }));
           } catch (error) {
             if (isAgentIamError(error)) throw error;
             throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
           }
           approvalId = result.id;
+          const wait = init?.waitForApproval;
+          if (result.status === 'pending' && dry === undefined && wait !== undefined && wait > 0 && typeof service.waitForDecision === 'function') {
+            let decided: { status: string } | undefined;
+            try {
+              decided = await service.waitForDecision(result.id, { timeoutMs: Math.min(wait, 86_400_000), ...(signal !== undefined ? { signal } : {}) });
+            } catch (error) {
+              if (isAgentIamError(error) || signal?.aborted === true) throw error;
+              throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
+            }
+            signal?.throwIfAborted();
+            if (decided?.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied', { approvalId: result.id, reason: 'approval_denied' });
+            if (decided?.status === 'expired') throw new AgentIamError('POLICY_DENIED', 'The approval lapsed before anyone approved it', { approvalId: result.id, reason: 'approval_expired' });
+            if (decided?.status === 'approved') {
+              // The approval lets the request through once: the check consumes it (and of several
+              // identical waiting calls, exactly one passes; the others find a new pending approval).
+              try {
+                result = await service.check(checkInput);
+              } catch (error) {
+                if (isAgentIamError(error)) throw error;
+                throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
+              }
+              approvalId = result.id;
+            }
+          }
           if (result.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied', { approvalId: result.id, reason: 'approval_denied' });
           if (result.status !== 'approved') {
             throw new AgentIamError('APPROVAL_REQUIRED', `Tool ${current.name}: this request needs approval`, {

@@ -26,6 +26,7 @@ import { isoNow, nowMs } from '../lib/clock.js';
 import { secretReader, secretSchema, type SecretSource } from '../lib/secret.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
 import { signWebhook, WEBHOOK_SIGNATURE_HEADER, type ApprovalNotification } from './notify.js';
+import { createCibaClient, type CibaClient, type CibaOptions } from './ciba.js';
 
 /** The request an approval is bound to. */
 export interface ApprovalRequestInput {
@@ -142,6 +143,13 @@ export interface Approvals {
    */
   mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean>;
   /**
+   * Wait until the approval is decided (approved, denied, lapsed, or used by a TTL's end) or
+   * `timeoutMs` passes, looking at the store every `pollMs` (default 500). Resolves with the
+   * record as it then is (still `pending` at the timeout), or undefined for an unknown id.
+   * `toolFetch(url, { waitForApproval })` uses it.
+   */
+  waitForDecision(id: string, options: { timeoutMs: number; pollMs?: number; signal?: AbortSignal }): Promise<ApprovalRecord | undefined>;
+  /**
    * Used by toolFetch: find or create the approval bound to exactly this request; consumes a
    * single-use approval (unless `options.consume` is `false`).
    */
@@ -181,6 +189,13 @@ export interface ApprovalsOptions {
   webhook?: { url: string; secret: SecretSource; timeoutMs?: number };
   /** The approvals inbox (`{publicOrigin}{basePath}/approvals` of the pages): notifications link to `{inboxUrl}/{id}`. */
   inboxUrl?: string;
+  /**
+   * OpenID CIBA for rules with `approvalMode: 'ciba'`: the identity provider asks the user the agent
+   * acts for to confirm on their device (poll mode; `slow_down` and `Retry-After` are honoured).
+   * `toolFetch(url, { waitForApproval })` and `waitForDecision` poll until the provider answers; a
+   * refusal is `approval_denied`, an expired request `approval_expired`.
+   */
+  ciba?: CibaOptions;
 }
 
 type Status = ApprovalRecord['status'];
@@ -205,6 +220,8 @@ interface StoredApproval {
   approvals?: Array<{ approver: string; at: number; ttlSeconds?: number }>;
   /** Deny reason. */
   reason?: string;
+  /** A CIBA request at the user's identity provider (mode `ciba`). */
+  ciba?: { authReqId: string; expiresAt: number; intervalMs: number; nextPollAt: number };
 }
 
 const ID_RE = /^apr_[A-Za-z0-9_-]{22}$/;
@@ -245,10 +262,12 @@ const storedSchema = z.object({
     .object({
       approvedBy: z.object({ scopes: z.array(z.string()).optional(), groups: z.array(z.string()).optional(), users: z.array(z.string()).optional(), requester: z.boolean().optional() }).optional(),
       approvers: z.number().int().min(1).max(MAX_APPROVERS).optional(),
+      mode: z.literal('ciba').optional(),
     })
     .optional(),
   approvals: z.array(z.object({ approver: z.string(), at: z.number(), ttlSeconds: z.number().optional() })).max(MAX_APPROVERS).optional(),
   reason: z.string().max(500).optional(),
+  ciba: z.object({ authReqId: z.string().max(1024), expiresAt: z.number(), intervalMs: z.number(), nextPollAt: z.number() }).optional(),
   // the single-use marker of earlier builds; read and dropped
   nonce: z.string().optional(),
 });
@@ -263,6 +282,20 @@ const optionsSchema = z.strictObject({
     .strictObject({ url: z.string(), secret: secretSchema(z.string().min(16, 'must be at least 16 characters')), timeoutMs: z.number().int().min(1).max(60_000).optional() })
     .optional(),
   inboxUrl: z.string().optional(),
+  ciba: z
+    .strictObject({
+      issuer: z.string(),
+      clientId: z.string().min(1).max(1024),
+      clientSecret: secretSchema(z.string().min(1).max(4096)),
+      scopes: z.array(z.string().min(1)).min(1).optional(),
+      bindingMessage: z.custom<(s: ApprovalSummary) => string>((v) => typeof v === 'function', 'must be a function').optional(),
+      requestedExpirySeconds: z.number().int().min(1).max(86_400).optional(),
+      authorizationDetailsType: z.string().min(1).max(256).optional(),
+      pollIntervalSeconds: z.number().min(0.05).max(300).optional(),
+      fetch: z.custom<typeof fetch>((v) => typeof v === 'function', 'must be a function').optional(),
+      timeoutMs: z.number().int().min(1).max(120_000).optional(),
+    })
+    .optional(),
 });
 
 function invalid(message: string, field?: string): AgentIamError {
@@ -387,6 +420,55 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
   const webhookUrl = opts.webhook === undefined ? undefined : requireSecureUrl(opts.webhook.url, 'approvals.webhook.url', 'CONFIG_INVALID');
   const webhookSecret = opts.webhook === undefined ? undefined : secretReader(opts.webhook.secret, 'approvals.webhook: secret', (v) => v.length >= 16);
   const webhookTimeout = opts.webhook?.timeoutMs ?? 5000;
+  if (opts.ciba !== undefined) requireSecureUrl(opts.ciba.issuer, 'approvals.ciba.issuer', 'CONFIG_INVALID');
+  const ciba: CibaClient | undefined = opts.ciba === undefined ? undefined : createCibaClient(opts.ciba as CibaOptions);
+
+  /** Start the CIBA request of a pending approval (mode `ciba`) that has none yet. */
+  async function startCiba(rec: StoredApproval): Promise<void> {
+    if (ciba === undefined) throw new AgentIamError('CONFIG_INVALID', 'A policy asks for approvalMode ciba: configure createApprovals({ ciba })', { field: 'approvals.ciba' });
+    const userId = rec.summary.userId;
+    if (userId === undefined) {
+      await decide(rec.id, (r, now) => ({ ...r, status: 'denied', decidedAt: now, approver: 'ciba', reason: 'CIBA needs the user the agent acts for' }));
+      return;
+    }
+    const started = await ciba.start(rec.summary, userId);
+    await decide(rec.id, (r, now) => (r.status !== 'pending' || r.ciba !== undefined ? r : { ...r, ciba: { ...started, nextPollAt: now + started.intervalMs } }));
+  }
+
+  /** Ask the identity provider once (when the interval allows) and record what it said. */
+  async function pollCiba(id: string): Promise<void> {
+    if (ciba === undefined) return;
+    const cur = await read(id);
+    if (cur === undefined || cur.rec.status !== 'pending' || cur.rec.rule?.mode !== 'ciba') return;
+    const now = nowMs();
+    if (effectiveStatus(cur.rec, now) !== 'pending') return;
+    if (cur.rec.ciba === undefined) return startCiba(cur.rec);
+    if (now < cur.rec.ciba.nextPollAt) return;
+    const userId = cur.rec.summary.userId as string;
+    const answer = await ciba.poll(cur.rec.ciba.authReqId, userId);
+    await decide(id, (r, at) => {
+      if (r.status !== 'pending' || r.ciba === undefined) return r;
+      switch (answer.status) {
+        case 'approved': {
+          const out: StoredApproval = { ...r, status: 'approved', decidedAt: at, approver: userId, expiresAt: at + pendingTtlMs };
+          delete out.ciba;
+          return out;
+        }
+        case 'denied':
+          return { ...r, status: 'denied', decidedAt: at, approver: userId, reason: 'refused on the user’s device' };
+        case 'expired':
+          return { ...r, expiresAt: at };
+        default: {
+          const intervalMs = r.ciba.intervalMs + (answer.slowDown === true ? 5000 : 0);
+          return { ...r, ciba: { ...r.ciba, intervalMs, nextPollAt: at + Math.max(intervalMs, answer.waitMs ?? 0) } };
+        }
+      }
+    });
+    const after = await read(id);
+    if (after !== undefined && after.rec.status !== 'pending') {
+      event(after.rec.status === 'approved' ? 'approval.approve' : 'approval.deny', after.rec, after.rec.status === 'approved' ? 'allow' : 'deny', { approver: userId });
+    }
+  }
 
   /** Tell the hook and the webhook about a new pending approval; never throws, never awaited by the request. */
   function notify(rec: StoredApproval): void {
@@ -405,7 +487,7 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         const body = JSON.stringify(n);
         for (let attempt = 0; attempt < 2; attempt++) {
           try {
-            const signature = await signWebhook(await webhookSecret.get(), body, Math.floor(Date.now() / 1000));
+            const signature = await signWebhook(await webhookSecret.get(), body, Math.floor(nowMs() / 1000));
             const res = await fetch(webhookUrl, {
               method: 'POST',
               redirect: 'manual',
@@ -600,12 +682,19 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
     throw storeFailure('contended');
   }
 
+  async function getRecord(id: string): Promise<ApprovalRecord | undefined> {
+    if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
+    const found = await read(id);
+    return found === undefined ? undefined : toPublic(found.rec, nowMs());
+  }
+
   return Object.freeze({
     async check(request: ApprovalRequestInput, options?: ApprovalCheckOptions): Promise<ApprovalCheck> {
       validateRequest(request);
       const consume = options?.consume !== false;
       const binding = await bindingOf(request);
       const bKey = bindingKey(binding);
+      let polled = false;
       for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
         const b = await guard(() => kv.getVersioned<string>(bKey));
         const found = b !== undefined && typeof b.value === 'string' && ID_RE.test(b.value) ? await read(b.value) : undefined;
@@ -614,6 +703,11 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
           const { rec, version } = found;
           const now = nowMs();
           const status = effectiveStatus(rec, now);
+          if (status === 'pending' && rec.rule?.mode === 'ciba' && !polled) {
+            polled = true;
+            await pollCiba(rec.id);
+            continue; // look again at what the provider said
+          }
           if (status === 'pending') return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
           if (status === 'denied') return rec.reason !== undefined ? { status: 'denied', id: rec.id, reason: rec.reason } : { status: 'denied', id: rec.id };
           if (status === 'approved') {
@@ -640,16 +734,13 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         }
         event('approval.request', rec, 'approval', { code: 'APPROVAL_REQUIRED' });
         notify(rec);
+        if (rec.rule?.mode === 'ciba') await startCiba(rec);
         return { status: 'pending', id: rec.id, summary: copySummary(rec.summary) };
       }
       throw storeFailure('contended');
     },
 
-    async get(id: string): Promise<ApprovalRecord | undefined> {
-      if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
-      const found = await read(id);
-      return found === undefined ? undefined : toPublic(found.rec, nowMs());
-    },
+    get: getRecord,
 
     async list(filter: { status?: Status; decidableBy?: string | Approver } = {}): Promise<ApprovalRecord[]> {
       const now = nowMs();
@@ -664,6 +755,30 @@ export function createApprovals(options: ApprovalsOptions = {}): Approvals {
         if (filter.status === undefined || pub.status === filter.status) out.push(pub);
       }
       return out.sort((a, b) => a.createdAt - b.createdAt);
+    },
+
+    async waitForDecision(id: string, o: { timeoutMs: number; pollMs?: number; signal?: AbortSignal }): Promise<ApprovalRecord | undefined> {
+      const until = Date.now() + Math.max(0, o?.timeoutMs ?? 0);
+      const pollMs = Math.max(20, Math.min(o?.pollMs ?? 500, 60_000));
+      for (;;) {
+        let r = await getRecord(id);
+        if (r !== undefined && r.status === 'pending' && ciba !== undefined) {
+          await pollCiba(id);
+          r = await getRecord(id);
+        }
+        if (r === undefined || r.status !== 'pending') return r;
+        const left = until - Date.now();
+        if (left <= 0 || o?.signal?.aborted === true) return r;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, Math.min(pollMs, left));
+          function done(): void {
+            clearTimeout(t);
+            o?.signal?.removeEventListener('abort', done);
+            resolve();
+          }
+          o?.signal?.addEventListener('abort', done, { once: true });
+        });
+      }
     },
 
     async mayDecide(record: ApprovalRecord | string, approver: string | Approver): Promise<boolean> {

@@ -61,6 +61,8 @@ export interface ApprovalRule {
   approvedBy?: ApproverRule;
   /** Distinct people who must approve (default 1). */
   approvers?: number;
+  /** `ciba`: the user the agent acts for confirms on their device, through their identity provider. */
+  mode?: 'ciba';
 }
 
 /** Most approvers a rule may require. */
@@ -152,5 +154,6 @@ export function canonicalRule(rule: ApprovalRule | undefined): ApprovalRule | un
     out.approvedBy = b;
   }
   if (rule.approvers !== undefined && rule.approvers !== 1) out.approvers = rule.approvers;
-  return out.approvedBy === undefined && out.approvers === undefined ? undefined : out;
+  if (rule.mode === 'ciba') out.mode = 'ciba';
+  return out.approvedBy === undefined && out.approvers === undefined && out.mode === undefined ? undefined : out;
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { nowMs } from '../lib/clock.js';
 import { toHex } from '../lib/encoding.js';
 
 /** What the hook and the webhook receive when a request starts waiting for approval. */
@@ -56,7 +57,7 @@ export async function verifyWebhookSignature(o: { body: string; header: string |
   const t = Number(parts.get('t'));
   const v1 = parts.get('v1');
   if (!Number.isInteger(t) || v1 === undefined || !/^[0-9a-f]{64}$/.test(v1)) return false;
-  const now = Math.floor((o.now ?? Date.now()) / 1000);
+  const now = Math.floor((o.now ?? nowMs()) / 1000);
   if (Math.abs(now - t) > (o.toleranceSeconds ?? 300)) return false;
   const expected = await hmacHex(o.secret, `${t}.${o.body}`);
   let diff = 0;

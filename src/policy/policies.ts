@@ -55,6 +55,12 @@ export interface PolicyRule {
   approvedBy?: ApproverRule;
   /** `approval` rules only: how many distinct people must approve (default 1, at most 10). */
   approvers?: number;
+  /**
+   * `approval` rules only: `ciba` asks the identity provider of the user the agent acts for to have
+   * them confirm on their own device (OpenID CIBA, poll mode; `createApprovals({ ciba })`). Default
+   * `inbox`: people decide in the pages, the routes or through `approvals.approve`.
+   */
+  approvalMode?: 'inbox' | 'ciba';
 }
 
 /** What the policy engine looks at for one request. */
@@ -113,9 +119,10 @@ const ruleSchema = z.strictObject({
     .refine((v) => v.scopes !== undefined || v.groups !== undefined || v.users !== undefined || v.requester === true, 'must name scopes, groups, users or requester: true')
     .optional(),
   approvers: z.number().int().min(1).max(MAX_APPROVERS).optional(),
+  approvalMode: z.enum(['inbox', 'ciba']).optional(),
 }).superRefine((rule, ctx) => {
   if (rule.effect !== 'approval') {
-    for (const k of ['approvedBy', 'approvers'] as const) {
+    for (const k of ['approvedBy', 'approvers', 'approvalMode'] as const) {
       if (rule[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: "is only for rules with effect: 'approval'" });
     }
   }
@@ -155,6 +162,7 @@ function deepFreeze(rule: PolicyRule): PolicyRule {
     out.approvedBy = Object.freeze(by);
   }
   if (rule.approvers !== undefined) out.approvers = rule.approvers;
+  if (rule.approvalMode !== undefined) out.approvalMode = rule.approvalMode;
   return Object.freeze(out);
 }
 

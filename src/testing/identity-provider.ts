@@ -119,8 +119,27 @@ export interface TestIdentityProvider {
    * next refresh fails with a real `invalid_grant`. Resolves with the number of grants revoked.
    */
   revokeGrants(filter: { userId: string; clientId?: string }): Promise<number>;
+  /**
+   * OpenID CIBA (poll mode): the backchannel authentication requests waiting on a user's "device",
+   * newest last. Register a client with `grant_types: ['urn:openid:params:grant-type:ciba']` and
+   * `backchannel_token_delivery_mode: 'poll'` to send them.
+   */
+  backchannelRequests(): BackchannelRequest[];
+  /** The user confirms (`approve: true`) or refuses a backchannel request on their device. */
+  completeBackchannel(authReqId: string, options: { approve: boolean }): Promise<void>;
   /** Stop the server and drop open connections. */
   close(): Promise<void>;
+}
+
+/** A CIBA request as the user's authentication device shows it. */
+export interface BackchannelRequest {
+  authReqId: string;
+  userId: string;
+  clientId: string;
+  scope: string;
+  bindingMessage?: string;
+  /** RFC 9396 `authorization_details` as sent (JSON), when the client sent it. */
+  authorizationDetails?: string;
 }
 
 /** A registered client's metadata. */
@@ -413,6 +432,8 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
 
     // Resource scopes learned from requests, for resources without configured scopes ("accept any").
     const learnedScopes = new Map<string, Set<string>>();
+    // CIBA requests waiting on the user's device.
+    const backchannel: BackchannelRequest[] = [];
     // Grants given through authorize(), so that revokeGrants() can find them.
     const grants = new Map<string, { userId: string; clientId: string }>();
 
@@ -466,6 +487,33 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
             !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
         },
         userinfo: { enabled: true },
+        ciba: {
+          enabled: true,
+          deliveryModes: ['poll'],
+          // The login hint is the user id.
+          processLoginHint: async (_ctx: unknown, loginHint: string) => loginHint,
+          processLoginHintToken: async () => {
+            throw new errors.InvalidRequest('login_hint_token is not supported; use login_hint');
+          },
+          verifyUserCode: async () => undefined,
+          validateRequestContext: async () => undefined,
+          // Printable text up to 100 characters (oidc-provider's default allows 20 of a small set).
+          validateBindingMessage: async (_ctx: unknown, message: string | undefined) => {
+            // eslint-disable-next-line no-control-regex
+            if (message !== undefined && (message.length === 0 || message.length > 100 || /[\u0000-\u001f\u007f-\u009f]/.test(message))) {
+              throw new errors.InvalidBindingMessage('binding_message must be 1 to 100 printable characters');
+            }
+          },
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          triggerAuthenticationDevice: async (ctx: any, request: any, account: any, client: any) => {
+            const r: BackchannelRequest = { authReqId: String(request.jti), userId: String(account.accountId), clientId: String(client.clientId), scope: String(request.scope ?? '') };
+            const message = ctx?.oidc?.params?.binding_message ?? request.bindingMessage;
+            if (typeof message === 'string') r.bindingMessage = message;
+            const details = ctx?.oidc?.params?.authorization_details;
+            if (typeof details === 'string') r.authorizationDetails = details;
+            backchannel.push(r);
+          },
+        },
         resourceIndicators: {
           enabled: true,
           // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -506,6 +554,12 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
         Session: 3600,
         Grant: 14 * 24 * 3600,
         RefreshToken: 14 * 24 * 3600,
+        // CIBA: requested_expiry when asked (at most 10 minutes), else 10 minutes.
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        BackchannelAuthenticationRequest: (ctx: any) => {
+          const asked = Number(ctx?.oidc?.params?.requested_expiry);
+          return Number.isFinite(asked) && asked > 0 ? Math.min(600, asked) : 600;
+        },
       },
       // Refresh tokens for every client allowed the refresh_token grant, without offline_access.
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -948,6 +1002,21 @@ export async function createTestIdentityProvider(options: TestIdentityProviderOp
           revoked += 1;
         }
         return revoked;
+      },
+      backchannelRequests: () => backchannel.map((r) => ({ ...r })),
+      async completeBackchannel(authReqId, o) {
+        const request = await provider.BackchannelAuthenticationRequest.find(authReqId, { ignoreExpiration: true });
+        if (!request) throw new AgentIamError('REQUEST_INVALID', 'completeBackchannel(): unknown auth_req_id');
+        if (o.approve) {
+          const grant = new provider.Grant({ clientId: request.clientId, accountId: request.accountId });
+          grant.addOIDCScope(request.scope);
+          await grant.save();
+          await provider.backchannelResult(request, grant);
+        } else {
+          await provider.backchannelResult(request, new errors.AccessDenied('the end-user refused the request'));
+        }
+        const i = backchannel.findIndex((r) => r.authReqId === authReqId);
+        if (i !== -1) backchannel.splice(i, 1);
       },
       async rotateSigningKey(o = {}) {
         const fresh = await newKey();

@@ -7,6 +7,7 @@
 export { createTestIdentityProvider } from './identity-provider.js';
 export type {
   TestIdentityProvider,
+  BackchannelRequest,
   TestIdentityProviderOptions,
   TokenForOptions,
   TokenEndpointFault,

@@ -78,7 +78,7 @@ export async function startPagesApp(kind: 'express' | 'hono' | 'fetch' = 'expres
     tools: [{ name: 'payments', baseUrl: toolOrigin, auth: { type: 'apiKey', key: 'sk_test_PAGES_SECRET_KEY' } }],
     policies: [
       { agent: 'refund-agent', tool: 'payments' },
-      { agent: 'refund-agent', tool: 'payments', effect: 'approval', capabilities: [{ method: 'POST', path: '/v1/refunds' }], approvedBy: { groups: ['finance'] } },
+      { agent: 'refund-agent', tool: 'payments', effect: 'approval', capabilities: [{ method: 'POST', path: '/v1/refunds' }, { method: 'POST', path: '/v1/refunds/*' }], approvedBy: { groups: ['finance'] } },
     ],
     approvals,
     audit,
