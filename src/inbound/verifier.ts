@@ -266,6 +266,8 @@ interface Provider {
 
 /** What the cache remembers of a verified token: everything but the per-request parts. */
 interface CachedToken {
+  /** The whole token: a hit must be this exact string (the cache key is only its tail). */
+  token: string;
   provider: Provider;
   generation: number;
   /** Seconds. */
@@ -291,6 +293,8 @@ const VERIFIER = Symbol.for('agent-iam.verifier');
 const VERIFY_NOW = Symbol.for('agent-iam.verifier.verifyNow');
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** 43 base64url characters: 258 bits of a signature. */
+const CACHE_KEY_LENGTH = 43;
 const EMBEDDED_KEY_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'] as const;
 const EMPTY_ACTORS: readonly Actor[] = Object.freeze([]);
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -437,8 +441,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
    * is still the one this request's host selects; else undefined (and a stale entry is dropped).
    */
   function fromCacheIfValid(token: string, request: Request | VerifyRequest, requestId: string): AgentContext | undefined {
-    const entry = (cache as LruCache<string, CachedToken>).get(token);
-    if (entry === undefined) return undefined;
+    const key = cacheKey(token);
+    const entry = (cache as LruCache<string, CachedToken>).get(key);
+    if (entry === undefined || entry.token !== token) return undefined;
     const now = nowMs() / 1000;
     const provider = entry.provider;
     if (
@@ -450,7 +455,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       provider.jwks.touch(); // a key set past its max age is re-read in the background
       return fromCache(entry, requestId);
     }
-    (cache as LruCache<string, CachedToken>).delete(token);
+    (cache as LruCache<string, CachedToken>).delete(key);
     return undefined;
   }
 
@@ -552,6 +557,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (actorChain === undefined) throw errors.error('TOKEN_MALFORMED', 'The token act claim is invalid or too deep');
 
     const entry: CachedToken = {
+      token,
       provider,
       generation,
       exp,
@@ -566,7 +572,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       domain,
       actorChain,
     };
-    if (cache !== undefined && now < exp && now >= entry.nbf) cache.set(token, entry);
+    if (cache !== undefined && now < exp && now >= entry.nbf) cache.set(cacheKey(token), entry);
     return fromCache(entry, requestId);
   }
 
@@ -711,6 +717,19 @@ export function isVerifier(value: unknown): value is Verifier {
 export function verifyNow(verifier: Verifier, request: Request | VerifyRequest, options?: VerifyOptions): AgentContext | Promise<AgentContext> {
   const fn = (verifier as { [VERIFY_NOW]?: (r: Request | VerifyRequest, o: VerifyOptions | undefined) => AgentContext | Promise<AgentContext> })[VERIFY_NOW];
   return fn === undefined ? verifier.verify(request, options) : fn(request, options);
+}
+
+/**
+ * The verified-token cache's key: the token's last {@link CACHE_KEY_LENGTH} characters (the end of
+ * its signature). Hashing a whole token costs ~1 µs per request (the header string is new on every
+ * request, so its hash is never cached); hashing this tail costs a few ns. A hit is then only the
+ * entry whose whole token is the exact same string, so two tokens with one tail cannot be confused:
+ * the later one just replaces the earlier one's entry. Only verified tokens are stored, and a
+ * signature's tail cannot be chosen without the issuer's key, so this does not let anyone evict
+ * another user's entry either.
+ */
+function cacheKey(token: string): string {
+  return token.length > CACHE_KEY_LENGTH ? token.slice(token.length - CACHE_KEY_LENGTH) : token;
 }
 
 /** `Bearer` (any case) alone or followed by a space, without allocating. */

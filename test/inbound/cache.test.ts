@@ -40,6 +40,16 @@ describe('verified-token cache', () => {
     await expect(verifier.verify(req(altered))).rejects.toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
   });
 
+  it('a token with the same signature but another payload is not a hit (the cache key is only the tail)', async () => {
+    const verifier = v();
+    const token = await signToken(key, claims(s.origin, { sub: 'alice' }));
+    await verifier.verify(req(token));
+    const [header, , signature] = token.split('.') as [string, string, string];
+    const forged = `${header}.${Buffer.from(JSON.stringify(claims(s.origin, { sub: 'mallory' }))).toString('base64url')}.${signature}`;
+    await expect(verifier.verify(req(forged))).rejects.toMatchObject({ code: 'TOKEN_SIGNATURE_INVALID' });
+    expect((await verifier.verify(req(token))).userId).toBe('alice'); // and the real one is still served
+  });
+
   it('cacheSize 0 disables it; the cache is bounded (LRU)', async () => {
     const off = v({ cacheSize: 0 });
     const token = await signToken(key, claims(s.origin));
