@@ -3,13 +3,15 @@
  * against a real Express app and the test identity provider. Sign in, see an approval appear,
  * approve it and watch the waiting agent call go through exactly once, deny one, connect and
  * disconnect an account (the provider's revocation endpoint is called), CSRF, XSS, CSP and session
- * checks, and keyboard-only use of the inbox. Screenshots go to docs/images/ for the README.
+ * checks, and keyboard-only use of the inbox. Screenshots for the README go to docs/images/ with UPDATE_SCREENSHOTS=1.
  *
  * Skipped, with a message, only when chromium is absent (CI installs it: .ci/run).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser as PwBrowser, BrowserContext, Page } from 'playwright-core';
@@ -19,7 +21,10 @@ import { userContext } from '../outbound/helpers.js';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const present = existsSync(CHROMIUM);
 if (!present) console.warn(`[browser tests] skipped: no chromium at ${CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
-const IMAGES = fileURLToPath(new URL('../../docs/images/', import.meta.url));
+// The README's screenshots are rewritten only on request (`UPDATE_SCREENSHOTS=1 npx vitest run
+// test/browser`), so that a test run leaves the work tree as it found it; otherwise they go to a
+// temporary folder, still taken (a page that cannot be drawn fails here too).
+const IMAGES = process.env.UPDATE_SCREENSHOTS === '1' ? fileURLToPath(new URL('../../docs/images/', import.meta.url)) : `${mkdtempSync(join(tmpdir(), 'agent-iam-shots-'))}/`;
 
 describe.skipIf(!present)('the pages in chromium', () => {
   let app: PagesApp;
