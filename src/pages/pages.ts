@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isoNow } from '../lib/clock.js';
 import type Keyv from 'keyv';
 import { z } from 'zod';
 import { emitAudit, type AuditSink } from '../audit/events.js';
@@ -537,10 +538,10 @@ export function createPages(options: PagesOptions): RouteHandler {
       const old = await sessions.read(cookie);
       if (old !== undefined) await sessions.destroy(old.id);
       const created = await sessions.create(user);
-      emitAudit(o.audit, { type: 'session.sign_in', time: new Date().toISOString(), userId: user.userId, decision: 'allow' });
+      emitAudit(o.audit, { type: 'session.sign_in', time: isoNow(), userId: user.userId, decision: 'allow' });
       return seeOther(returnTo, [created.cookie, clear]);
     } catch (e) {
-      emitAudit(o.audit, { type: 'session.sign_in', time: new Date().toISOString(), decision: 'deny', code: isAgentIamError(e) ? e.code : 'INTERNAL_ERROR' });
+      emitAudit(o.audit, { type: 'session.sign_in', time: isoNow(), decision: 'deny', code: isAgentIamError(e) ? e.code : 'INTERNAL_ERROR' });
       const r = errorPage(e);
       r.cookies = [clear];
       return r;
@@ -550,7 +551,7 @@ export function createPages(options: PagesOptions): RouteHandler {
   async function signOut(req: RouteRequest, v: Viewer | undefined): Promise<RouteResponse> {
     await checkPost(req, v);
     if (v?.session !== undefined) await sessions.destroy(v.session);
-    emitAudit(o.audit, { type: 'session.sign_out', time: new Date().toISOString(), userId: (v as Viewer).user.userId, decision: 'allow' });
+    emitAudit(o.audit, { type: 'session.sign_out', time: isoNow(), userId: (v as Viewer).user.userId, decision: 'allow' });
     return seeOther(`${base}/signed-out`, [sessions.clearCookie(sessions.cookieName)]);
   }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { nowMs } from '../lib/clock.js';
 import { storeKey, type Store } from '../stores/store.js';
 import { fromBase64Url, randomToken, sha256Hex, toBase64Url } from '../lib/encoding.js';
 import type { SecretReader } from '../lib/secret.js';
@@ -146,7 +147,7 @@ export function createSessions(o: SessionsOptions): Sessions {
     open,
     async create(user) {
       const id = randomToken(32);
-      const now = Date.now();
+      const now = nowMs();
       const record: SessionRecord = { v: 1, user, createdAt: now, expiresAt: now + o.ttlMs, idleUntil: now + o.idleMs };
       await o.store.set(await recordKey(id), record, o.ttlMs);
       return { id, cookie: cookie(cookieName, await seal(cookieName, id), o.ttlMs / 1000) };
@@ -156,7 +157,7 @@ export function createSessions(o: SessionsOptions): Sessions {
       if (id === undefined || !/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
       const key = await recordKey(id);
       const record = await o.store.get<SessionRecord>(key);
-      const now = Date.now();
+      const now = nowMs();
       if (record === undefined || record === null || record.v !== 1 || typeof record.user?.userId !== 'string') return undefined;
       if (record.expiresAt <= now || record.idleUntil <= now) {
         await o.store.delete(key);

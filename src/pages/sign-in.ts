@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { nowMs } from '../lib/clock.js';
 import * as oauth from 'oauth4webapi';
 import { AgentIamError } from '../errors.js';
 import { hasControlChars } from '../lib/encoding.js';
@@ -92,7 +93,7 @@ export function createSignIn(s: SignInSettings): SignIn {
       url.searchParams.set('code_challenge_method', 'S256');
       url.searchParams.set('state', state);
       url.searchParams.set('nonce', nonce);
-      const pending: PendingLogin = { v: 1, verifier, nonce, binding, returnTo, expiresAt: Date.now() + s.ttlMs };
+      const pending: PendingLogin = { v: 1, verifier, nonce, binding, returnTo, expiresAt: nowMs() + s.ttlMs };
       if (!(await s.store.setIfAbsent(key(state), pending, s.ttlMs))) throw new AgentIamError('STORE_UNAVAILABLE', 'Could not store the sign-in state', { reason: 'conflict' });
       return { url: url.href, binding };
     },
@@ -103,7 +104,7 @@ export function createSignIn(s: SignInSettings): SignIn {
       const state = states[0] as string;
       // Single use, whatever happens next.
       const pending = await s.store.consume<PendingLogin>(key(state));
-      if (pending === undefined || pending === null || pending.v !== 1 || pending.expiresAt <= Date.now()) throw refused('unknown, used or expired state');
+      if (pending === undefined || pending === null || pending.v !== 1 || pending.expiresAt <= nowMs()) throw refused('unknown, used or expired state');
       // Login CSRF: only the browser that started this sign-in may finish it.
       if (binding === undefined || binding !== pending.binding) throw refused('this browser did not start the sign-in', 403);
       const { as, insecure } = await metadata();
