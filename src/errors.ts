@@ -349,7 +349,51 @@ export function renderError(error: unknown): ErrorResponse {
   return { status: error.status, headers, body: error.toJSON() as ErrorResponse['body'] };
 }
 
-/** Shorthand used across the SDK for configuration errors. */
+// ---- Factories ------------------------------------------------------------------------------
+// The one place the SDK's recurring errors are built, so that a code is always raised with the same
+// message shape and fields. Modules with a message of their own (`Authorization callback refused:
+// why`) wrap these; they do not build the error themselves.
+
+/** @internal `CONFIG_INVALID` for one option: `Invalid option <field>: <message>`, with `field`. */
 export function configError(field: string, message: string): AgentIamError {
   return new AgentIamError('CONFIG_INVALID', `Invalid option ${field}: ${message}`, { field });
+}
+
+/**
+ * @internal `REQUEST_INVALID`: 400 unless `status` says 403 (a form that failed its anti-CSRF
+ * check), 404 (an unknown id) or 413 (a body over the limit).
+ */
+export function requestInvalid(
+  message: string,
+  options: { field?: string | undefined; status?: 400 | 403 | 404 | 413; reason?: AgentIamErrorReason } = {},
+): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', message, options.field === undefined ? options : { ...options, field: options.field });
+}
+
+/** @internal `REQUEST_INVALID` 404 for an unknown id: `<what> not found`. */
+export function notFoundError(what: string): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', `${what} not found`, { status: 404 });
+}
+
+/** @internal `REQUEST_INVALID` 413: the request body is over `maxBytes` (or over the limit). */
+export function bodyTooLarge(maxBytes?: number): AgentIamError {
+  return new AgentIamError('REQUEST_INVALID', maxBytes === undefined ? 'The request body is too large' : `The request body is larger than ${maxBytes} bytes`, { status: 413 });
+}
+
+/**
+ * @internal `STORE_UNAVAILABLE` with its `reason` (`timeout`, `error`, `malformed`, `undecryptable`,
+ * `contended`, …). `cause` is kept non-enumerable; it must not carry a stored secret.
+ */
+export function storeUnavailable(message: string, reason: AgentIamErrorReason, cause?: unknown): AgentIamError {
+  return new AgentIamError('STORE_UNAVAILABLE', message, cause === undefined ? { reason } : { reason, cause });
+}
+
+/** @internal `OAUTH_STATE_MISMATCH`: 400, or 403 when the flow belongs to another user or browser. */
+export function stateMismatch(message: string, status: 400 | 403 = 400): AgentIamError {
+  return new AgentIamError('OAUTH_STATE_MISMATCH', message, status === 400 ? {} : { status });
+}
+
+/** @internal `TOKEN_ENDPOINT_UNAVAILABLE`: the authorization server (or a secret it needs) cannot be reached. */
+export function tokenEndpointUnavailable(message: string, reason?: AgentIamErrorReason): AgentIamError {
+  return new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', message, reason === undefined ? {} : { reason });
 }

@@ -19,7 +19,7 @@
 import type Keyv from 'keyv';
 import { z } from 'zod';
 import { currentContext, runWithContext, type Actor, type AgentContext } from '../context.js';
-import { AgentIamError, isAgentIamError, type ApprovalSummary } from '../errors.js';
+import { AgentIamError, isAgentIamError, requestInvalid, type ApprovalSummary } from '../errors.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
 import { hasControlChars, randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
@@ -248,7 +248,7 @@ function deepFreeze<T>(value: T): T {
 }
 
 function sessionRefused(): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', 'Unknown or expired agent-iam session: start a new run', { field: 'agentIamSession' });
+  return requestInvalid('Unknown or expired agent-iam session: start a new run', { field: 'agentIamSession' });
 }
 
 /** One line an approver can read; every part comes from the approval's bound summary. */

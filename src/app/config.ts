@@ -6,7 +6,7 @@
  */
 import type Keyv from 'keyv';
 import type { AuditSink } from '../audit/events.js';
-import { AgentIamError, isAgentIamError } from '../errors.js';
+import { AgentIamError, isAgentIamError, configError } from '../errors.js';
 import type { VerifierOptions } from '../inbound/verifier.js';
 import type { ToolFetchOptions } from '../outbound/tool-fetch.js';
 import type { ToolDefinition } from '../outbound/tools.js';
@@ -79,9 +79,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
 const SECRET_KEYS = new Set(['clientSecret', 'secretAccessKey', 'sessionToken', 'encryptionKey', 'key']);
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
 
-function invalid(field: string, message: string): AgentIamError {
-  return new AgentIamError('CONFIG_INVALID', `Invalid option ${field}: ${message}`, { field });
-}
+const invalid = configError;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;

@@ -7,7 +7,7 @@
 import type Keyv from 'keyv';
 import { z } from 'zod';
 import { emitAudit, type AuditSink } from '../audit/events.js';
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, stateMismatch } from '../errors.js';
 import { hasControlChars } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { createKeyValueStore, storeKey, type KeyValueStore } from '../stores/store.js';
@@ -136,8 +136,8 @@ function withConnection(target: string, connection: string): string {
   return relative ? `${url.pathname}${url.search}${url.hash}` : url.href;
 }
 
-function stateMismatch(why: string, status?: number): AgentIamError {
-  return new AgentIamError('OAUTH_STATE_MISMATCH', `Authorization callback refused: ${why}`, status === undefined ? {} : { status });
+function callbackRefused(why: string, status?: 400 | 403): AgentIamError {
+  return stateMismatch(`Authorization callback refused: ${why}`, status);
 }
 
 /**
@@ -205,26 +205,26 @@ export function createConsentRoutes(tokens: ConsentTokenManager, options: Consen
     }
     if (state === '' || state.length > 512 || hasControlChars(state)) {
       refused(req, 'OAUTH_STATE_MISMATCH');
-      throw stateMismatch('no valid state');
+      throw callbackRefused('no valid state');
     }
     const key = bindingKey(state);
     const binding = await store.get<unknown>(key);
     if (!isBinding(binding) || binding.expiresAt <= nowMs()) {
       refused(req, 'OAUTH_STATE_MISMATCH');
-      throw stateMismatch('unknown, used or expired state');
+      throw callbackRefused('unknown, used or expired state');
     }
     // Single use, whoever presents it: once a callback URL (which carries a live authorization code)
     // has been presented by someone, the flow is over.
     await store.delete(key);
     if (binding.userId !== userId) {
       refused(req, 'OAUTH_STATE_MISMATCH', binding.connection);
-      throw stateMismatch('the flow was started by another user; start it again', 403);
+      throw callbackRefused('the flow was started by another user; start it again', 403);
     }
     const callbackUrl = new URL(binding.redirectUri);
     callbackUrl.search = req.query.toString();
     const account = await manager.completeAuthorization(callbackUrl, { expectedUserId: userId });
     if (account.connection !== binding.connection || (account.userId !== undefined && account.userId !== userId)) {
-      throw stateMismatch('the callback does not match the flow');
+      throw callbackRefused('the callback does not match the flow');
     }
     if (o.successRedirect !== undefined) {
       return redirect(withConnection(o.successRedirect, account.connection));

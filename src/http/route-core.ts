@@ -6,7 +6,7 @@
  * @module
  */
 import type { AgentContext } from '../context.js';
-import { AgentIamError, bearerChallenge, renderError } from '../errors.js';
+import { AgentIamError, bearerChallenge, renderError, notFoundError, requestInvalid, bodyTooLarge } from '../errors.js';
 import { hasControlChars } from '../lib/encoding.js';
 
 /**
@@ -111,12 +111,10 @@ export function routeHandler(basePath: string, route: (request: RouteRequest) =>
   };
 }
 
-export function notFound(what: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', `${what} not found`, { status: 404 });
-}
+export const notFound = notFoundError;
 
 export function badRequest(message: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', message);
+  return requestInvalid(message);
 }
 
 /** 401 `TOKEN_MISSING` unless the caller is an authenticated user; returns the user id. */
@@ -169,7 +167,7 @@ export function segmentsAfter(path: string, basePath: string): string[] | undefi
 
 /** Parse an `application/x-www-form-urlencoded` body; `REQUEST_INVALID` (413) when too large. */
 export function parseFormBody(text: string, byteLength: number): URLSearchParams {
-  if (byteLength > MAX_BODY_BYTES) throw new AgentIamError('REQUEST_INVALID', 'The request body is too large', { status: 413 });
+  if (byteLength > MAX_BODY_BYTES) throw bodyTooLarge();
   return new URLSearchParams(text);
 }
 
@@ -180,7 +178,7 @@ export function isFormType(contentType: string | undefined): boolean {
 
 /** Parse a JSON body from bytes (empty → undefined); `REQUEST_INVALID` when it is not JSON or too large. */
 export function parseJsonBody(text: string, byteLength: number): unknown {
-  if (byteLength > MAX_BODY_BYTES) throw new AgentIamError('REQUEST_INVALID', 'The request body is too large', { status: 413 });
+  if (byteLength > MAX_BODY_BYTES) throw bodyTooLarge();
   if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text) as unknown;

@@ -10,7 +10,7 @@
  * @module
  */
 import { z } from 'zod';
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, tokenEndpointUnavailable } from '../errors.js';
 import { nowMs } from './clock.js';
 
 /** A loader for a secret: the secret manager call. */
@@ -68,7 +68,7 @@ export interface SecretReader {
 
 function unavailable(what: string): AgentIamError {
   // The loader's own error is dropped: it may quote the secret manager's answer or its token.
-  return new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `${what}: the secret could not be read`, { reason: 'secret_unavailable' });
+  return tokenEndpointUnavailable(`${what}: the secret could not be read`, 'secret_unavailable');
 }
 
 function readEnv(name: string): string | undefined {

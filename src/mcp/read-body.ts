@@ -4,12 +4,12 @@
  *
  * @module
  */
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, bodyTooLarge } from '../errors.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function tooLarge(maxBytes: number): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', `The request body is larger than ${maxBytes} bytes`, { status: 413 });
+  return bodyTooLarge(maxBytes);
 }
 
 function notJson(): AgentIamError {

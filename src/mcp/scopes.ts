@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentIamError, configError } from '../errors.js';
+import { AgentIamError, configError, requestInvalid } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 
 /**
@@ -149,9 +149,7 @@ const responseMessage = z.union([
   z.looseObject({ jsonrpc: z.literal('2.0'), id: jsonRpcId, error: z.looseObject({ code: z.number(), message: z.string() }) }),
 ]);
 
-function invalid(message: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', message);
-}
+const invalid = requestInvalid;
 
 /** The one value of a header, `undefined` when absent; several lines of it are refused. */
 function headerValue(headers: McpHeaders | undefined, rawHeaders: readonly string[] | undefined, name: string): string | undefined {

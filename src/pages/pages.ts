@@ -10,7 +10,7 @@ import type Keyv from 'keyv';
 import { z } from 'zod';
 import { emitAudit, type AuditSink } from '../audit/events.js';
 import type { AgentContext } from '../context.js';
-import { AgentIamError, isAgentIamError } from '../errors.js';
+import { AgentIamError, isAgentIamError, requestInvalid } from '../errors.js';
 import { hasControlChars } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { secretReader, secretSchema, type SecretSource } from '../lib/secret.js';
@@ -309,12 +309,12 @@ export function createPages(options: PagesOptions): RouteHandler {
     const o2 = req.header?.('origin');
     const fetchSite = req.header?.('sec-fetch-site');
     const sameOrigin = o2 !== undefined ? o2 === publicOrigin : fetchSite === 'same-origin';
-    if (!sameOrigin) throw new AgentIamError('REQUEST_INVALID', 'This form was not sent from these pages.', { status: 403, reason: 'csrf_origin' });
+    if (!sameOrigin) throw requestInvalid('This form was not sent from these pages.', { status: 403, reason: 'csrf_origin' });
     const form = req.readForm === undefined ? new URLSearchParams() : await req.readForm();
     if (viewer === undefined) throw new AgentIamError('TOKEN_MISSING', 'Sign in to use these pages.');
     const tokens = form.getAll('csrf');
     if (tokens.length !== 1 || !(await sessions.checkCsrf(viewer.binding, tokens[0] as string))) {
-      throw new AgentIamError('REQUEST_INVALID', 'This form has expired or was not sent from these pages. Reload the page and try again.', { status: 403, reason: 'csrf_token' });
+      throw requestInvalid('This form has expired or was not sent from these pages. Reload the page and try again.', { status: 403, reason: 'csrf_token' });
     }
     return form;
   }
@@ -374,7 +374,7 @@ export function createPages(options: PagesOptions): RouteHandler {
   /** The approval, if this person may decide it; 404 (the same answer as an unknown id) otherwise. */
   async function visible(id: string, v: Viewer): Promise<ApprovalRecord> {
     const svc = approvals as PagesApprovals;
-    const missing = new AgentIamError('REQUEST_INVALID', 'No such approval, or not one you may decide.', { status: 404 });
+    const missing = requestInvalid('No such approval, or not one you may decide.', { status: 404 });
     if (!ID_RE.test(id) || !admitted(v)) throw missing;
     const r = await svc.get(id);
     if (r === undefined || !served(r) || !(await svc.mayDecide(r, approverOf(v)))) throw missing;
@@ -476,7 +476,7 @@ export function createPages(options: PagesOptions): RouteHandler {
   }
 
   function knownConnection(connection: string): void {
-    if (!(tokens as PagesTokenManager).connections.includes(connection)) throw new AgentIamError('REQUEST_INVALID', 'No such connection.', { status: 404 });
+    if (!(tokens as PagesTokenManager).connections.includes(connection)) throw requestInvalid('No such connection.', { status: 404 });
   }
 
   async function connect(req: RouteRequest, v: Viewer | undefined, connection: string): Promise<RouteResponse> {

@@ -7,7 +7,7 @@
  */
 import { nowMs } from '../lib/clock.js';
 import * as oauth from 'oauth4webapi';
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, stateMismatch } from '../errors.js';
 import { hasControlChars } from '../lib/encoding.js';
 import type { SecretReader } from '../lib/secret.js';
 import { storeKey, type Store } from '../stores/store.js';
@@ -45,8 +45,8 @@ export interface SignIn {
   finish(query: URLSearchParams, binding: string | undefined): Promise<{ user: PageUser; returnTo: string }>;
 }
 
-function refused(why: string, status = 400): AgentIamError {
-  return new AgentIamError('OAUTH_STATE_MISMATCH', `Sign-in refused: ${why}`, { status });
+function refused(why: string, status: 400 | 403 = 400): AgentIamError {
+  return stateMismatch(`Sign-in refused: ${why}`, status);
 }
 
 function basicAuth(secret: string): oauth.ClientAuth {

@@ -14,7 +14,7 @@
  */
 import type Keyv from 'keyv';
 import { z } from 'zod';
-import { AgentIamError, isAgentIamError, type AgentIamErrorReason, type ApprovalSummary } from '../errors.js';
+import { AgentIamError, isAgentIamError, requestInvalid, storeUnavailable, type AgentIamErrorReason, type ApprovalSummary } from '../errors.js';
 import { withTimeout } from '../lib/async.js';
 import { hasControlChars, randomToken, sha256Hex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
@@ -299,11 +299,11 @@ const optionsSchema = z.strictObject({
 });
 
 function invalid(message: string, field?: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', message, field === undefined ? {} : { field });
+  return requestInvalid(message, { field });
 }
 
 function storeFailure(reason: AgentIamErrorReason): AgentIamError {
-  return new AgentIamError('STORE_UNAVAILABLE', 'The approval store is unavailable', { reason });
+  return storeUnavailable('The approval store is unavailable', reason);
 }
 
 function copySummary(summary: ApprovalSummary): ApprovalSummary {

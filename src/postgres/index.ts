@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { AgentIamError, configError, isAgentIamError } from '../errors.js';
+import { AgentIamError, configError, isAgentIamError, storeUnavailable } from '../errors.js';
 import { randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { normalizeTtl, toJson, type Store, type Versioned } from '../stores/contract.js';
@@ -165,7 +165,7 @@ function guard(pool: PostgresPool): void {
 
 function unavailable(cause: unknown): AgentIamError {
   if (isAgentIamError(cause)) return cause;
-  return new AgentIamError('STORE_UNAVAILABLE', 'The PostgreSQL store is unavailable', { reason: 'error', cause });
+  return storeUnavailable('The PostgreSQL store is unavailable', 'error', cause);
 }
 
 function parse<T>(text: unknown): T {

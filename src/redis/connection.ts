@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { AgentIamError, isAgentIamError } from '../errors.js';
+import { AgentIamError, isAgentIamError, storeUnavailable } from '../errors.js';
 import { normalizeTtl } from '../stores/contract.js';
 
 /**
@@ -77,9 +77,9 @@ export function unavailable(e: unknown): AgentIamError {
   if (isAgentIamError(e)) return e;
   const code = errorCode(e);
   if (code === 'WRONGTYPE' || (typeof (e as Error)?.message === 'string' && /\bWRONGTYPE\b/.test((e as Error).message))) {
-    return new AgentIamError('STORE_UNAVAILABLE', 'A Redis key holds a different type of value than agent-iam writes', { reason: 'malformed' });
+    return storeUnavailable('A Redis key holds a different type of value than agent-iam writes', 'malformed');
   }
-  return new AgentIamError('STORE_UNAVAILABLE', `The Redis store is unavailable (${code})`, { reason: 'error' });
+  return storeUnavailable(`The Redis store is unavailable (${code})`, 'error');
 }
 
 export function closedError(): AgentIamError {

@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from 'zod';
-import { AgentIamError, configError } from '../errors.js';
+import { AgentIamError, configError, storeUnavailable } from '../errors.js';
 import { fromBase64Url, toBase64Url, toHex } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
 import { sha256Sync } from '../lib/sha256.js';
@@ -138,11 +138,7 @@ function keyIdOf(bytes: Uint8Array): string {
 }
 
 function undecryptable(reason: 'undecryptable' | 'malformed'): AgentIamError {
-  return new AgentIamError(
-    'STORE_UNAVAILABLE',
-    reason === 'malformed' ? 'Stored record is malformed and cannot be decrypted' : 'Stored record cannot be decrypted',
-    { reason },
-  );
+  return storeUnavailable(reason === 'malformed' ? 'Stored record is malformed and cannot be decrypted' : 'Stored record cannot be decrypted', reason);
 }
 
 function buildEncryptor(entries: KeyEntry[]): Encryptor {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { AgentIamError, type AgentIamErrorReason } from '../errors.js';
+import { AgentIamError, storeUnavailable, type AgentIamErrorReason } from '../errors.js';
 import type { Encryptor } from './encryption.js';
 import { createKeyValueStore, type KeyValueStore, type Store, type Versioned } from './store.js';
 import { implementsContract } from './contract.js';
@@ -44,7 +44,7 @@ function isEncryptedRecordShape(value: unknown): boolean {
 }
 
 function storeError(message: string, reason: AgentIamErrorReason): AgentIamError {
-  return new AgentIamError('STORE_UNAVAILABLE', message, { reason });
+  return storeUnavailable(message, reason);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import Keyv from 'keyv';
 import { z } from 'zod';
-import { AgentIamError, isAgentIamError } from '../errors.js';
+import { AgentIamError, isAgentIamError, storeUnavailable } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 import { implementsContract, normalizeTtl, type KeyValueStore, type Store } from './contract.js';
 import { KeyedMutex, MemoryStore } from './memory-store.js';
@@ -23,7 +23,7 @@ export interface KeyValueStoreOptions {
 
 function unavailable(reason: 'timeout' | 'error', cause?: unknown): AgentIamError {
   const message = reason === 'timeout' ? 'The store did not answer in time' : 'The store is unavailable';
-  return new AgentIamError('STORE_UNAVAILABLE', message, cause === undefined ? { reason } : { reason, cause });
+  return storeUnavailable(message, reason, cause);
 }
 
 interface Backend {

@@ -6,7 +6,7 @@
  * @module
  */
 import * as oauth from 'oauth4webapi';
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, stateMismatch } from '../errors.js';
 import { storeKey } from '../stores/store.js';
 import { type AccountRecord, type OwnerType, splitScopes } from './accounts.js';
 import { type Connection, resourceParam } from './connections.js';
@@ -37,7 +37,7 @@ function stateKey(state: string): string {
 }
 
 function mismatch(why: string): AgentIamError {
-  return new AgentIamError('OAUTH_STATE_MISMATCH', `Authorization callback refused: ${why}`);
+  return stateMismatch(`Authorization callback refused: ${why}`);
 }
 
 /** `a` then the members of `b` not in it, in order. */
@@ -149,7 +149,7 @@ export async function completeAuthorization(rt: Runtime, callback: string | URL,
   // Session binding against consent phishing: only the user who started the flow may finish it.
   // The state is already spent, so a phished link is useless to the attacker and to the victim.
   if (expectedUserId !== undefined && pending.userId !== expectedUserId) {
-    throw new AgentIamError('OAUTH_STATE_MISMATCH', 'Authorization callback refused: the flow was started by another user', { status: 403 });
+    throw stateMismatch('Authorization callback refused: the flow was started by another user', 403);
   }
   const expectedRedirect = new URL(pending.redirectUri);
   if (url.origin !== expectedRedirect.origin || url.pathname !== expectedRedirect.pathname) throw mismatch('callback URL does not match the redirect URI');

@@ -6,7 +6,7 @@
  * @module
  */
 import * as oauth from 'oauth4webapi';
-import { AgentIamError, isAgentIamError } from '../errors.js';
+import { AgentIamError, isAgentIamError, tokenEndpointUnavailable } from '../errors.js';
 import { sleep } from '../lib/async.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
 import { nowMs } from '../lib/clock.js';
@@ -111,7 +111,7 @@ function normalizeProviderError(code: string): string {
 }
 
 export function unavailable(what: string): AgentIamError {
-  return new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `${what}: the authorization server is unavailable`);
+  return tokenEndpointUnavailable(`${what}: the authorization server is unavailable`);
 }
 
 export function oauthError(what: string, code: string, detail = 'the authorization server returned an error'): AgentIamError {

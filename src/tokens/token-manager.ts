@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { AgentIamError, isAgentIamError } from '../errors.js';
+import { AgentIamError, isAgentIamError, requestInvalid } from '../errors.js';
 import { SingleFlight, sleep } from '../lib/async.js';
 import { randomToken } from '../lib/encoding.js';
 import { parseOptions } from '../lib/options.js';
@@ -51,7 +51,7 @@ interface Unsaved {
 
 
 function badRequest(field: string, why: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', `Invalid ${field}: ${why}`, { field });
+  return requestInvalid(`Invalid ${field}: ${why}`, { field });
 }
 
 function checkId(value: unknown, field: string): string {
