@@ -111,7 +111,9 @@ export function routeHandler(basePath: string, route: (request: RouteRequest) =>
   };
 }
 
-export const notFound = notFoundError;
+export function notFound(what: string): AgentIamError {
+  return notFoundError(what);
+}
 
 export function badRequest(message: string): AgentIamError {
   return requestInvalid(message);
