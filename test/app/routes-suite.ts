@@ -341,6 +341,21 @@ export function routeSuite(name: string, build: BuildApp): void {
         res = await post('/approvals/..%2Fx/approve', admin, '{}');
         expect(res.status).toBe(404);
       });
+
+      it('deny with { reason } keeps the reason on the record; a reason that is not a short string is refused', async () => {
+        const admin = await bearer('boss', [ADMIN_SCOPE]);
+        const id = await pending('/v1/refunds/3');
+        let res = await post(`/approvals/${id}/deny`, admin, JSON.stringify({ reason: 42 }));
+        expect(res.status).toBe(400);
+        expect(await res.json()).toMatchObject({ error: 'REQUEST_INVALID' });
+        res = await post(`/approvals/${id}/deny`, admin, JSON.stringify({ reason: 'x'.repeat(5_000) }));
+        expect(res.status).toBe(400);
+        expect((await parts.approvals.get(id))?.status).toBe('pending');
+        res = await post(`/approvals/${id}/deny`, admin, JSON.stringify({ reason: 'Refunds over 500 EUR need a ticket' }));
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject({ approval: { id, status: 'denied', approver: 'boss', reason: 'Refunds over 500 EUR need a ticket' } });
+        expect(await parts.approvals.get(id)).toMatchObject({ status: 'denied', reason: 'Refunds over 500 EUR need a ticket' });
+      });
     });
   });
 }
