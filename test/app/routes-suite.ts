@@ -272,7 +272,7 @@ export function routeSuite(name: string, build: BuildApp): void {
       });
 
       it('the requester cannot approve their own request, even holding the admin scope (nor by changing case); another admin can', async () => {
-        const id = await pending('/v1/refunds/3'); // requested for alice
+        const id = await pending('/v1/refunds/deny-reason'); // requested for alice
         const aliceAdmin = await bearer('alice', [ADMIN_SCOPE]);
         let res = await post(`/approvals/${id}/approve`, aliceAdmin, '{}');
         expect(res.status).toBe(403);
@@ -344,7 +344,7 @@ export function routeSuite(name: string, build: BuildApp): void {
 
       it('deny with { reason } keeps the reason on the record; a reason that is not a short string is refused', async () => {
         const admin = await bearer('boss', [ADMIN_SCOPE]);
-        const id = await pending('/v1/refunds/3');
+        const id = await pending('/v1/refunds/deny-reason');
         let res = await post(`/approvals/${id}/deny`, admin, JSON.stringify({ reason: 42 }));
         expect(res.status).toBe(400);
         expect(await res.json()).toMatchObject({ error: 'REQUEST_INVALID' });
