@@ -272,7 +272,7 @@ export function routeSuite(name: string, build: BuildApp): void {
       });
 
       it('the requester cannot approve their own request, even holding the admin scope (nor by changing case); another admin can', async () => {
-        const id = await pending('/v1/refunds/deny-reason'); // requested for alice
+        const id = await pending('/v1/refunds/3'); // requested for alice
         const aliceAdmin = await bearer('alice', [ADMIN_SCOPE]);
         let res = await post(`/approvals/${id}/approve`, aliceAdmin, '{}');
         expect(res.status).toBe(403);
