@@ -1,12 +1,23 @@
 // A real local OpenID Provider (oidc-provider) for tests: Node only.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import { z } from 'zod';
 import { AgentIamError } from '../errors.js';
 import { parseOptions } from '../lib/options.js';
 import { requireSecureUrl } from '../lib/secure-url.js';
+import { concat, CookieJar, escapeHtml, formToObject, loadOidcProvider, newKey, peekBody, readBody, type OidcModule } from './idp-support.js';
+import type {
+  BackchannelRequest,
+  RegisteredClient,
+  TestIdentityProvider,
+  TestIdentityProviderOptions,
+  TokenEndpointFault,
+  TokenForOptions,
+} from './idp-types.js';
 import { createUnboundedMemoryAdapter } from './memory-adapter.js';
+
+export type { BackchannelRequest, RegisteredClient, TestIdentityProvider, TestIdentityProviderOptions, TokenEndpointFault, TokenForOptions } from './idp-types.js';
 import {
   TOKEN_EXCHANGE_DUPLICATES,
   TOKEN_EXCHANGE_GRANT,
@@ -15,139 +26,6 @@ import {
   tokenExchangeHandler,
   type SigningKey,
 } from './token-exchange.js';
-
-/** Options of {@link createTestIdentityProvider}. */
-export interface TestIdentityProviderOptions {
-  /** Port on 127.0.0.1; default 0 (a free port). */
-  port?: number;
-  /** Clients to register at start (oidc-provider client metadata; `client_id` optional). */
-  clients?: Array<Record<string, unknown>>;
-  /** Lifetime of access tokens in seconds; default 300. */
-  accessTokenTtl?: number;
-  /** Rotate the refresh token on every use; default true. */
-  refreshTokenRotation?: boolean;
-  /**
-   * Known resource indicators (RFC 8707). A request for any resource gets a JWT access token with
-   * `aud` = the resource; a resource listed here with `scopes` grants only those scopes, any other
-   * resource grants whatever scopes were requested.
-   */
-  resources?: Record<string, { scopes?: string[]; accessTokenTtl?: number }>;
-  /** Resource used when a request names none (then access tokens are JWTs for it). */
-  defaultResource?: string;
-  /** Require PKCE (S256) for every authorization request; default true. */
-  pkceRequired?: boolean;
-  /**
-   * Accept OAuth Client ID Metadata Documents: advertise `client_id_metadata_document_supported`, and
-   * when an authorization request's `client_id` is a URL (https, or http on loopback), fetch the
-   * document from it, check it, and register the client from it. Default false.
-   */
-  clientIdMetadataDocuments?: boolean;
-  /** Users' claims by user id (`sub`). Any user id may log in; these add claims such as `email`. */
-  users?: Record<string, { email?: string; email_verified?: boolean; [claim: string]: unknown }>;
-}
-
-/** What `TestIdentityProvider.tokenFor` signs. */
-export interface TokenForOptions {
-  userId: string;
-  email?: string;
-  scopes?: string[];
-  /** Default: `defaultResource`, else `agent-iam:test`. */
-  audience?: string | string[];
-  /** Seconds until `exp`; may be negative for an already expired token. Default `accessTokenTtl`. */
-  expiresIn?: number;
-  /** Extra claims, written last: they may override any standard claim. */
-  claims?: Record<string, unknown>;
-  /** An RFC 8693 `act` claim. */
-  act?: Record<string, unknown>;
-  /** The JWS `typ` header; default `at+jwt` (RFC 9068). Use e.g. `JWT` to make an ID-token-like token. */
-  typ?: string;
-}
-
-/** A fault injected in front of the token endpoint (or the JWKS endpoint). */
-export interface TokenEndpointFault {
-  /**
-   * `5xx`: 503 temporarily_unavailable; `slow`: answer normally, `delayMs` late (on the token
-   * endpoint the request is processed at once, the answer held back); `invalid_grant` /
-   * `invalid_client`: an OAuth error. On the JWKS endpoint every kind but `slow` answers 503.
-   */
-  kind: '5xx' | 'slow' | 'invalid_grant' | 'invalid_client';
-  /** Which endpoint fails; default `token`. Each endpoint holds its own fault. */
-  endpoint?: 'token' | 'jwks';
-  /** For `slow`: the delay in milliseconds (default 1000). */
-  delayMs?: number;
-  /** Token endpoint only: only requests with this `grant_type` are affected (default: all). */
-  grantType?: string;
-  /** Affect only the next `times` matching requests, then recover by itself (default: until cleared). */
-  times?: number;
-}
-
-/** A running local identity provider. */
-export interface TestIdentityProvider {
-  /** `http://127.0.0.1:PORT` (no trailing slash). */
-  readonly issuer: string;
-  /** `issuer + '/jwks'`. */
-  readonly jwksUri: string;
-  /** The token endpoint, `issuer + '/token'`. */
-  readonly tokenEndpoint: string;
-  /** The oidc-provider instance, as an escape hatch. */
-  readonly provider: unknown;
-  /** A real RS256 JWT access token (`typ: at+jwt`) for a user, signed with the key published at `/jwks`. */
-  tokenFor(options: TokenForOptions): Promise<string>;
-  /**
-   * Headless consent: follow the authorization URL, log in as `userId`, grant consent, and return the
-   * callback URL (with `code`, `state`, `iss`) without calling it. `deny: true` returns the callback
-   * with `error=access_denied`.
-   */
-  authorize(authorizationUrl: string | URL, options: { userId: string; deny?: boolean }): Promise<string>;
-  /** Register a client (confidential or public) and return its metadata, including `client_secret`. */
-  registerClient(metadata: Record<string, unknown>): Promise<RegisteredClient>;
-  /** Requests received (faulted ones included): token endpoint by `grant_type`, JWKS fetches, revocation (RFC 7009) requests. */
-  readonly stats: { token: Record<string, number>; jwks: number; revocation: number };
-  /** Zero the counters in `stats`. */
-  resetStats(): void;
-  /** Make the token (or JWKS) endpoint fail or slow down; `null` clears every fault. */
-  setFault(fault: null | TokenEndpointFault): void;
-  /**
-   * Publish a new signing key at `/jwks` (first in the set) and sign `tokenFor` tokens with it
-   * from now on. `retirePrevious` removes the key `tokenFor` used before from `/jwks`, unless it is
-   * the provider's own key (which also signs ID tokens and resource JWTs, and always stays published).
-   */
-  rotateSigningKey(options?: { retirePrevious?: boolean }): Promise<{ kid: string }>;
-  /**
-   * Revoke at the server every grant a user gave (optionally only to one client), as when the user
-   * disconnects an app at the provider: its refresh and opaque access tokens stop working and the
-   * next refresh fails with a real `invalid_grant`. Resolves with the number of grants revoked.
-   */
-  revokeGrants(filter: { userId: string; clientId?: string }): Promise<number>;
-  /**
-   * OpenID CIBA (poll mode): the backchannel authentication requests waiting on a user's "device",
-   * newest last. Register a client with `grant_types: ['urn:openid:params:grant-type:ciba']` and
-   * `backchannel_token_delivery_mode: 'poll'` to send them.
-   */
-  backchannelRequests(): BackchannelRequest[];
-  /** The user confirms (`approve: true`) or refuses a backchannel request on their device. */
-  completeBackchannel(authReqId: string, options: { approve: boolean }): Promise<void>;
-  /** Stop the server and drop open connections. */
-  close(): Promise<void>;
-}
-
-/** A CIBA request as the user's authentication device shows it. */
-export interface BackchannelRequest {
-  authReqId: string;
-  userId: string;
-  clientId: string;
-  scope: string;
-  bindingMessage?: string;
-  /** RFC 9396 `authorization_details` as sent (JSON), when the client sent it. */
-  authorizationDetails?: string;
-}
-
-/** A registered client's metadata. */
-export interface RegisteredClient {
-  client_id: string;
-  client_secret?: string;
-  [key: string]: unknown;
-}
 
 const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email', 'address', 'phone', 'groups']);
 /** The OpenID scopes this provider offers (`scopes` in its configuration). */
@@ -187,180 +65,6 @@ const optionsSchema = z.strictObject({
   clientIdMetadataDocuments: z.boolean().optional(),
   users: z.record(z.string().min(1), z.record(z.string(), z.unknown())).optional(),
 });
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type OidcModule = { default: any; errors: any };
-let modulePromise: Promise<OidcModule> | undefined;
-
-/**
- * Load oidc-provider without touching anything process-wide. Its entry module (`lib/index.js`) only
- * prints "Unsupported runtime" under Node < 22 and re-exports `lib/provider.js` and
- * `lib/helpers/errors.js`; the package has no `exports` map, so those two are imported directly and
- * the warning is never printed (nothing is filtered: the global `console` is left as it is). Should a
- * later oidc-provider move them, the entry module is used and its warning shows. Without the package,
- * a typed `CONFIG_INVALID` says what to install.
- */
-function loadOidcProvider(): Promise<OidcModule> {
-  modulePromise ??= (async (): Promise<OidcModule> => {
-    try {
-      const [{ Provider }, errors] = await Promise.all([
-        import('oidc-provider/lib/provider.js') as Promise<{ Provider: unknown }>,
-        import('oidc-provider/lib/helpers/errors.js') as Promise<Record<string, unknown>>,
-      ]);
-      if (typeof Provider === 'function' && typeof errors.InvalidRequest === 'function') return { default: Provider, errors };
-    } catch {
-      // not there (or laid out differently): the entry module below says which
-    }
-    try {
-      return (await import('oidc-provider')) as OidcModule;
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
-        throw new AgentIamError(
-          'CONFIG_INVALID',
-          'agent-iam/testing needs the optional peer dependency "oidc-provider" (v9): npm install --save-dev oidc-provider@^9',
-          { field: 'oidc-provider', cause: error },
-        );
-      }
-      throw error;
-    }
-  })();
-  modulePromise.catch(() => {
-    modulePromise = undefined; // installed later (or fixed): the next call tries again
-  });
-  return modulePromise;
-}
-
-function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    req.on('data', (chunk: Uint8Array) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new Error('body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(new TextDecoder().decode(concat(chunks))));
-    req.on('error', reject);
-  });
-}
-
-/**
- * Read a request body and give it back to the stream (`readable.unshift`, before `end` is emitted),
- * so that oidc-provider still reads and parses the body itself, as it expects (handing it over in
- * `req.body` instead makes it warn). `rewrite` may replace what it will read; `content-length`
- * follows. Resolves with the body as sent.
- */
-function peekBody(req: IncomingMessage, rewrite?: (body: string) => string, limit = 64 * 1024): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (): void => {
-      req.off('readable', onReadable);
-      req.off('end', onEnd);
-      req.off('error', onError);
-    };
-    const onError = (error: unknown): void => {
-      done();
-      reject(error);
-    };
-    const onEnd = (): void => {
-      // only an empty body ends before it was complete in a readable handler: nothing to give back
-      done();
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    };
-    function onReadable(): void {
-      let chunk: Buffer | null;
-      while ((chunk = req.read() as Buffer | null) !== null) {
-        size += chunk.length;
-        if (size > limit) {
-          done();
-          req.destroy();
-          reject(new Error('body too large'));
-          return;
-        }
-        chunks.push(chunk);
-      }
-      if (!req.complete) return;
-      done();
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let bytes: Buffer;
-      try {
-        bytes = Buffer.from(rewrite === undefined ? raw : rewrite(raw), 'utf8');
-      } catch (error) {
-        reject(error);
-        return;
-      }
-      req.headers['content-length'] = String(bytes.length);
-      delete req.headers['transfer-encoding'];
-      // Synchronously, in the same turn as the last read: the stream has not emitted `end` yet.
-      if (bytes.length > 0) req.unshift(bytes);
-      resolve(raw);
-    }
-    req.on('readable', onReadable);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
-}
-
-/** A form body as an object; a repeated parameter (e.g. `audience`) becomes an array, as oidc-provider expects. */
-function formToObject(raw: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of new URLSearchParams(raw)) {
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  return out;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
-}
-
-function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** A tiny cookie jar for one headless browser session. */
-class CookieJar {
-  readonly #cookies = new Map<string, string>();
-  store(response: Response): void {
-    for (const line of response.headers.getSetCookie()) {
-      const pair = line.split(';', 1)[0] ?? '';
-      const eq = pair.indexOf('=');
-      if (eq <= 0) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      if (/expires=Thu, 01 Jan 1970/i.test(line) || value === '') this.#cookies.delete(name);
-      else this.#cookies.set(name, value);
-    }
-  }
-  header(): string {
-    return [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-}
-
-/** A fresh RS256 signing key with its JWKs. */
-async function newKey(): Promise<{ key: SigningKey; privateJwk: JWK; publicJwk: JWK }> {
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
-  const kid = `test-${crypto.randomUUID()}`;
-  const meta = { kid, alg: 'RS256', use: 'sig' };
-  return {
-    key: { kid, privateKey, publicKey },
-    privateJwk: { ...(await exportJWK(privateKey)), ...meta },
-    publicJwk: { ...(await exportJWK(publicKey)), ...meta },
-  };
-}
 
 /**
  * Start a real OpenID Provider (oidc-provider) on 127.0.0.1 for tests: discovery, PKCE (S256),
