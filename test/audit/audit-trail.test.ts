@@ -9,6 +9,7 @@ import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApprovals, createToolFetch, jsonLinesAudit, verifyAuditChain, type AgentContext } from '../../src/index.js';
+import { createTestContext } from '../../src/testing/index.js';
 
 let server: Server;
 let origin: string;
@@ -27,18 +28,13 @@ afterAll(async () => {
   await new Promise<void>((r) => server.close(() => r()));
 });
 
-const ctx: AgentContext = {
+const ctx: AgentContext = createTestContext({
   userId: 'alice@example.com',
   subject: 'alice',
-  issuer: 'https://idp.test',
-  scopes: [],
   claims: { groups: ['support'] },
   email: 'alice@example.com',
-  domain: 'example.com',
-  actorChain: [],
   requestId: 'req-audit-1',
-  authenticated: true,
-};
+});
 
 describe('audit trail of an approval flow', () => {
   it('every decision is one chained line, without secrets or query values, and tampering is found', async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { decodeJwt } from 'jose';
-import { attachRawToken, type AgentContext } from '../../src/context.js';
+import { createTestContext, type AgentContext } from '../../src/context.js';
 import { testClock } from '../helpers/clock.js';
 import { assertNoSecret, expectCode, manager, REDIRECT, startIdp, type Setup } from './helpers.js';
 
@@ -19,11 +19,7 @@ afterAll(async () => {
 });
 
 function contextFor(token: string, scopes: string[]): AgentContext {
-  const ctx: AgentContext = Object.freeze({
-    userId: 'alice', subject: 'alice', issuer: s.idp.issuer, scopes, claims: {}, actorChain: [], requestId: 'r1', authenticated: true,
-  });
-  attachRawToken(ctx, token);
-  return ctx;
+  return createTestContext({ userId: 'alice', issuer: s.idp.issuer, scopes, token, requestId: 'r1' });
 }
 
 describe('client credentials', () => {
