@@ -78,6 +78,7 @@ function discard(body: Dispatcher.ResponseData['body']): void {
   body.dump().catch(() => {});
 }
 
+const NO_BODY = { body: null, type: undefined } as const;
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 /** A request body as undici takes it, and the content type fetch would give it. */
@@ -167,8 +168,9 @@ export async function createUndiciFetch(options: UndiciFetchOptions = {}): Promi
     signal?.throwIfAborted();
 
     const headers: Record<string, string> = {};
-    if (headersInit !== undefined) new Headers(headersInit).forEach((value, name) => (headers[name] = value));
-    const sent = bodyOf(body);
+    if (headersInit instanceof Headers) headersInit.forEach((value, name) => (headers[name] = value)); // what toolFetch sends: no copy
+    else if (headersInit !== undefined) new Headers(headersInit).forEach((value, name) => (headers[name] = value));
+    const sent = body === undefined || body === null ? NO_BODY : bodyOf(body);
     if (sent.body !== null && (method === 'GET' || method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
     if (sent.type !== undefined && headers['content-type'] === undefined) headers['content-type'] = sent.type;
     headers['accept'] ??= '*/*';
