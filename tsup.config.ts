@@ -13,6 +13,7 @@ export default defineConfig({
     'openai-agents': 'src/adapters/openai-agents.ts',
     langgraph: 'src/adapters/langgraph.ts',
     mastra: 'src/adapters/mastra.ts',
+    undici: 'src/adapters/undici.ts',
   },
   format: ['esm', 'cjs'],
   // `@internal` declarations never reach a published .d.ts (api/*.api.md is the public surface).
@@ -26,5 +27,5 @@ export default defineConfig({
   // Keep `node:async_hooks` as written: Deno and Workers resolve only the prefixed form.
   removeNodeProtocol: false,
   // Optional peers stay imports of the user's own copy (the framework adapters load theirs lazily).
-  external: ['express', 'hono', 'oidc-provider', 'redis', 'ioredis', 'pg', /^node:/, /^@modelcontextprotocol\//, 'ai', /^ai\//, /^@openai\//, /^@langchain\//, /^@mastra\//],
+  external: ['express', 'hono', 'oidc-provider', 'redis', 'ioredis', 'pg', /^node:/, /^@modelcontextprotocol\//, 'ai', /^ai\//, /^@openai\//, /^@langchain\//, /^@mastra\//, 'undici', /^undici\//],
 });

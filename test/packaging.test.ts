@@ -21,7 +21,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   name: string;
   exports: Record<string, string | { import: { types: string; default: string }; require: { types: string; default: string } }>;
 };
-const subpaths = ['.', './express', './hono', './mcp', './testing', './redis', './postgres', './ai-sdk', './openai-agents', './langgraph', './mastra'] as const;
+const subpaths = ['.', './express', './hono', './mcp', './testing', './redis', './postgres', './ai-sdk', './openai-agents', './langgraph', './mastra', './undici'] as const;
 const specifier = (subpath: string): string => (subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`);
 
 /** Exports each entry must offer (a floor, not the whole list: other areas add more). */
@@ -37,6 +37,7 @@ const expected: Record<string, string[]> = {
   './openai-agents': ['createOpenAIAgentsTools'],
   './langgraph': ['createLangGraphTools', 'AGENT_IAM_SESSION'],
   './mastra': ['createMastraTools', 'AGENT_IAM_SESSION'],
+  './undici': ['createUndiciFetch'],
 };
 
 /** The agent frameworks' packages, by adapter entry. */
@@ -45,6 +46,7 @@ const frameworks: Record<string, RegExp> = {
   'openai-agents': /^@openai\//,
   langgraph: /^@langchain\//,
   mastra: /^@mastra\//,
+  undici: /^undici(\/|$)/,
 };
 const isFramework = (spec: string): boolean => Object.values(frameworks).some((re) => re.test(spec));
 
@@ -197,7 +199,7 @@ describe('packaging (built dist/ through the exports map)', () => {
       const { files, bare } = importGraph(join(root, 'dist', `${entry}.${ext}`));
       expect(files.length).toBeGreaterThan(0);
       expect([...bare].filter(isFramework), `${entry}.${ext}`).toEqual([]);
-      for (const f of files) expect(readFileSync(f, 'utf8'), f).not.toMatch(/["'](?:ai|@openai\/agents|@langchain\/[a-z-]+|@mastra\/core)(?:\/[a-z-]+)?["']/);
+      for (const f of files) expect(readFileSync(f, 'utf8'), f).not.toMatch(/["'](?:ai|@openai\/agents|@langchain\/[a-z-]+|@mastra\/core|undici)(?:\/[a-z-]+)?["']/);
     }
   });
 

@@ -22,7 +22,7 @@ describe('framework adapters without their framework', () => {
     });
     expect(code, err).toBe(0);
     const result = JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, { code: string; field: string; message: string }>;
-    const packages = { 'ai-sdk': 'ai', 'openai-agents': '@openai/agents', langgraph: '@langchain/langgraph', mastra: '@mastra/core' };
+    const packages = { 'ai-sdk': 'ai', 'openai-agents': '@openai/agents', langgraph: '@langchain/langgraph', mastra: '@mastra/core', undici: 'undici' };
     for (const [entry, pkg] of Object.entries(packages)) {
       expect(result[entry], entry).toMatchObject({ code: 'CONFIG_INVALID', field: pkg });
       expect(result[entry]?.message).toContain(`npm install ${pkg}@`);
