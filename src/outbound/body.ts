@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, requestInvalid } from '../errors.js';
 import { readBoundedBytes } from '../lib/bounded-read.js';
 
 /** Largest body toolFetch buffers (for an approval hash or a signed payload). */
@@ -12,7 +12,7 @@ export const MAX_BUFFERED_BODY = 10 * 1024 * 1024;
 const encoder = new TextEncoder();
 
 function tooLarge(): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', `Request body larger than ${MAX_BUFFERED_BODY} bytes cannot be buffered`);
+  return requestInvalid(`Request body larger than ${MAX_BUFFERED_BODY} bytes cannot be buffered`);
 }
 
 /** @internal True when a body can be sent more than once as it is (replayed on a 307/308). */

@@ -16,7 +16,7 @@
  * @module
  */
 import { z } from 'zod';
-import { AgentIamError, configError, isAgentIamError, type AgentIamErrorCode } from '../errors.js';
+import { AgentIamError, configError, isAgentIamError, requestInvalid, type AgentIamErrorCode } from '../errors.js';
 import { currentContext, type AgentContext } from '../context.js';
 import { emitAudit, type AuditDecision, type AuditEvent, type AuditSink } from '../audit/events.js';
 import { parseOptions } from '../lib/options.js';
@@ -228,7 +228,7 @@ function isoNow(): string {
 }
 
 function invalid(message: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', message);
+  return requestInvalid(message);
 }
 
 function decisionOf(code: AgentIamErrorCode | undefined): AuditDecision {
@@ -329,7 +329,7 @@ function callerHeaders(init: HeadersInit | undefined | null, found: HeaderFindin
 const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed', 'approval_denied']);
 
 function headerRefused(name: string, message: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', message, { field: `headers.${name}`, reason: 'header_not_allowed' });
+  return requestInvalid(message, { field: `headers.${name}`, reason: 'header_not_allowed' });
 }
 
 /** What an allowed restricted header adds to the checks: methods the tool may run, values an approval binds. */

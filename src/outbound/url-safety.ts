@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { AgentIamError } from '../errors.js';
+import { AgentIamError, requestInvalid } from '../errors.js';
 
 /** C0 controls, DEL and C1 controls, raw. */
 // eslint-disable-next-line no-control-regex
@@ -28,7 +28,7 @@ const ENCODED_SEMICOLON = /%3b/gi;
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 
 function invalid(reason: string): AgentIamError {
-  return new AgentIamError('REQUEST_INVALID', `Outbound URL rejected: ${reason}`);
+  return requestInvalid(`Outbound URL rejected: ${reason}`);
 }
 
 /**

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { AgentIamError, isAgentIamError, type AgentIamErrorReason } from '../../errors.js';
+import { AgentIamError, isAgentIamError, tokenEndpointUnavailable, type AgentIamErrorReason } from '../../errors.js';
 import type { AgentContext } from '../../context.js';
 import { withTimeout } from '../../lib/async.js';
 import { secretReader } from '../../lib/secret.js';
@@ -73,7 +73,7 @@ export interface InjectorOptions {
 }
 
 function unavailable(tool: string): AgentIamError {
-  return new AgentIamError('TOKEN_ENDPOINT_UNAVAILABLE', `Credential for tool ${tool} is unavailable`);
+  return tokenEndpointUnavailable(`Credential for tool ${tool} is unavailable`);
 }
 
 /** Run a credential source with a timeout; anything but an AgentIamError becomes a safe typed error. */
