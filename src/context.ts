@@ -48,27 +48,31 @@ export interface AgentContext {
  */
 interface SharedState {
   storage: AsyncLocalStorage<AgentContext>;
-  rawTokens: WeakMap<AgentContext, string>;
+  /** Keyed by the context's `claims`: the verified-token cache shares one claims object per token. */
+  rawTokens: WeakMap<object, string>;
 }
 const SHARED = Symbol.for('agent-iam.context.v1');
 const shared: SharedState = ((globalThis as Record<symbol, unknown>)[SHARED] as SharedState | undefined) ??
   ((globalThis as Record<symbol, unknown>)[SHARED] = {
     storage: new AsyncLocalStorage<AgentContext>(),
-    rawTokens: new WeakMap<AgentContext, string>(),
+    rawTokens: new WeakMap<object, string>(),
   } satisfies SharedState) as SharedState;
 const rawTokens = shared.rawTokens;
 
 /**
  * @internal Attach the raw bearer token to a context without making it a property. Only the SDK's
- * own token exchange reads it back.
+ * own token exchange reads it back. Keyed by the context's `claims` (the verified payload of that
+ * token, one frozen object per token): every context the verified-token cache builds for one token
+ * shares it, so a cache hit costs a lookup instead of a new weak entry per request.
  */
 export function attachRawToken(context: AgentContext, token: string): void {
-  rawTokens.set(context, token);
+  const key = context.claims;
+  if (rawTokens.get(key) !== token) rawTokens.set(key, token);
 }
 
 /** @internal The raw token a context was verified from, for RFC 8693 token exchange. */
 export function rawTokenOf(context: AgentContext): string | undefined {
-  return rawTokens.get(context);
+  return rawTokens.get(context.claims);
 }
 
 /** A fresh request id (random, URL-safe). */

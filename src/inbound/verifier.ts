@@ -291,6 +291,8 @@ const DEFAULT_CLOCK_TOLERANCE = 5;
 const VERIFIER = Symbol.for('agent-iam.verifier');
 /** The synchronous entry the adapters use (shared by the ESM and CJS builds, hence `Symbol.for`). */
 const VERIFY_NOW = Symbol.for('agent-iam.verifier.verifyNow');
+/** How many tokens the verified-token cache holds now (benchmarks and tests). */
+const CACHE_SIZE = Symbol.for('agent-iam.verifier.cacheSize');
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** 43 base64url characters: 258 bits of a signature. */
@@ -676,9 +678,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return audited(request, requestId, started, result);
   }
 
-  const verifier: Verifier & { [VERIFIER]: true; [VERIFY_NOW]: typeof verifyNow } = {
+  const verifier: Verifier & { [VERIFIER]: true; [VERIFY_NOW]: typeof verifyNow; [CACHE_SIZE]: () => number } = {
     [VERIFIER]: true,
     [VERIFY_NOW]: verifyNow,
+    [CACHE_SIZE]: () => cache?.size ?? 0,
     mode,
     verify(request, options) {
       // Not an async function: a cache hit costs one resolved promise, not three nested ones.
@@ -717,6 +720,15 @@ export function isVerifier(value: unknown): value is Verifier {
 export function verifyNow(verifier: Verifier, request: Request | VerifyRequest, options?: VerifyOptions): AgentContext | Promise<AgentContext> {
   const fn = (verifier as { [VERIFY_NOW]?: (r: Request | VerifyRequest, o: VerifyOptions | undefined) => AgentContext | Promise<AgentContext> })[VERIFY_NOW];
   return fn === undefined ? verifier.verify(request, options) : fn(request, options);
+}
+
+/**
+ * @internal For benchmarks and tests: how many tokens the verifier's verified-token cache holds (at
+ * most its `cacheSize`; only verified tokens are ever stored). 0 for a verifier object without it.
+ */
+export function verifierCacheSize(verifier: Verifier): number {
+  const fn = (verifier as { [CACHE_SIZE]?: () => number })[CACHE_SIZE];
+  return fn === undefined ? 0 : fn();
 }
 
 /**
