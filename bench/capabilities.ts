@@ -3,12 +3,17 @@
  * scale, a naive scan of one RegExp per capability. Also the cost of one policy decision with 10 vs
  * 1000 rules (rules are indexed by agent and tool, so only the applicable ones are looked at).
  *
- * Run: npx tsx bench/capabilities.ts   (about 3 s)
+ * Also (issue 13, cost growth): match and the whole toolFetch preflight with 10, 100 and 1,000
+ * capabilities on the tool, each against 10 in the same run (target: no worse than linear).
+ *
+ * Run: npx tsx bench/capabilities.ts   (about 8 s)
  * Target (issue 4): matching with 1000 capabilities at most 2x the cost with 10.
  */
 import { compileCapabilities, type Capability } from '../src/policy/capabilities.js';
 import { createPolicyEngine, type PolicyInput, type PolicyRule } from '../src/policy/policies.js';
-import { record } from './report.js';
+import { createToolFetch } from '../src/outbound/index.js';
+import { preflightOf, type Preflight } from '../src/outbound/preflight.js';
+import { median, record } from './report.js';
 
 const METHODS = ['GET', 'POST', 'DELETE', 'PATCH'];
 
@@ -82,7 +87,7 @@ function time(match: (method: string, path: string) => Capability | undefined): 
 }
 
 const cases: Array<[string, (method: string, path: string) => Capability | undefined]> = [];
-for (const n of [10, 1000]) {
+for (const n of [10, 100, 1000]) {
   const m = compileCapabilities(capabilities(n));
   cases.push([`compiled, ${n} capabilities`, (method, path) => m.match(method, path)]);
 }
@@ -106,6 +111,9 @@ const ratio = (best.get('compiled, 1000 capabilities') as number) / (best.get('c
 const naiveRatio = (best.get('naive RegExp scan, 1000') as number) / (best.get('naive RegExp scan, 10') as number);
 console.log(`  ratio 1000/10 compiled: ${ratio.toFixed(2)}x (target ≤ 2x) ${ratio <= 2 ? 'OK' : 'MISSED'}`);
 console.log(`  ratio 1000/10 naive:    ${naiveRatio.toFixed(2)}x`);
+const ratio100 = (best.get('compiled, 100 capabilities') as number) / (best.get('compiled, 10 capabilities') as number);
+console.log(`  ratio 100/10 compiled:  ${ratio100.toFixed(2)}x (target ≤ 2x)`);
+record({ id: 'match-100/10', label: 'capability match, 100 / 10 declared capabilities', value: ratio100, target: { op: '<=', value: 2 } });
 record({ id: 'match-1000/10', label: 'capability match, 1,000 / 10 declared capabilities', value: ratio, target: { op: '<=', value: 2 } });
 
 // ---- policy evaluation ----
@@ -149,4 +157,46 @@ console.log('policy evaluation');
 for (const [n, ns] of evalBest) console.log(`  ${`${n} rules`.padEnd(30)} ${ns.toFixed(1).padStart(9)} ns/op`);
 console.log(`  ratio 1000/10 rules: ${((evalBest.get(1000) as number) / (evalBest.get(10) as number)).toFixed(2)}x`);
 record({ id: 'policy-1000/10', label: 'policy decision, 1,000 / 10 rules', value: (evalBest.get(1000) as number) / (evalBest.get(10) as number), target: { op: '<=', value: 2 } });
+if (sink < 0) console.log(sink);
+
+// ---- the whole toolFetch preflight (issue 13: cost growth with capabilities per tool) ----
+// URL safety, tool, headers, policy and the capability check of a real toolFetch, stopping before
+// the credential (what the framework adapters ask before a tool runs): nothing is sent.
+const preflightHits = requests.filter(([m, p]) => small.match(m, p) !== undefined);
+const preflights = [10, 100, 1000].map((n) => {
+  const tf = createToolFetch({
+    agent: { id: 'bench-agent' },
+    tools: [{ name: 'api', baseUrl: 'https://api.bench.example', auth: { type: 'apiKey', key: 'sk_bench' }, capabilities: capabilities(n) }],
+    policies: [{ agent: 'bench-agent', tool: 'api' }],
+  });
+  return [n, preflightOf(tf) as Preflight] as const;
+});
+const preflightUrls = preflightHits.map(([m, p]) => [m.toUpperCase(), `https://api.bench.example${p}`] as const);
+async function timePreflight(pf: Preflight): Promise<number> {
+  let n = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < WINDOW_MS) {
+    for (let k = 0; k < 200; k++) {
+      const [method, url] = preflightUrls[(n + k) % preflightUrls.length] as readonly [string, string];
+      if ((await pf(url, { method })).tool === 'api') sink++;
+    }
+    n += 200;
+    now = performance.now();
+  }
+  return ((now - start) * 1e6) / n;
+}
+for (const [, pf] of preflights) await timePreflight(pf);
+const preflightSamples = new Map<number, number[]>();
+for (let r = 0; r < 7; r++) {
+  for (const [n, pf] of r % 2 === 0 ? preflights : [...preflights].reverse()) preflightSamples.set(n, [...(preflightSamples.get(n) ?? []), await timePreflight(pf)]);
+}
+const pf10 = median(preflightSamples.get(10) as number[]);
+console.log('toolFetch preflight (median of 7 interleaved windows)');
+for (const [n] of preflights) {
+  const ns = median(preflightSamples.get(n) as number[]);
+  console.log(`  ${`${n} capabilities`.padEnd(30)} ${ns.toFixed(0).padStart(9)} ns/op   ${(ns / pf10).toFixed(2)}x (target ≤ ${n / 10}x)`);
+  record({ id: `preflight-ns/${n}`, label: `\`toolFetch\` preflight (policy + capability, nothing sent), ${n.toLocaleString('en-US')} capabilities`, unit: 'ns', value: ns });
+  if (n !== 10) record({ id: `preflight-${n}/10`, label: `\`toolFetch\` preflight, ${n.toLocaleString('en-US')} / 10 capabilities on the tool (per call)`, value: ns / pf10, target: { op: '<=', value: n / 10 } });
+}
 if (sink < 0) console.log(sink);

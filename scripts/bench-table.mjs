@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const START = '<!-- bench-table:start -->';
 const END = '<!-- bench-table:end -->';
 /** Benchmarks in the order the table lists them; any other follows, by name. */
-const ORDER = ['http', 'verify', 'verify-cache', 'toolfetch', 'toolfetch-undici', 'growth', 'capabilities', 'tokens', 'token-exchange', 'load-toolfetch', 'memory', 'stores', 'stores-shared', 'mcp-metadata', 'testing-idp', 'replicas'];
+const ORDER = ['http', 'verify', 'verify-cache', 'toolfetch', 'toolfetch-undici', 'capabilities', 'growth-issuers', 'growth-users', 'growth-concurrency', 'tokens', 'token-exchange', 'load-toolfetch', 'memory', 'stores', 'stores-shared', 'mcp-metadata', 'testing-idp', 'replicas'];
 
 export function renderTable(results) {
   const runtimes = Object.keys(results.runtimes).sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)));

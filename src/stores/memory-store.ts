@@ -55,6 +55,9 @@ export class MemoryAdapter {
   }
 }
 
+/** An index is swept for expired members once it holds this many (then each time it doubles). */
+const INDEX_SWEEP_MIN = 64;
+
 interface MemoryEntry {
   json: string;
   version: string;
@@ -70,6 +73,8 @@ export class MemoryStore implements Store {
   readonly atomic = true;
   readonly #map = new Map<string, MemoryEntry>();
   readonly #sets = new Map<string, Map<string, number>>();
+  /** Per index: its size at which `indexAdd` next sweeps expired members. */
+  readonly #sweepAt = new Map<string, number>();
   #seq = 0;
   #nextSweep = 1024;
 
@@ -136,7 +141,12 @@ export class MemoryStore implements Store {
     const now = nowMs();
     let set = this.#sets.get(key);
     if (set === undefined) this.#sets.set(key, (set = new Map()));
-    else for (const [m, at] of set) if (at <= now) set.delete(m);
+    else if (set.size >= (this.#sweepAt.get(key) ?? INDEX_SWEEP_MIN)) {
+      // Expired members are dropped when the index has doubled since the last sweep (amortised O(1)
+      // per add); sweeping on every add made n adds to one index (the approvals list) cost O(n²).
+      for (const [m, at] of set) if (at <= now) set.delete(m);
+      this.#sweepAt.set(key, Math.max(INDEX_SWEEP_MIN, set.size * 2));
+    }
     set.delete(member); // re-added members move to the end (Map keeps insertion order)
     set.set(member, ttl === undefined ? Number.POSITIVE_INFINITY : now + ttl);
   }
@@ -149,7 +159,10 @@ export class MemoryStore implements Store {
       if (at <= now) set.delete(m);
       else live.push([m, at]);
     }
-    if (set.size === 0) this.#sets.delete(key);
+    if (set.size === 0) {
+      this.#sets.delete(key);
+      this.#sweepAt.delete(key);
+    }
     live.sort((a, b) => a[1] - b[1]);
     const from = limit !== undefined && live.length > limit ? live.length - limit : 0;
     return live.slice(from).map(([m]) => m);
