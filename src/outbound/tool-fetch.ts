@@ -16,7 +16,7 @@
  * @module
  */
 import { z } from 'zod';
-import { AgentIamError, configError, isAgentIamError, requestInvalid, type AgentIamErrorCode } from '../errors.js';
+import { AgentIamError, configError, isAgentIamError, requestInvalid, storeUnavailable, type AgentIamErrorCode } from '../errors.js';
 import { currentContext, type AgentContext } from '../context.js';
 import { emitAudit, type AuditDecision, type AuditEvent, type AuditSink } from '../audit/events.js';
 import { parseOptions } from '../lib/options.js';
@@ -326,7 +326,7 @@ function callerHeaders(init: HeadersInit | undefined | null, found: HeaderFindin
 }
 
 /** Reasons toolFetch itself puts on its errors and audit events (others' reasons are not copied). */
-const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed', 'approval_denied']);
+const OWN_REASONS: ReadonlySet<string> = new Set(['tool_unreachable', 'header_not_allowed', 'approval_denied', 'approval_expired']);
 
 function headerRefused(name: string, message: string): AgentIamError {
   return requestInvalid(message, { field: `headers.${name}`, reason: 'header_not_allowed' });
@@ -396,6 +396,20 @@ function sameHost(host: string, target: URL): boolean {
     return new URL(`${target.protocol}//${h}`).host === target.host;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Run an approvals-service call: its own typed errors pass through, an abort is the signal's reason; any
+ * other failure is `STORE_UNAVAILABLE`, without the service's error (it may quote a stored record).
+ */
+async function approvalStore<T>(op: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  try {
+    return await op();
+  } catch (error) {
+    if (isAgentIamError(error)) throw error;
+    if (signal?.aborted === true) throw signal.reason;
+    throw storeUnavailable('Approval store failed', 'error');
   }
 }
 
@@ -752,34 +766,19 @@ export function createToolFetch(options: ToolFetchOptions): ToolFetch {
                 : {}),
           };
           const service = approvals as ToolFetchApprovals;
-          try {
-            result = await (dry === undefined ? service.check(checkInput) : service.check(checkInput, { consume: false }));
-          } catch (error) {
-            if (isAgentIamError(error)) throw error;
-            throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
-          }
+          result = await approvalStore(() => (dry === undefined ? service.check(checkInput) : service.check(checkInput, { consume: false })), signal);
           approvalId = result.id;
-          const wait = init?.waitForApproval;
-          if (result.status === 'pending' && dry === undefined && wait !== undefined && wait > 0 && typeof service.waitForDecision === 'function') {
-            let decided: { status: string } | undefined;
-            try {
-              decided = await service.waitForDecision(result.id, { timeoutMs: Math.min(wait, 86_400_000), ...(signal !== undefined ? { signal } : {}) });
-            } catch (error) {
-              if (isAgentIamError(error) || signal?.aborted === true) throw error;
-              throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
-            }
+          if (result.status === 'pending' && dry === undefined && waitMs !== undefined && waitMs > 0 && typeof service.waitForDecision === 'function') {
+            const pendingId = result.id;
+            const waitFor = service.waitForDecision.bind(service);
+            const decided = await approvalStore(() => waitFor(pendingId, { timeoutMs: Math.min(waitMs, 86_400_000), ...(signal !== undefined ? { signal } : {}) }), signal);
             signal?.throwIfAborted();
             if (decided?.status === 'denied') throw new AgentIamError('POLICY_DENIED', 'The approval was denied', { approvalId: result.id, reason: 'approval_denied' });
             if (decided?.status === 'expired') throw new AgentIamError('POLICY_DENIED', 'The approval lapsed before anyone approved it', { approvalId: result.id, reason: 'approval_expired' });
             if (decided?.status === 'approved') {
               // The approval lets the request through once: the check consumes it (and of several
               // identical waiting calls, exactly one passes; the others find a new pending approval).
-              try {
-                result = await service.check(checkInput);
-              } catch (error) {
-                if (isAgentIamError(error)) throw error;
-                throw new AgentIamError('STORE_UNAVAILABLE', 'Approval store failed');
-              }
+              result = await approvalStore(() => service.check(checkInput), signal);
               approvalId = result.id;
             }
           }

@@ -68,4 +68,34 @@ describe('waitForApproval', () => {
     expect(up.received).toHaveLength(0);
     expect(await failure(tf(`${up.origin}/v1/refunds/3`, { method: 'POST', context: userContext('alice'), waitForApproval: -1 }))).toMatchObject({ code: 'REQUEST_INVALID' });
   });
+
+  it('a lapse is audited with its reason; a failing approvals service while waiting is STORE_UNAVAILABLE without its message', async () => {
+    const events: Array<Record<string, unknown>> = [];
+    const approvals = createApprovals({ pendingTtlSeconds: 1 });
+    const tf = createToolFetch({
+      agent: { id: 'refund-agent' },
+      tools: [{ name: 'payments', baseUrl: up.origin, auth: { type: 'none' } }],
+      policies: [{ agent: 'refund-agent', tool: 'payments', effect: 'approval', approvedBy: { groups: ['finance'] } }],
+      approvals,
+      audit: (e) => void events.push(e as unknown as Record<string, unknown>),
+    });
+    await failure(tf(`${up.origin}/v1/refunds/9`, { method: 'POST', context: userContext('alice'), waitForApproval: 3000 }));
+    expect(events.at(-1)).toMatchObject({ decision: 'deny', code: 'POLICY_DENIED', reason: 'approval_expired' });
+
+    const broken = createToolFetch({
+      agent: { id: 'refund-agent' },
+      tools: [{ name: 'payments', baseUrl: up.origin, auth: { type: 'none' } }],
+      policies: [{ agent: 'refund-agent', tool: 'payments', effect: 'approval' }],
+      approvals: {
+        check: async () => ({ status: 'pending', id: 'apr_0000000000000000000000', summary: { agentId: 'refund-agent', tool: 'payments', method: 'POST', path: '/v1/refunds/10', host: 'x' } }),
+        waitForDecision: async () => {
+          throw new Error('redis said: secret-record-value');
+        },
+      },
+    });
+    const e = await failure(broken(`${up.origin}/v1/refunds/10`, { method: 'POST', context: userContext('alice'), waitForApproval: 1000 }));
+    expect(e).toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect(JSON.stringify(e) + String(e.message)).not.toContain('secret-record-value');
+    expect(up.received).toHaveLength(0);
+  });
 });
