@@ -21,10 +21,30 @@ const slot: { clock: Clock } = ((globalThis as Record<symbol, unknown>)[SLOT] as
 export function nowMs(): number {
   return slot.clock.now();
 }
-
-/** The current time as an ISO 8601 string (audit events). */
+/** The last formatted instant and second, for {@link isoNow}. */
+let lastMs = Number.NaN;
+let lastIso = '';
+let secondStart = Number.NEGATIVE_INFINITY;
+let secondPrefix = '';
+/**
+ * The current time as an ISO 8601 string (audit events), equal to `new Date(nowMs()).toISOString()`
+ * but without a `Date` per call (`toISOString` costs ~0.5 µs, more than the rest of an audit event):
+ * the `YYYY-MM-DDTHH:MM:SS.` prefix is formatted once per second and the milliseconds appended
+ * (same output for every year 0000–9999, and when a test clock moves backwards).
+ */
 export function isoNow(): string {
-  return new Date(slot.clock.now()).toISOString();
+  const ms = slot.clock.now();
+  if (ms === lastMs) return lastIso;
+  lastMs = ms;
+  let offset = ms - secondStart;
+  if (offset < 0 || offset >= 1000) {
+    offset = ((ms % 1000) + 1000) % 1000;
+    secondStart = ms - offset;
+    const full = new Date(secondStart).toISOString();
+    secondPrefix = full.slice(0, full.length - 4); // drop "000Z"
+  }
+  lastIso = secondPrefix + (offset < 10 ? '00' : offset < 100 ? '0' : '') + offset + 'Z';
+  return lastIso;
 }
 
 /** Replace the clock (tests); `undefined` restores the system clock. */
