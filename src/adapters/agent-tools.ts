@@ -27,6 +27,9 @@ import { preflightOf, type Preflight } from '../outbound/preflight.js';
 import type { ToolFetch, ToolFetchInit } from '../outbound/tool-fetch.js';
 import type { ApprovalRecord, Approvals } from '../policy/approvals.js';
 import { createKeyValueStore, storeKey, type KeyValueStore, type Store } from '../stores/store.js';
+import { loadPeer } from './peer.js';
+
+export { loadPeer };
 
 /**
  * The agent-iam pieces an adapter uses. `createAgentIam()`'s result has them; so does
@@ -281,18 +284,6 @@ async function readResult(res: Response): Promise<AgentToolResponse> {
     }
   }
   return { status: res.status, body: text };
-}
-
-/**
- * Load an adapter's framework, or fail with a typed error that names the package to install
- * (`CONFIG_INVALID`, `field` = the package) instead of Node's `ERR_MODULE_NOT_FOUND`.
- */
-export async function loadPeer<T>(entry: string, pkg: string, range: string, load: () => Promise<T>): Promise<T> {
-  try {
-    return await load();
-  } catch (error) {
-    throw new AgentIamError('CONFIG_INVALID', `agent-iam/${entry} needs the optional peer dependency "${pkg}" (${range}): npm install ${pkg}@"${range}"`, { field: pkg, cause: error });
-  }
 }
 
 /** @internal Build the core an adapter wraps. */

@@ -12,7 +12,7 @@
 import { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Agent, Dispatcher } from 'undici';
-import { AgentIamError } from '../errors.js';
+import { loadPeer } from './peer.js';
 
 /**
  * Options of {@link createUndiciFetch}.
@@ -62,15 +62,8 @@ type Undici = typeof import('undici');
 
 const RANGE = '^7 || ^8';
 
-async function loadUndici(): Promise<Undici> {
-  try {
-    return await import('undici');
-  } catch (error) {
-    throw new AgentIamError('CONFIG_INVALID', `agent-iam/undici needs the optional peer dependency "undici" (${RANGE}): npm install undici@"${RANGE}"`, {
-      field: 'undici',
-      cause: error,
-    });
-  }
+function loadUndici(): Promise<Undici> {
+  return loadPeer('undici', 'undici', RANGE, () => import('undici'));
 }
 
 /** Drop a body nobody will read: drained (the connection stays reusable), never an uncaught error. */
