@@ -49,16 +49,18 @@ describe('verified-token cache bound', () => {
     const clock = testClock();
     const verifier = v({ cacheSize: 4 });
     const now = Math.floor(clock.now() / 1000);
-    const good = await signToken(key, claims(s.origin));
+    // iat and exp from the frozen test clock: a wall-clock iat a second past it would be "issued in the future"
+    const at = (extra: Record<string, unknown> = {}) => claims(s.origin, { iat: now, exp: now + 300, ...extra });
+    const good = await signToken(key, at());
     await verifier.verify(req(good));
     expect(verifierCacheSize(verifier)).toBe(1);
     const [header, , signature] = good.split('.') as [string, string, string];
     const refused: Array<[string, string]> = [];
     for (let i = 0; i < 10; i++) {
-      refused.push([`${header}.${b64url(claims(s.origin, { sub: `forged-${i}` }))}.${signature}`, 'TOKEN_SIGNATURE_INVALID']);
-      refused.push([await signToken(other, claims(s.origin, { sub: `other-${i}` }), { kid: key.kid }), 'TOKEN_SIGNATURE_INVALID']);
-      refused.push([await signToken(key, claims(s.origin, { sub: `old-${i}`, iat: now - 600, exp: now - 1 - i })), 'TOKEN_EXPIRED']);
-      refused.push([await signToken(key, claims(s.origin, { sub: `aud-${i}`, aud: `api://other-${i}` })), 'TOKEN_AUDIENCE_MISMATCH']);
+      refused.push([`${header}.${b64url(at({ sub: `forged-${i}` }))}.${signature}`, 'TOKEN_SIGNATURE_INVALID']);
+      refused.push([await signToken(other, at({ sub: `other-${i}` }), { kid: key.kid }), 'TOKEN_SIGNATURE_INVALID']);
+      refused.push([await signToken(key, at({ sub: `old-${i}`, iat: now - 600, exp: now - 1 - i })), 'TOKEN_EXPIRED']);
+      refused.push([await signToken(key, at({ sub: `aud-${i}`, aud: `api://other-${i}` })), 'TOKEN_AUDIENCE_MISMATCH']);
       refused.push([await signToken(key, claims(`https://idp-${i}.example`)), 'TOKEN_ISSUER_UNKNOWN']);
       refused.push([`${header}.${b64url(`not json ${i}`)}.${signature}`, 'TOKEN_MALFORMED']);
     }
@@ -121,7 +123,8 @@ describe.each([
       const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const exp = Math.floor(clock.now() / 1000) + 60;
       const reader = await signToken(key, claims(s.origin, { sub: 'reader', scope: 'read', iat: exp - 120, exp }));
-      const other = await signToken(key, claims(s.origin, { sub: 'writer-less', scope: 'profile' }));
+      // iat from the test clock too: a wall-clock iat a second past the frozen clock is "issued in the future"
+      const other = await signToken(key, claims(s.origin, { sub: 'writer-less', scope: 'profile', iat: exp - 120, exp }));
       const get = (path: string, token: string) => fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
       for (let i = 0; i < 3; i++) {
         // the first request verifies and caches; the next ones are hits
