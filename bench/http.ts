@@ -8,12 +8,14 @@
  *
  * The "context only" rows are the floor for any middleware that keeps the contract (the handler runs
  * inside the context, across awaits): on Node 20 AsyncLocalStorage works through promise hooks, which
- * make every later promise of the request dearer. All servers share one process, so once any of them
- * has used the context the hooks are on for the bare servers too (as in an app that uses agent-iam on
- * some routes only); a bare app that never uses AsyncLocalStorage is faster still.
+ * make every later promise of the request dearer. The servers of one framework share one process, so
+ * once any of them has used the context the hooks are on for its bare server too (as in an app that
+ * uses agent-iam on some routes only); a bare app that never uses AsyncLocalStorage is faster still.
  *
- * The servers run in a child process so that autocannon (this process) does not share an event loop
- * with them. Prints req/s and the ratios; targets: Express + agentAuth ≥ the peer, and ≥ 0.85x bare
+ * Each framework's servers run in a child process of their own, as an app runs one framework (and
+ * `@hono/node-server` replaces the global `Request` and `Response` of its process), and autocannon
+ * (this process) shares an event loop with neither. The JWKS
+ * server and the token are made here, so both children verify the same token against the same keys. Prints req/s and the ratios; targets: Express + agentAuth ≥ the peer, and ≥ 0.85x bare
  * Express. Run: `npx tsx bench/http.ts` (BENCH_SECONDS=3 by default).
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -51,9 +53,11 @@ type Autocannon = (options: { url: string; connections: number; duration: number
   errors: number;
 }>;
 
+type Framework = 'express' | 'hono';
+const frameworkOf = (target: Target): Framework => (target.startsWith('hono') ? 'hono' : 'express');
+
 interface ServerInfo {
-  ports: Record<Target, number>;
-  token: string;
+  ports: Partial<Record<Target, number>>;
 }
 
 const listen = async (server: Server): Promise<number> => {
@@ -62,40 +66,32 @@ const listen = async (server: Server): Promise<number> => {
   return (server.address() as AddressInfo).port;
 };
 
-/** Child: a JWKS server, a token, and one server per target. */
-async function serve(): Promise<void> {
-  const [{ default: express }, { auth }, { Hono }, { serve: honoServe }, expressAdapter, honoAdapter, { createVerifier }] = await Promise.all([
+/** Child: one server per target of `framework`, verifying against the parent's JWKS server. */
+async function serve(framework: Framework): Promise<void> {
+  const issuer = process.env.BENCH_ISSUER as string;
+  const { createVerifier } = await import('../src/inbound/verifier.js');
+  const verifier = createVerifier({ providers: [{ issuer, jwksUri: `${issuer}jwks`, audiences: [AUDIENCE] }] });
+  const ports = framework === 'express' ? await expressServers(issuer, verifier) : await honoServers(verifier);
+  process.send?.({ ports } satisfies ServerInfo);
+  // The parent brackets each measured run with a CPU reading of this (server) process.
+  process.on('message', (message) => {
+    if (message === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send?.({ cpuMicros: user + system });
+    }
+  });
+}
+
+type BenchVerifier = import('../src/inbound/verifier.js').Verifier;
+const body = { ok: true };
+
+async function expressServers(issuer: string, verifier: BenchVerifier): Promise<Partial<Record<Target, number>>> {
+  const [{ default: express }, { auth }, { agentAuth }, { anonymousContext, runWithContext }] = await Promise.all([
     import('express'),
     import('express-oauth2-jwt-bearer'),
-    import('hono'),
-    import('@hono/node-server'),
     import('../src/adapters/express.js'),
-    import('../src/adapters/hono.js'),
-    import('../src/inbound/verifier.js'),
+    import('../src/context.js'),
   ]);
-  const { anonymousContext, runWithContext } = await import('../src/context.js');
-
-  const { publicKey, privateKey } = await generateKeyPair('RS256');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench-1', alg: 'RS256', use: 'sig' };
-  const jwksBody = JSON.stringify({ keys: [jwk] });
-  const jwksServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(jwksBody);
-  });
-  const jwksPort = await listen(jwksServer);
-  const issuer = `http://127.0.0.1:${jwksPort}/`;
-  const jwksUri = `${issuer}jwks`;
-  const token = await new SignJWT({ scope: 'bench:read', email: 'alice@example.com' })
-    .setProtectedHeader({ alg: 'RS256', kid: 'bench-1', typ: 'at+jwt' })
-    .setIssuer(issuer)
-    .setAudience(AUDIENCE)
-    .setSubject('alice')
-    .setIssuedAt()
-    .setExpirationTime('2h')
-    .sign(privateKey);
-
-  const verifier = createVerifier({ providers: [{ issuer, jwksUri, audiences: [AUDIENCE] }] });
-  const body = { ok: true };
-
   const expressApp = (middleware?: RequestHandler) => {
     const app = express();
     app.disable('x-powered-by');
@@ -110,44 +106,43 @@ async function serve(): Promise<void> {
     });
     return app;
   };
-  const honoApp = (middleware?: MiddlewareHandler) => {
-    const app = new Hono();
-    if (middleware !== undefined) app.use(middleware);
-    app.get('/', (c) => c.json(body));
-    return app;
-  };
-  const honoListen = async (app: InstanceType<typeof Hono>): Promise<number> => {
-    const server = honoServe({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
-    await once(server, 'listening');
-    return (server.address() as AddressInfo).port;
-  };
-
-  const ports: Record<Target, number> = {
+  return {
     'express-bare': await listen(createServer(expressApp())),
     // Reference: the cost of any middleware that finishes asynchronously (one promise hop, no work).
     'express-async-noop': await listen(createServer(expressApp((_req, _res, next) => void Promise.resolve().then(() => next())))),
     // Reference: only run the route inside a context, as agentAuth must (AsyncLocalStorage).
     'express-context-only': await listen(createServer(expressApp((_req, _res, next) => runWithContext(anonymousContext(), next)))),
-    'express-agent-iam': await listen(createServer(expressApp(expressAdapter.agentAuth(verifier)))),
-    'express-oauth2-jwt-bearer': await listen(createServer(expressApp(auth({ issuer, jwksUri, audience: AUDIENCE, tokenSigningAlg: 'RS256' })))),
-    'hono-bare': await honoListen(honoApp()),
-    // Hono answers a route with one handler without its middleware chain: any middleware loses that.
-    'hono-async-noop': await honoListen(
-      honoApp(async (_c, next) => {
-        await next();
-      }),
+    'express-agent-iam': await listen(createServer(expressApp(agentAuth(verifier)))),
+    'express-oauth2-jwt-bearer': await listen(
+      createServer(expressApp(auth({ issuer, jwksUri: `${issuer}jwks`, audience: AUDIENCE, tokenSigningAlg: 'RS256' }))),
     ),
-    'hono-context-only': await honoListen(honoApp((_c, next) => runWithContext(anonymousContext(), next))),
-    'hono-agent-iam': await honoListen(honoApp(honoAdapter.agentAuth(verifier))),
   };
-  process.send?.({ ports, token } satisfies ServerInfo);
-  // The parent brackets each measured run with a CPU reading of this (server) process.
-  process.on('message', (message) => {
-    if (message === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send?.({ cpuMicros: user + system });
-    }
-  });
+}
+
+async function honoServers(verifier: BenchVerifier): Promise<Partial<Record<Target, number>>> {
+  const [{ Hono }, { serve: honoServe }, { agentAuth }, { anonymousContext, runWithContext }] = await Promise.all([
+    import('hono'),
+    import('@hono/node-server'),
+    import('../src/adapters/hono.js'),
+    import('../src/context.js'),
+  ]);
+  const honoListen = async (middleware?: MiddlewareHandler): Promise<number> => {
+    const app = new Hono();
+    if (middleware !== undefined) app.use(middleware);
+    app.get('/', (c) => c.json(body));
+    const server = honoServe({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await once(server, 'listening');
+    return (server.address() as AddressInfo).port;
+  };
+  return {
+    'hono-bare': await honoListen(),
+    // Hono answers a route with one handler without its middleware chain: any middleware loses that.
+    'hono-async-noop': await honoListen(async (_c, next) => {
+      await next();
+    }),
+    'hono-context-only': await honoListen((_c, next) => runWithContext(anonymousContext(), next)),
+    'hono-agent-iam': await honoListen(agentAuth(verifier)),
+  };
 }
 
 /** Parent: check every target answers 200 with the token (and the guarded ones 401 without), then measure. */
@@ -155,9 +150,30 @@ async function main(): Promise<void> {
   // autocannon ships no types: the few fields used here.
   const autocannonModule = 'autocannon';
   const { default: autocannon } = (await import(autocannonModule)) as { default: Autocannon };
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve'], { stdio: 'inherit' });
+  // The JWKS server and the token, shared by both children.
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench-1', alg: 'RS256', use: 'sig' };
+  const jwksBody = JSON.stringify({ keys: [jwk] });
+  const jwksServer = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(jwksBody);
+  });
+  const issuer = `http://127.0.0.1:${await listen(jwksServer)}/`;
+  const token = await new SignJWT({ scope: 'bench:read', email: 'alice@example.com' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'bench-1', typ: 'at+jwt' })
+    .setIssuer(issuer)
+    .setAudience(AUDIENCE)
+    .setSubject('alice')
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(privateKey);
+  const children: Record<Framework, ChildProcess> = {
+    express: fork(fileURLToPath(import.meta.url), ['--serve', 'express'], { stdio: 'inherit', env: { ...process.env, BENCH_ISSUER: issuer } }),
+    hono: fork(fileURLToPath(import.meta.url), ['--serve', 'hono'], { stdio: 'inherit', env: { ...process.env, BENCH_ISSUER: issuer } }),
+  };
   try {
-    const [info] = (await once(child, 'message')) as [ServerInfo];
+    const ports: Partial<Record<Target, number>> = {};
+    for (const child of Object.values(children)) Object.assign(ports, ((await once(child, 'message')) as [ServerInfo])[0].ports);
+    const info = { ports: ports as Record<Target, number>, token };
     const headers = { authorization: `Bearer ${info.token}` };
     for (const target of TARGETS) {
       const url = `http://127.0.0.1:${info.ports[target]}/`;
@@ -171,7 +187,8 @@ async function main(): Promise<void> {
 
     const run = (target: Target, duration: number) =>
       autocannon({ url: `http://127.0.0.1:${info.ports[target]}/`, connections: CONNECTIONS, duration, headers });
-    const serverCpu = async (): Promise<number> => {
+    const serverCpu = async (target: Target): Promise<number> => {
+      const child = children[frameworkOf(target)];
       const reply = once(child, 'message') as Promise<[{ cpuMicros: number }]>;
       child.send('cpu');
       return (await reply)[0].cpuMicros;
@@ -181,14 +198,14 @@ async function main(): Promise<void> {
     const p99: Record<Target, number[]> = Object.fromEntries(TARGETS.map((t) => [t, []])) as unknown as Record<Target, number[]>;
     console.log(
       `bench/http: ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${SECONDS}s per target (after ${WARMUP_SECONDS}s warm-up), RS256, same token.\n` +
-        'req/s is the best round; server CPU is µs of the server process per request (median round), which is steadier than req/s on a busy machine.\n',
+        'req/s is the best round; server CPU is µs of the server process per request (median round; a difference is the median of the per-round differences), which is steadier than req/s on a busy machine.\n',
     );
     for (const target of TARGETS) await run(target, WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of TARGETS) {
-        const before = await serverCpu();
+        const before = await serverCpu(target);
         const result = await run(target, SECONDS);
-        const after = await serverCpu();
+        const after = await serverCpu(target);
         if (result.non2xx > 0 || result.errors > 0) throw new Error(`${target}: ${result.non2xx} non-2xx, ${result.errors} errors`);
         rps[target].push(result.requests.average);
         cpu[target].push((after - before) / Math.max(1, result.requests.total));
@@ -217,7 +234,9 @@ ratios                                            req/s    server CPU per reques
   Hono + agentAuth / Hono + context only           ${r('hono-agent-iam', 'hono-context-only')}x    ${c('hono-agent-iam', 'hono-context-only')}x   (what agentAuth itself costs)
   Express + agentAuth / Express + context only     ${r('express-agent-iam', 'express-context-only')}x    ${c('express-agent-iam', 'express-context-only')}x`);
     const ratio = (a: Target, b: Target) => best(a) / best(b);
-    const extra = (a: Target, b: Target) => median(cpu[a]) - median(cpu[b]);
+    // Paired by round (the two targets ran seconds apart), so a machine that slows down or speeds up
+    // between rounds moves both sides of a difference together.
+    const extra = (a: Target, b: Target) => median(cpu[a].map((value, i) => value - (cpu[b][i] as number)));
     console.log(`
 server CPU per request over the context-only floor: Express ${extra('express-agent-iam', 'express-context-only').toFixed(2)} µs, Hono ${extra('hono-agent-iam', 'hono-context-only').toFixed(2)} µs (target ≤ 3 µs)`);
     record({ id: 'express-agent-iam/bare', label: 'Express + `agentAuth` / bare Express (req/s)', value: ratio('express-agent-iam', 'express-bare'), target: { op: '>=', value: 0.9 } });
@@ -231,9 +250,11 @@ server CPU per request over the context-only floor: Express ${extra('express-age
     record({ id: 'hono-async-noop/bare', label: 'Hono + async no-op middleware / bare Hono (req/s; any middleware)', value: ratio('hono-async-noop', 'hono-bare') });
     record({ id: 'hono-context-only/bare', label: 'Hono + context-only middleware / bare Hono (req/s; the floor)', value: ratio('hono-context-only', 'hono-bare') });
   } finally {
-    child.kill();
+    for (const child of Object.values(children)) child.kill();
+    jwksServer.close();
   }
 }
 
-if (process.argv.includes('--serve')) await serve();
+const serveAt = process.argv.indexOf('--serve');
+if (serveAt >= 0) await serve(process.argv[serveAt + 1] === 'hono' ? 'hono' : 'express');
 else await main();
