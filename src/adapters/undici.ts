@@ -12,6 +12,7 @@
 import { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Agent, Dispatcher } from 'undici';
+import { BufferedResponse } from './buffered-response.js';
 import { loadPeer } from './peer.js';
 
 /**
@@ -87,6 +88,18 @@ function bodyOf(body: unknown): { body: string | Uint8Array | Readable | null; t
   const r = new Request('http://localhost/', { method: 'POST', body: body as BodyInit });
   const stream = r.body as ReadableStream | null;
   return { body: stream === null ? null : Readable.fromWeb(stream as import('node:stream/web').ReadableStream), type: r.headers.get('content-type') ?? undefined };
+}
+
+/** A response header as undici gives it (lower-case names; a repeated one is an array): its first value. */
+function headerOf(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The response's `url`, as fetch sets it. */
+function withUrl(response: Response, url: string): Response {
+  Object.defineProperty(response, 'url', { value: url, enumerable: true });
+  return response;
 }
 
 function decoder(encoding: string | undefined): NodeJS.ReadWriteStream | undefined {
@@ -190,33 +203,32 @@ export async function createUndiciFetch(options: UndiciFetchOptions = {}): Promi
       if (typeof value === 'string') out.append(name, value);
       else for (const v of value) out.append(name, v);
     }
-    const location = status >= 300 && status < 400 ? out.get('location') : null;
+    const location = status >= 300 && status < 400 ? (headerOf(res.headers, 'location') ?? null) : null;
     if (location !== null && redirect === 'error') {
       discard(res.body);
       throw new TypeError('fetch failed: unexpected redirect');
     }
-    let responseBody: BodyInit | null = null;
+    const answer: ResponseInit = { status, statusText: res.statusText ?? '', headers: out };
     if (NULL_BODY.has(status) || method === 'HEAD') {
       discard(res.body);
-    } else {
-      const decode = decoder(out.get('content-encoding') ?? undefined);
-      const length = Number(out.get('content-length') ?? Number.NaN);
-      if (decode === undefined && length <= bufferBelow) {
-        try {
-          responseBody = new Uint8Array(await res.body.arrayBuffer());
-        } catch (error) {
-          if (signal?.aborted === true) throw signal.reason;
-          throw new TypeError('fetch failed', { cause: error });
-        }
-      } else {
-        const source: Readable = decode === undefined ? res.body : (res.body.pipe(decode as NodeJS.WritableStream) as unknown as Readable);
-        if (decode !== undefined) res.body.on('error', (e) => (decode as unknown as Readable).destroy(e));
-        responseBody = Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>;
-      }
+      return withUrl(new Response(null, answer), url.href);
     }
-    const response = new Response(responseBody, { status, statusText: res.statusText ?? '', headers: out });
-    Object.defineProperty(response, 'url', { value: url.href, enumerable: true });
-    return response;
+    const decode = decoder(headerOf(res.headers, 'content-encoding'));
+    const length = Number(headerOf(res.headers, 'content-length') ?? Number.NaN);
+    if (decode === undefined && length <= bufferBelow) {
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = new Uint8Array(await res.body.arrayBuffer());
+      } catch (error) {
+        if (signal?.aborted === true) throw signal.reason;
+        throw new TypeError('fetch failed', { cause: error });
+      }
+      // Read already: its body methods answer from the bytes, without a stream in between.
+      return new BufferedResponse(bytes, answer, url.href);
+    }
+    const source: Readable = decode === undefined ? res.body : (res.body.pipe(decode as NodeJS.WritableStream) as unknown as Readable);
+    if (decode !== undefined) res.body.on('error', (e) => (decode as unknown as Readable).destroy(e));
+    return withUrl(new Response(Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>, answer), url.href);
   }
 
   return Object.assign(undiciFetch, {
