@@ -16,7 +16,7 @@
  * `@hono/node-server` replaces the global `Request` and `Response` of its process), and autocannon
  * (this process) shares an event loop with neither. The JWKS
  * server and the token are made here, so both children verify the same token against the same keys. Prints req/s and the ratios; targets: Express + agentAuth ≥ the peer, and ≥ 0.85x bare
- * Express. Run: `npx tsx bench/http.ts` (BENCH_SECONDS=3 by default).
+ * Express. Run: `npx tsx bench/http.ts` (9 interleaved rounds of 1 s per target by default: BENCH_ROUNDS, BENCH_SECONDS).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -26,10 +26,10 @@ import { fileURLToPath } from 'node:url';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { MiddlewareHandler } from 'hono';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { record } from './report.js';
+import { median, record } from './report.js';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const WARMUP_SECONDS = 1;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const AUDIENCE = 'https://api.bench.local';
@@ -198,7 +198,8 @@ async function main(): Promise<void> {
     const p99: Record<Target, number[]> = Object.fromEntries(TARGETS.map((t) => [t, []])) as unknown as Record<Target, number[]>;
     console.log(
       `bench/http: ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${SECONDS}s per target (after ${WARMUP_SECONDS}s warm-up), RS256, same token.\n` +
-        'req/s is the best round; server CPU is µs of the server process per request (median round; a difference is the median of the per-round differences), which is steadier than req/s on a busy machine.\n',
+        'req/s and server CPU (µs of the server process per request) are medians of the rounds; a ratio or a difference of two targets is the median of\n' +
+        'their per-round ratios or differences (the two ran seconds apart), which a machine that drifts between rounds moves less. CPU is steadier than req/s on a busy machine.\n',
     );
     for (const target of TARGETS) await run(target, WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round++) {
@@ -212,15 +213,16 @@ async function main(): Promise<void> {
         p99[target].push(result.latency.p99);
       }
     }
-    const best = (t: Target) => Math.max(...rps[t]);
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)] as number;
+    /** Median over the rounds of a per-round ratio of two series (the rounds of both ran seconds apart). */
+    const paired = (x: number[], y: number[]) => median(x.map((value, i) => value / (y[i] as number)));
+    const ratio = (a: Target, b: Target) => paired(rps[a], rps[b]);
     for (const target of TARGETS) {
       console.log(
-        `${target.padEnd(28)} ${best(target).toFixed(0).padStart(7)} req/s   server CPU ${median(cpu[target]).toFixed(1).padStart(6)} µs/req   p99 ${median(p99[target])} ms`,
+        `${target.padEnd(28)} ${median(rps[target]).toFixed(0).padStart(7)} req/s   server CPU ${median(cpu[target]).toFixed(1).padStart(6)} µs/req   p99 ${median(p99[target])} ms`,
       );
     }
-    const r = (a: Target, b: Target) => (best(a) / best(b)).toFixed(2);
-    const c = (a: Target, b: Target) => (median(cpu[a]) / median(cpu[b])).toFixed(2);
+    const r = (a: Target, b: Target) => ratio(a, b).toFixed(2);
+    const c = (a: Target, b: Target) => paired(cpu[a], cpu[b]).toFixed(2);
     console.log(`
 ratios                                            req/s    server CPU per request
   Express + agentAuth / bare Express               ${r('express-agent-iam', 'express-bare')}x    ${c('express-agent-iam', 'express-bare')}x   (target: req/s ≥ 0.85x)
@@ -233,7 +235,6 @@ ratios                                            req/s    server CPU per reques
   Hono + context only / bare Hono                  ${r('hono-context-only', 'hono-bare')}x    ${c('hono-context-only', 'hono-bare')}x   (floor for a middleware that sets the context)
   Hono + agentAuth / Hono + context only           ${r('hono-agent-iam', 'hono-context-only')}x    ${c('hono-agent-iam', 'hono-context-only')}x   (what agentAuth itself costs)
   Express + agentAuth / Express + context only     ${r('express-agent-iam', 'express-context-only')}x    ${c('express-agent-iam', 'express-context-only')}x`);
-    const ratio = (a: Target, b: Target) => best(a) / best(b);
     // Paired by round (the two targets ran seconds apart), so a machine that slows down or speeds up
     // between rounds moves both sides of a difference together.
     const extra = (a: Target, b: Target) => median(cpu[a].map((value, i) => value - (cpu[b][i] as number)));
