@@ -182,11 +182,29 @@ function nodeVerifyRequest(raw: Request, incoming: NodeRequest): VerifyRequest {
   };
 }
 
-/** {@link setEndUser} for an untouched lazy request: scrub the Node request, which its headers come from. */
+/**
+ * The kinds of lazy request (its class) and of Node request (HTTP/1, HTTP/2) for which a scrubbed
+ * Node request was seen to be what the lazy request's headers are built from.
+ */
+const lazyScrubShown = new WeakMap<object, WeakSet<object>>();
+
+/**
+ * {@link setEndUser} for an untouched lazy request: scrub the Node request, which its headers come
+ * from. Whether they do is how @hono/node-server builds them, the same for every request of a kind,
+ * so it is checked through the headers (which builds them, the cost this path saves) until one
+ * request of that kind has shown the verified id there; from then on the scrub alone is enough.
+ */
 function setEndUserLazy(c: HonoContextLike, incoming: NodeRequest, userId: string | undefined): void {
   scrubNodeHeaders(incoming, userId);
-  // What a handler reads through Hono now comes from the scrubbed Node request; check it does.
+  const requestKind = Object.getPrototypeOf(c.req.raw) as object | null;
+  const incomingKind = Object.getPrototypeOf(incoming) as object | null;
+  if (requestKind !== null && incomingKind !== null && lazyScrubShown.get(requestKind)?.has(incomingKind) === true) return;
   if (c.req.raw.headers.get(END_USER_HEADER) !== (userId ?? null)) throw new Error('X-End-User-ID could not be replaced');
+  // Only a verified id shows it: an absent header is absent whatever the headers are built from.
+  if (userId === undefined || requestKind === null || incomingKind === null) return;
+  let kinds = lazyScrubShown.get(requestKind);
+  if (kinds === undefined) lazyScrubShown.set(requestKind, (kinds = new WeakSet()));
+  kinds.add(incomingKind);
 }
 
 /**

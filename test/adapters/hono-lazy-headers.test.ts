@@ -54,6 +54,11 @@ beforeAll(async () => {
   });
   app.use('*', agentAuth(verifier));
   app.get('/plain', (c) => c.json(views(c)));
+  // whether anything before the route built the lazy request's Headers (before views() reads them)
+  app.get('/probe', (c) => {
+    const built = Object.getOwnPropertySymbols(c.req.raw).some((k) => k.description === 'headersKey' || k.description === 'requestCache');
+    return c.json({ built, ...views(c) });
+  });
   app.get('/touched/x', (c) => c.json(views(c)));
   const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
   await once(server, 'listening');
@@ -111,4 +116,20 @@ describe('hono on node-server: X-End-User-ID with and without a headers copy bef
       expect(bad.text).not.toContain(token);
     });
   }
+
+  it('agentAuth checks through the built Headers until one request shows the verified id there, then trusts the scrub alone', async () => {
+    const token = await signToken(key, claims(jwks.origin, { sub: 'alice' }));
+    const spoof: [string, string][] = [
+      ['X-End-User-ID', 'admin'],
+      ['x-end-user-id', 'root'],
+    ];
+    // one request with a token shows it (earlier tests of this file may have already)
+    expect((await rawRequest(port, '/probe', [...spoof, ['Authorization', `Bearer ${token}`]])).json).toMatchObject({ lookup: 'alice', iterated: ['alice'] });
+    for (let i = 0; i < 3; i++) {
+      const withToken = await rawRequest(port, '/probe', [...spoof, ['Authorization', `Bearer ${token}`]]);
+      expect(withToken.json).toMatchObject({ built: false, lookup: 'alice', all: 'alice', iterated: ['alice'], cloned: 'alice', node: 'alice', nodeRaw: ['alice'] });
+      const open = await rawRequest(port, '/probe', spoof);
+      expect(open.json).toMatchObject({ built: false, lookup: null, all: null, iterated: [], cloned: null, node: null, nodeRaw: [] });
+    }
+  });
 });
