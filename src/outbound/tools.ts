@@ -297,11 +297,12 @@ export class ToolRegistry<T extends { origin: string; basePath: string }> {
 
   constructor(tools: readonly T[]) {
     for (const tool of tools) {
-      const list = this.#byOrigin.get(tool.origin) ?? [];
-      list.push(tool);
-      list.sort((a, b) => b.basePath.length - a.basePath.length);
-      this.#byOrigin.set(tool.origin, list);
+      const list = this.#byOrigin.get(tool.origin);
+      if (list === undefined) this.#byOrigin.set(tool.origin, [tool]);
+      else list.push(tool);
     }
+    // Longest base path first, each origin's list sorted once (stable: equal lengths keep their order).
+    for (const list of this.#byOrigin.values()) list.sort((a, b) => b.basePath.length - a.basePath.length);
   }
 
   find(url: URL): T | undefined {
