@@ -27,9 +27,6 @@ import { preflightOf, type Preflight } from '../outbound/preflight.js';
 import type { ToolFetch, ToolFetchInit } from '../outbound/tool-fetch.js';
 import type { ApprovalRecord, Approvals } from '../policy/approvals.js';
 import { createKeyValueStore, storeKey, type KeyValueStore, type Store } from '../stores/store.js';
-import { loadPeer } from './peer.js';
-
-export { loadPeer };
 
 /**
  * The agent-iam pieces an adapter uses. `createAgentIam()`'s result has them; so does

@@ -13,7 +13,6 @@
 import type { FlexibleSchema, Tool, ToolApprovalConfiguration, ToolApprovalResponse, ToolSet } from 'ai';
 import {
   createAgentToolsCore,
-  loadPeer,
   type AgentIamParts,
   type AgentToolBehaviour,
   type AgentToolRefusal,
@@ -23,6 +22,7 @@ import {
   type ApprovalPause,
   type ConsentPause,
 } from './agent-tools.js';
+import { loadPeer } from './peer.js';
 import type { AgentContext } from '../context.js';
 import { AgentIamError } from '../errors.js';
 import type { ApprovalRecord } from '../policy/approvals.js';

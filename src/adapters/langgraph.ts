@@ -19,7 +19,6 @@ import type { StructuredToolInterface } from '@langchain/core/tools';
 import type { z } from 'zod';
 import {
   createAgentToolsCore,
-  loadPeer,
   type AgentIamParts,
   type AgentToolBehaviour,
   type AgentToolRefusal,
@@ -31,6 +30,7 @@ import {
   type ApprovalPause,
   type ConsentPause,
 } from './agent-tools.js';
+import { loadPeer } from './peer.js';
 import { approvalPause } from './agent-tools.js';
 import type { AgentContext } from '../context.js';
 import { AgentIamError } from '../errors.js';

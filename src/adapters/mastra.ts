@@ -20,7 +20,6 @@ import type { z } from 'zod';
 import {
   approvalPause,
   createAgentToolsCore,
-  loadPeer,
   type AgentIamParts,
   type AgentToolBehaviour,
   type AgentToolRefusal,
@@ -32,6 +31,7 @@ import {
   type ApprovalPause,
   type ConsentPause,
 } from './agent-tools.js';
+import { loadPeer } from './peer.js';
 import type { AgentContext } from '../context.js';
 import { AgentIamError } from '../errors.js';
 import { createKeyValueStore, storeKey } from '../stores/store.js';

@@ -16,7 +16,6 @@ import type { FunctionTool, RunContext, RunState, RunToolApprovalItem } from '@o
 import type { z } from 'zod';
 import {
   createAgentToolsCore,
-  loadPeer,
   type AgentIamParts,
   type AgentToolBehaviour,
   type AgentToolRefusal,
@@ -28,6 +27,7 @@ import {
   type ApprovalPause,
   type ConsentPause,
 } from './agent-tools.js';
+import { loadPeer } from './peer.js';
 import type { AgentContext } from '../context.js';
 import { AgentIamError } from '../errors.js';
 
